@@ -1,0 +1,6 @@
+"""JSON blueprint under /api. Each module registers its routes on `bp`."""
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+from api import local_links  # noqa: E402,F401  (routes register on import)

@@ -1,0 +1,72 @@
+"""The one error envelope: {type, code, message, details}. App-level handlers, because blueprint
+handlers never see routing 404s/405s, and the portal's HTML errors share the same decisions."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, render_template
+from werkzeug.exceptions import HTTPException
+
+from core.errors import DomainError
+from core.web import wants_json
+
+log = logging.getLogger(__name__)
+
+# Stable codes for HTTP-level failures.
+HTTP_CODES = {
+    400: ("validation_error", "bad_request"),
+    401: ("auth_error", "unauthenticated"),
+    403: ("auth_error", "forbidden"),
+    404: ("not_found", "not_found"),
+    405: ("validation_error", "method_not_allowed"),
+    409: ("conflict", "conflict"),
+    413: ("validation_error", "payload_too_large"),
+    415: ("validation_error", "unsupported_media_type"),
+    422: ("validation_error", "unprocessable"),
+    429: ("rate_limited", "rate_limited"),
+    503: ("unavailable", "unavailable"),
+}
+
+
+def error_response(status: int, type_: str, code: str, message: str, details: list | None = None):
+    body = {"type": type_, "code": code, "message": message, "details": details or []}
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _html(status: int, message: str):
+    return render_template("portal/error.html", status=status, message=message), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        if wants_json():
+            return error_response(exc.status, exc.type, exc.code, exc.message, exc.details)
+        return _html(exc.status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        type_, code = HTTP_CODES.get(status, ("internal" if status >= 500 else "validation_error", "http_error"))
+        message = exc.description or exc.name
+        if status == 413:
+            message = "The request is larger than this service accepts."
+        if status == 400 and "CSRF" in (exc.description or ""):
+            code, message = "csrf_failed", "The form expired or was not sent from this site. Reload the page and try again."
+        if wants_json():
+            response = error_response(status, type_, code, message)
+            if status == 405 and getattr(exc, "valid_methods", None):
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
+            return response
+        return _html(status, message)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        # Logged with the request id; the client gets the id, never the details.
+        log.exception("unhandled exception", extra={"request_id": getattr(g, "request_id", None)})
+        message = f"Something went wrong on our side. Quote request id {getattr(g, 'request_id', '-')} when reporting it."
+        if wants_json():
+            return error_response(500, "internal", "internal_error", message)
+        return _html(500, message)

@@ -1,0 +1,111 @@
+"""The app factory: settings, extensions, services, blueprints, CLI, error handlers, logging."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import weakref
+from collections.abc import Mapping
+
+from flask import Flask
+from flask_migrate import Migrate
+
+from core.db import db
+from core.errors import StorageError
+from core.logs import configure_logging
+from core.services import EXTENSION_KEY, build_services
+from core.settings import Settings, SettingsError
+
+migrate = Migrate()
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def create_app(settings: Settings | Mapping | None = None) -> Flask:
+    """Build the app. `settings` is a Settings, a mapping of environment-style variables, or
+    None to read os.environ. Tests swap services by passing settings, never by patching."""
+    if settings is None:
+        settings = Settings.from_env(os.environ)
+    elif not isinstance(settings, Settings):
+        settings = Settings.from_env(settings)
+
+    configure_logging(settings.log_level)
+    app = Flask(__name__, static_folder=os.path.join(HERE, "static"), instance_path=os.path.join(HERE, "instance"))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=_absolute_sqlite(settings.database_url),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # Werkzeug refuses larger bodies before we read them; per-file limits are enforced while streaming.
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes * 10 + 1024 * 1024,
+        MAX_FORM_MEMORY_SIZE=1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.is_production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.is_production,
+        WTF_CSRF_TIME_LIMIT=None,  # the session bounds the token; a long review must not lose a form
+        TESTING=settings.app_env == "testing",
+    )
+    app.config.update(dict(settings.flask_overrides))
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(HERE, "migrations"), render_as_batch=True)
+    app.extensions[EXTENSION_KEY] = build_services(settings)
+    _dispose_pool_after_fork(app)
+
+    from api import bp as api_bp
+    from api.errors import register_error_handlers
+    from api.health import bp as health_bp
+    from core.web import register_request_hooks
+    from portal import bp as portal_bp, init_portal
+
+    register_request_hooks(app)
+    register_error_handlers(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
+    init_portal(app)
+    app.register_blueprint(portal_bp)
+
+    from commands import register_commands
+
+    register_commands(app)
+
+    try:
+        app.extensions[EXTENSION_KEY].storage.ensure_ready()
+    except StorageError as exc:  # keep serving; /readyz reports storage as failing
+        logging.getLogger("startup").error("storage not ready: %s", exc.message)
+    return app
+
+
+def _absolute_sqlite(url: str) -> str:
+    # Relative SQLite paths are taken from the project root, whatever the working directory.
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+        return prefix + os.path.join(HERE, url[len(prefix):])
+    return url
+
+
+_APPS: "weakref.WeakSet[Flask]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for app in list(_APPS):
+        with app.app_context():
+            db.engine.dispose(close=False)
+
+
+# RQ forks a work horse per job; a forked child must not reuse the parent's pooled connections.
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _dispose_pool_after_fork(app: Flask) -> None:
+    _APPS.add(app)
+
+
+def main_app() -> Flask:
+    """Entry point for `flask --app app:main_app` and gunicorn: one-line reason on bad settings."""
+    try:
+        return create_app()
+    except SettingsError as exc:
+        print(f"error: bad setting: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""The rules and the parts. No request objects, no templates."""

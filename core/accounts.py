@@ -1,0 +1,82 @@
+"""Users: creation, password checks, and sign-in throttling."""
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from core.db import db
+from core.errors import Conflict, ValidationError
+from core.models import ROLES, User
+from core.services import services
+
+THROTTLE_WINDOW_S = 15 * 60
+# A real hash, so an unknown e-mail costs as much time as a wrong password.
+_DUMMY_HASH = generate_password_hash(secrets.token_hex(8))
+
+
+class LoginThrottled(Exception):
+    pass
+
+
+def normalise_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def create_user(email: str, role: str, password: str | None = None, name: str = "", city: str | None = None) -> tuple[User, str]:
+    """Returns the user and the password (generated when none is given). Caller commits."""
+    email = normalise_email(email)
+    if "@" not in email or len(email) > 320:
+        raise ValidationError("email_invalid", f"{email!r} is not an e-mail address.", [{"field": "email", "issue": "invalid"}])
+    if role not in ROLES:
+        raise ValidationError("role_invalid", f"Role must be one of {', '.join(ROLES)}.", [{"field": "role", "issue": role}])
+    if db.session.query(User.id).filter_by(email=email).first():
+        raise Conflict("user_exists", f"A user with e-mail {email} already exists.")
+    password = password or secrets.token_urlsafe(12)
+    if len(password) < 8:
+        raise ValidationError("password_too_short", "Passwords need at least 8 characters.", [{"field": "password", "issue": "too short"}])
+    user = User(email=email, role=role, name=name or email.split("@")[0], city=city,
+                password_hash=generate_password_hash(password))
+    db.session.add(user)
+    db.session.flush()
+    return user, password
+
+
+def set_password(user: User, password: str) -> None:
+    user.password_hash = generate_password_hash(password)
+
+
+def _keys(email: str, address: str) -> list[str]:
+    prefix = services().settings.queue_prefix
+    return [f"{prefix}login:fail:email:{email}", f"{prefix}login:fail:addr:{address}"]
+
+
+def authenticate(email: str, password: str, address: str) -> User | None:
+    """The user, or None. Raises LoginThrottled after too many recent failures."""
+    svc = services()
+    email = normalise_email(email)
+    keys = _keys(email, address)
+    limit = svc.settings.login_max_failures
+    counts = [int(v or 0) for v in svc.redis.mget(keys)]
+    # The address limit is looser: many people can share one office address.
+    if counts[0] >= limit or counts[1] >= limit * 4:
+        raise LoginThrottled("Too many failed sign-ins. Wait 15 minutes and try again.")
+    user = db.session.query(User).filter_by(email=email).first()
+    ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password or "")
+    if user and ok and user.active:
+        svc.redis.delete(keys[0])
+        return user
+    pipe = svc.redis.pipeline()
+    for key in keys:
+        pipe.incr(key)
+        pipe.expire(key, THROTTLE_WINDOW_S)
+    pipe.execute()
+    return None
+
+
+def tokens_equal(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison; an unset expected secret never matches."""
+    if not expected or given is None:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())

@@ -1,0 +1,205 @@
+"""One Settings object, read from the environment once inside create_app and validated.
+
+Code reads this object, never os.environ. A bad value raises SettingsError with one line that
+names the variable, so start-up stops with a reason an operator can act on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; str() is the one-line reason."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true/false or 1/0)")
+
+
+def parse_int(name: str, raw: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name}={value} is below the minimum of {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} is above the maximum of {maximum}")
+    return value
+
+
+def parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+    return value
+
+
+KNOWN_FILE_TYPES = ("pdf", "jpg", "jpeg", "png", "csv")
+MAX_SIGNED_URL_TTL = 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    secret_key: str = ""
+    database_url: str = "sqlite:///instance/app.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    storage_backend: str = "local"
+    local_storage_root: str = "instance/storage"
+    minio_endpoint: str = ""
+    minio_access_key: str = ""
+    minio_secret_key: str = ""
+    minio_bucket: str = "evidence"
+    minio_secure: bool = False
+    minio_region: str = "us-east-1"
+    signed_url_ttl_seconds: int = 3600
+    av_scan_enabled: bool = True
+    av_scanner: str = "eicar"
+    clamd_url: str = "tcp://127.0.0.1:3310"
+    clamd_timeout_seconds: int = 30
+    allowed_file_types: tuple[str, ...] = ("pdf", "jpg", "jpeg", "png", "csv")
+    max_upload_mb: int = 25
+    evidence_retention_days: int = 730
+    kajabi_raw_retention_days: int = 365
+    kajabi_webhook_secret: str = ""
+    cron_secret: str = ""
+    enable_internal_endpoints: bool = False
+    internal_metrics_token: str = ""
+    unmatched_alert_threshold: int = 50
+    analytics_sink_url: str = ""
+    analytics_file: str = "instance/analytics.jsonl"
+    scan_sweep_minutes: int = 10
+    outbox_max_attempts: int = 8
+    login_max_failures: int = 5
+    queue_prefix: str = ""
+    log_level: str = "INFO"
+    # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
+    flask_overrides: Mapping = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def clamp_ttl(self, ttl: int | None) -> int:
+        """Links never live longer than an hour, whatever is asked for."""
+        if ttl is None:
+            ttl = self.signed_url_ttl_seconds
+        return max(1, min(int(ttl), MAX_SIGNED_URL_TTL))
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+        env = {k: v for k, v in environ.items() if v is not None}
+
+        def get(name: str, default: str = "") -> str:
+            return str(env.get(name, default))
+
+        app_env = parse_choice("APP_ENV", get("APP_ENV", "development"), ("development", "testing", "production"))
+        production = app_env == "production"
+
+        secret_key = get("SECRET_KEY")
+        if not secret_key:
+            if production:
+                raise SettingsError("SECRET_KEY is required when APP_ENV=production")
+            secret_key = secrets.token_hex(32)  # dev only: sessions and links die with the process
+        elif production and len(secret_key) < 32:
+            raise SettingsError("SECRET_KEY must be at least 32 characters in production")
+
+        database_url = get("DATABASE_URL", cls.database_url)
+        scheme = urlparse(database_url).scheme
+        if scheme == "postgresql":
+            raise SettingsError("DATABASE_URL must name the driver: use postgresql+psycopg://")
+        if not (scheme.startswith("sqlite") or scheme == "postgresql+psycopg"):
+            raise SettingsError(f"DATABASE_URL scheme {scheme!r} is not supported (sqlite or postgresql+psycopg)")
+
+        redis_url = get("REDIS_URL", cls.redis_url)
+        if urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise SettingsError(f"REDIS_URL={redis_url!r} is not a redis:// URL")
+
+        storage_backend = parse_choice("STORAGE_BACKEND", get("STORAGE_BACKEND", "local"), ("local", "minio"))
+        minio_endpoint = get("MINIO_ENDPOINT")
+        minio_access_key = get("MINIO_ACCESS_KEY")
+        minio_secret_key = get("MINIO_SECRET_KEY")
+        if storage_backend == "minio":
+            for name, value in (("MINIO_ENDPOINT", minio_endpoint), ("MINIO_ACCESS_KEY", minio_access_key),
+                                ("MINIO_SECRET_KEY", minio_secret_key)):
+                if not value:
+                    raise SettingsError(f"{name} is required when STORAGE_BACKEND=minio")
+            if "://" in minio_endpoint:
+                raise SettingsError("MINIO_ENDPOINT is host:port without a scheme; use MINIO_SECURE for https")
+
+        av_scanner = parse_choice("AV_SCANNER", get("AV_SCANNER", "eicar"), ("eicar", "clamd"))
+        clamd_url = get("CLAMD_URL", cls.clamd_url)
+        parsed = urlparse(clamd_url)
+        if parsed.scheme not in ("tcp", "unix"):
+            raise SettingsError(f"CLAMD_URL={clamd_url!r} must start with tcp:// or unix://")
+        if parsed.scheme == "tcp" and (not parsed.hostname or not parsed.port):
+            raise SettingsError(f"CLAMD_URL={clamd_url!r} needs a host and a port")
+
+        types = tuple(t.strip().lower() for t in get("ALLOWED_FILE_TYPES", ",".join(cls.allowed_file_types)).split(",") if t.strip())
+        unknown = [t for t in types if t not in KNOWN_FILE_TYPES]
+        if not types or unknown:
+            raise SettingsError(f"ALLOWED_FILE_TYPES has unsupported types {unknown}; known: {', '.join(KNOWN_FILE_TYPES)}")
+
+        ttl = parse_int("SIGNED_URL_TTL_SECONDS", get("SIGNED_URL_TTL_SECONDS", "3600"), minimum=1)
+        ttl = min(ttl, MAX_SIGNED_URL_TTL)  # the contract: clamped, never longer
+
+        return cls(
+            app_env=app_env,
+            secret_key=secret_key,
+            database_url=database_url,
+            redis_url=redis_url,
+            storage_backend=storage_backend,
+            local_storage_root=get("LOCAL_STORAGE_ROOT", cls.local_storage_root),
+            minio_endpoint=minio_endpoint,
+            minio_access_key=minio_access_key,
+            minio_secret_key=minio_secret_key,
+            minio_bucket=get("MINIO_BUCKET", cls.minio_bucket) or cls.minio_bucket,
+            minio_secure=parse_bool("MINIO_SECURE", get("MINIO_SECURE", "false")),
+            minio_region=get("MINIO_REGION", cls.minio_region) or cls.minio_region,
+            signed_url_ttl_seconds=ttl,
+            av_scan_enabled=parse_bool("AV_SCAN_ENABLED", get("AV_SCAN_ENABLED", "true")),
+            av_scanner=av_scanner,
+            clamd_url=clamd_url,
+            clamd_timeout_seconds=parse_int("CLAMD_TIMEOUT_SECONDS", get("CLAMD_TIMEOUT_SECONDS", "30"), minimum=1),
+            allowed_file_types=types,
+            max_upload_mb=parse_int("MAX_UPLOAD_MB", get("MAX_UPLOAD_MB", "25"), minimum=1, maximum=1024),
+            evidence_retention_days=parse_int("EVIDENCE_RETENTION_DAYS", get("EVIDENCE_RETENTION_DAYS", "730"), minimum=1),
+            kajabi_raw_retention_days=parse_int("KAJABI_RAW_RETENTION_DAYS", get("KAJABI_RAW_RETENTION_DAYS", "365"), minimum=1),
+            kajabi_webhook_secret=get("KAJABI_WEBHOOK_SECRET"),
+            cron_secret=get("CRON_SECRET"),
+            enable_internal_endpoints=parse_bool("ENABLE_INTERNAL_ENDPOINTS", get("ENABLE_INTERNAL_ENDPOINTS", "0")),
+            internal_metrics_token=get("INTERNAL_METRICS_TOKEN"),
+            unmatched_alert_threshold=parse_int("UNMATCHED_ALERT_THRESHOLD", get("UNMATCHED_ALERT_THRESHOLD", "50"), minimum=0),
+            analytics_sink_url=get("ANALYTICS_SINK_URL"),
+            analytics_file=get("ANALYTICS_FILE", cls.analytics_file) or cls.analytics_file,
+            scan_sweep_minutes=parse_int("SCAN_SWEEP_MINUTES", get("SCAN_SWEEP_MINUTES", "10"), minimum=1),
+            outbox_max_attempts=parse_int("OUTBOX_MAX_ATTEMPTS", get("OUTBOX_MAX_ATTEMPTS", "8"), minimum=1, maximum=30),
+            login_max_failures=parse_int("LOGIN_MAX_FAILURES", get("LOGIN_MAX_FAILURES", "5"), minimum=1),
+            queue_prefix=get("QUEUE_PREFIX"),
+            log_level=parse_choice("LOG_LEVEL", get("LOG_LEVEL", "INFO"), ("debug", "info", "warning", "error")).upper(),
+        )

@@ -1,0 +1,41 @@
+"""Periodic work as data. The scheduler loop enqueues each entry at most once per interval
+across any number of scheduler processes (a Redis SET NX lock per entry), so running two
+schedulers by mistake does not double the work."""
+from __future__ import annotations
+
+import logging
+import time
+
+from jobs.queues import Queues
+
+log = logging.getLogger(__name__)
+
+
+def periodic_job_definitions() -> list[dict]:
+    return [
+        {"name": "outbox-deliver", "func": "jobs.outbox.deliver_due", "queue": "outbox", "interval": 5, "timeout": 120},
+        {"name": "scan-sweep", "func": "jobs.scans.sweep_pending", "queue": "scans", "interval": 60, "timeout": 120},
+        {"name": "kajabi-reconcile", "func": "jobs.kajabi.reconcile", "queue": "ledger", "interval": 300, "timeout": 600},
+        {"name": "rollups-refresh", "func": "jobs.rollups.refresh_recent", "queue": "maintenance", "interval": 60, "timeout": 300},
+    ]
+
+
+def tick(queues: Queues, now: float | None = None, definitions: list[dict] | None = None) -> list[str]:
+    """Enqueue every entry whose interval lock is free. Returns the names enqueued."""
+    enqueued = []
+    for entry in definitions or periodic_job_definitions():
+        key = f"{queues.prefix}schedule:lock:{entry['name']}"
+        if queues.redis.set(key, int(now or time.time()), nx=True, ex=entry["interval"]):
+            queues.enqueue(entry["queue"], entry["func"], timeout=entry["timeout"])
+            enqueued.append(entry["name"])
+    return enqueued
+
+
+def run_forever(queues: Queues, stop=lambda: False, sleep=time.sleep) -> None:
+    while not stop():
+        try:
+            for name in tick(queues):
+                log.info("scheduled", extra={"job": name})
+        except Exception:  # Redis blip: log and keep the loop alive
+            log.exception("scheduler tick failed")
+        sleep(1)

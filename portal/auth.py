@@ -1,0 +1,52 @@
+"""Sign-in and sign-out. Repeated failures are throttled per e-mail and per address, in Redis."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from core import accounts
+from portal import bp
+from portal.forms import LoginForm, LogoutForm
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site relative paths: never an open redirect.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("portal.home")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("portal.home"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.authenticate(form.email.data, form.password.data, request.remote_addr or "-")
+        except accounts.LoginThrottled as exc:
+            form.password.errors.append(str(exc))
+            return render_template("portal/login.html", form=form), 429
+        if user is None:
+            form.password.errors.append("That e-mail and password do not match an account.")
+            return render_template("portal/login.html", form=form), 200
+        login_user(user)
+        return redirect(_safe_next(request.args.get("next")))
+    return render_template("portal/login.html", form=form)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    form = LogoutForm()
+    if form.validate_on_submit():
+        logout_user()
+        flash("You have signed out.", "info")
+    return redirect(url_for("portal.login"))
+
+
+@bp.get("/")
+def home():
+    if not current_user.is_authenticated:
+        return redirect(url_for("portal.login"))
+    return render_template("portal/home.html")

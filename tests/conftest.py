@@ -1,0 +1,132 @@
+"""Fixtures on real services: the machine's PostgreSQL and Redis, plus a clamd and an S3 endpoint
+that the test run starts itself (tests/services/). Services are swapped through the settings
+passed to create_app, never by monkeypatching."""
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+from redis import Redis
+from sqlalchemy.engine import make_url
+from werkzeug.serving import make_server
+
+from app import create_app
+from core.db import db
+from core.settings import Settings
+
+pytest_plugins = ["tests.services.clamd", "tests.services.s3server"]
+
+DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/points_test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+TABLES = ["user_badges", "badges", "activity_tags", "points_ledger", "outbox", "kajabi_events", "audit_events",
+          "runs", "daily_rollups", "evidence_files", "submissions", "activities", "users"]
+
+
+def _recreate_database(url: str) -> None:
+    u = make_url(url)
+    admin = u.set(database="postgres", drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{u.database}"')
+
+
+@pytest.fixture(scope="session")
+def migrated_database():
+    """A fresh PostgreSQL database, migrated once per run with `flask db upgrade`'s code path."""
+    from flask_migrate import upgrade
+
+    _recreate_database(DATABASE_URL)
+    app = create_app(Settings.from_env(base_env("/tmp/points-migrate-storage")))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return DATABASE_URL
+
+
+def base_env(storage_root: str) -> dict:
+    return {
+        "APP_ENV": "testing",
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "DATABASE_URL": DATABASE_URL,
+        "REDIS_URL": REDIS_URL,
+        "STORAGE_BACKEND": "local",
+        "LOCAL_STORAGE_ROOT": storage_root,
+        "AV_SCANNER": "eicar",
+        "ANALYTICS_FILE": os.path.join(storage_root, "analytics.jsonl"),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+def make_settings(tmp_path, migrated_database):
+    """make_settings(**ENV_OVERRIDES) -> Settings, e.g. make_settings(STORAGE_BACKEND="minio")."""
+    root = str(tmp_path / "storage")
+
+    def build(flask_overrides: dict | None = None, **env) -> Settings:
+        settings = Settings.from_env({**base_env(root), **{k: str(v) for k, v in env.items()}})
+        return settings.replace(flask_overrides=flask_overrides or {"WTF_CSRF_ENABLED": False})
+
+    return build
+
+
+def _clean(app) -> None:
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("TRUNCATE " + ", ".join(TABLES) + " RESTART IDENTITY CASCADE")
+    Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def make_app(make_settings):
+    """make_app(**ENV_OVERRIDES) -> a Flask app on clean PostgreSQL tables and a clean Redis db."""
+    apps = []
+
+    def build(flask_overrides: dict | None = None, **env):
+        app = create_app(make_settings(flask_overrides, **env))
+        if not apps:
+            _clean(app)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@contextmanager
+def serve(app):
+    """Run the app on a free loopback port in a thread; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture
+def live_server(app):
+    with serve(app) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_conn():
+    return Redis.from_url(REDIS_URL)
