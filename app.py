@@ -56,6 +56,7 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     from api import bp as api_bp
     from api.errors import register_error_handlers
     from api.health import bp as health_bp
+    from api.internal import metrics_bp
     from core.web import register_request_hooks
     from portal import bp as portal_bp, init_portal
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(metrics_bp)
     init_portal(app)
     app.register_blueprint(portal_bp)
 

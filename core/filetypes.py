@@ -13,7 +13,7 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import BinaryIO, Union
+from typing import BinaryIO, NoReturn, Union
 
 import magic
 
@@ -165,7 +165,7 @@ def _text_problem(head: bytes) -> str | None:
     return None
 
 
-def _refuse(exc_cls: type, code: str, message: str, field: str, issue: str) -> None:
+def _refuse(exc_cls: type, code: str, message: str, field: str, issue: str) -> NoReturn:
     raise exc_cls(code, message, [{"field": field, "issue": issue}])
 
 

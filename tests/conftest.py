@@ -55,7 +55,7 @@ def base_env(storage_root: str) -> dict:
         "STORAGE_BACKEND": "local",
         "LOCAL_STORAGE_ROOT": storage_root,
         "AV_SCANNER": "eicar",
-        "ANALYTICS_FILE": os.path.join(storage_root, "analytics.jsonl"),
+        "ANALYTICS_FILE": os.path.join(os.path.dirname(storage_root), "analytics.jsonl"),
         "LOG_LEVEL": "WARNING",
     }
 

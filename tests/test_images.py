@@ -40,10 +40,18 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
-    """A valid PNG of `width` x `height` black grey pixels, a few hundred KiB on disk."""
-    compressor = zlib.compressobj(9)
+    """A complete, valid PNG of `width` x `height` black greyscale pixels, small on disk.
+
+    Compressing 900 MB of zeros takes seconds, so one row is compressed and, after a full flush
+    (which resets the compressor's history), its output repeated; the stream ends with an empty
+    final block and the Adler-32 of n zero bytes, which is (n mod 65521) << 16 | 1.
+    """
     row = b"\0" * (width + 1)  # filter byte + one byte per pixel
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    compressor = zlib.compressobj(9)
+    first = compressor.compress(row) + compressor.flush(zlib.Z_FULL_FLUSH)  # with the zlib header
+    unit = compressor.compress(row) + compressor.flush(zlib.Z_FULL_FLUSH)
+    total = height * len(row)
+    idat = first + unit * (height - 1) + b"\x03\x00" + struct.pack(">I", ((total % 65521) << 16) | 1)
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
@@ -129,6 +137,13 @@ def test_jpeg_header_claiming_huge_size_is_not_ok() -> None:
     assert image_dimensions(io.BytesIO(jpeg_header_claiming(65000, 65000))) == (65000, 65000)
     assert image_dimensions_ok(io.BytesIO(jpeg_header_claiming(65000, 65000))) is False
     assert image_dimensions_ok(io.BytesIO(jpeg_header_claiming(4000, 3000))) is True
+
+
+def test_bomb_generator_makes_a_decodable_png() -> None:
+    data = png_bomb(300, 200)
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        assert im.size == (300, 200) and im.getextrema() == (0, 0)
 
 
 def test_dimensions_of_real_images_and_position_restored() -> None:

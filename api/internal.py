@@ -1,0 +1,55 @@
+"""/api/slo and /metrics: off (404) unless ENABLE_INTERNAL_ENDPOINTS=1, and then only with
+INTERNAL_METRICS_TOKEN (Bearer or X-Internal-Metrics-Token), compared in constant time.
+With the endpoints on but no token configured they answer 403: fail closed, never open."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api import bp
+from core import metrics, slo
+from core.accounts import tokens_equal
+from core.errors import AuthError, NotFound
+from core.services import services
+
+metrics_bp = Blueprint("metrics", __name__)
+
+
+def _presented_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[len("Bearer "):].strip()
+    return request.headers.get("X-Internal-Metrics-Token")
+
+
+def internal_only(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        settings = services().settings
+        if not settings.enable_internal_endpoints:
+            raise NotFound("not_found", "The requested URL was not found on the server.")
+        if not settings.internal_metrics_token:
+            raise AuthError("not_configured", "INTERNAL_METRICS_TOKEN is not set, so internal endpoints refuse everyone.")
+        if not tokens_equal(_presented_token(), settings.internal_metrics_token):
+            raise AuthError("invalid_token", "A valid internal metrics token is required.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.get("/slo")
+@internal_only
+def slo_summary():
+    svc = services()
+    body = slo.summary(svc.redis, svc.settings.unmatched_alert_threshold, key_prefix=svc.settings.queue_prefix)
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@metrics_bp.get("/metrics")
+@internal_only
+def prometheus_metrics():
+    return Response(metrics.render(services()), content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
