@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-from api import internal, local_links  # noqa: E402,F401  (routes register on import)
+from api import internal, local_links, openapi  # noqa: E402,F401  (routes register on import)
