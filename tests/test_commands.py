@@ -1,0 +1,46 @@
+"""The command line: clear output, idempotent seeding, one-line failures with a non-zero exit."""
+from core.db import db
+from core.models import Activity, ActivityTag, Badge, User
+
+
+def test_users_create_prints_a_generated_password(app):
+    result = app.test_cli_runner().invoke(args=["users", "create", "New@Example.com", "--role", "reviewer"])
+    assert result.exit_code == 0, result.output
+    assert "created new@example.com (reviewer)" in result.output
+    password = result.output.split("password: ")[1].strip()
+    assert len(password) >= 12
+    with app.app_context():
+        from core.accounts import authenticate
+        assert authenticate("new@example.com", password, "127.0.0.1").role == "reviewer"
+
+
+def test_users_create_refuses_a_duplicate_with_one_line(app):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["users", "create", "a@example.com", "--role", "admin", "--password", "longenough"]).exit_code == 0
+    result = runner.invoke(args=["users", "create", "A@example.com", "--role", "admin"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: A user with e-mail a@example.com already exists."
+
+
+def test_users_create_refuses_a_bad_role(app):
+    result = app.test_cli_runner().invoke(args=["users", "create", "a@example.com", "--role", "root"])
+    assert result.exit_code == 2 and "root" in result.output
+
+
+def test_demo_seed_twice_changes_nothing(app):
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["demo", "seed"])
+    assert first.exit_code == 0, first.output
+    assert "admin@example.com" in first.output and "demo-password" in first.output
+
+    def snapshot():
+        with app.app_context():
+            return (db.session.query(User).count(), db.session.query(Activity).count(),
+                    db.session.query(ActivityTag).count(), db.session.query(Badge).count(),
+                    sorted((a.code, a.points, a.cap_points, a.cap_period) for a in db.session.query(Activity)))
+
+    before = snapshot()
+    assert before[:4] == (5, 4, 2, 3)
+    second = runner.invoke(args=["demo", "seed"])
+    assert second.exit_code == 0 and "users created: 0" in second.output
+    assert snapshot() == before

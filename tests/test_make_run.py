@@ -1,0 +1,47 @@
+"""`make run`'s script starts web, worker and scheduler; the portal and /readyz answer; Ctrl-C
+stops everything it started."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_serves_login_and_readyz_then_stops_on_ctrl_c(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/run.db", "LOCAL_STORAGE_ROOT": str(tmp_path / "storage"),
+           "REDIS_URL": "redis://127.0.0.1:6379/14", "WEB_CONCURRENCY": "1", "QUEUE_PREFIX": "make-run-test:"}
+    proc = subprocess.Popen(["bash", "scripts/run-local", str(port)], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        ready = requests.get(f"{base}/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["status"] == "ok"
+        login = requests.get(f"{base}/login", timeout=5)
+        assert login.status_code == 200 and "Sign in" in login.text
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    assert "admin@example.com" in output and f"http://127.0.0.1:{port}/login" in output
+    assert "stopped" in output
+    time.sleep(1)
+    # Nothing of the session is left: web, worker and scheduler are all gone.
+    leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
