@@ -24,24 +24,27 @@ def test_run_serves_login_and_readyz_then_stops_on_ctrl_c(tmp_path):
     proc = subprocess.Popen(["bash", "scripts/run-local", str(port)], cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
+    lines = []
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+        for line in proc.stdout:  # the banner comes once the web process answers
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                break
         ready = requests.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200 and ready.json()["status"] == "ok"
         login = requests.get(f"{base}/login", timeout=5)
         assert login.status_code == 200 and "Sign in" in login.text
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=30)
+        rest, _ = proc.communicate(timeout=30)
+        output = "".join(lines) + rest
     assert "admin@example.com" in output and f"http://127.0.0.1:{port}/login" in output
     assert "stopped" in output
-    time.sleep(1)
-    # Nothing of the session is left: web, worker and scheduler are all gone.
-    leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    # Nothing of the session is left: web, worker, scheduler and their children all exit.
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not leftovers:
+            break
+        time.sleep(0.5)
     assert leftovers == []
