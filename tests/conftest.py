@@ -19,8 +19,26 @@ from core.settings import Settings
 
 pytest_plugins = ["tests.services.clamd", "tests.services.s3server"]
 
-DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/points_test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+SLOT_KEY = "points:test-slot"
+SLOT_DBS = (13, 12, 11, 10, 9, 8)
+
+
+def _claim_slot() -> tuple[str, str]:
+    """Each test run gets its own Redis db and PostgreSQL database, so two runs on one machine
+    (two developers, or CI beside a session) never wipe each other's data. The claim is a
+    Redis key that expires, so a killed run frees its slot. Children inherit it through env."""
+    if os.environ.get("TEST_DATABASE_URL") and os.environ.get("TEST_REDIS_URL"):
+        return os.environ["TEST_DATABASE_URL"], os.environ["TEST_REDIS_URL"]
+    for number in SLOT_DBS:
+        if Redis(host="127.0.0.1", port=6379, db=number).set(SLOT_KEY, os.getpid(), nx=True, ex=SLOT_TTL_S):
+            os.environ["TEST_REDIS_URL"] = f"redis://127.0.0.1:6379/{number}"
+            os.environ["TEST_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/points_test_{number}"
+            return os.environ["TEST_DATABASE_URL"], os.environ["TEST_REDIS_URL"]
+    raise RuntimeError(f"every test slot (Redis dbs {SLOT_DBS}) is taken by another test run")
+
+
+SLOT_TTL_S = 900
+DATABASE_URL, REDIS_URL = _claim_slot()
 TABLES = ["user_badges", "badges", "activity_tags", "points_ledger", "outbox", "kajabi_events", "audit_events",
           "runs", "daily_rollups", "evidence_files", "submissions", "activities", "users"]
 
@@ -76,7 +94,15 @@ def _clean(app) -> None:
     with app.app_context():
         with db.engine.begin() as conn:
             conn.exec_driver_sql("TRUNCATE " + ", ".join(TABLES) + " RESTART IDENTITY CASCADE")
-    Redis.from_url(REDIS_URL).flushdb()
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    redis.set(SLOT_KEY, os.getpid(), ex=SLOT_TTL_S)  # keep our claim alive across the flush
+
+
+def pytest_sessionfinish(session, exitstatus):
+    redis = Redis.from_url(REDIS_URL)
+    if redis.get(SLOT_KEY) == str(os.getpid()).encode():
+        redis.delete(SLOT_KEY)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def migrated_app(request, tmp_path):
     if request.param == "sqlite":
         env["DATABASE_URL"] = f"sqlite:///{tmp_path}/migrate.db"
     else:
-        env["DATABASE_URL"] = env["DATABASE_URL"].rsplit("/", 1)[0] + "/points_migrations"
+        env["DATABASE_URL"] = env["DATABASE_URL"] + "_migrations"  # beside this run's test database
         _recreate_database(env["DATABASE_URL"])
     app = create_app(env)
     with app.app_context():
