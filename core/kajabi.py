@@ -1,0 +1,272 @@
+"""Kajabi tags -> ledger: verify the hook's secret, parse both body forms, store the raw event
+once, then (in a job) match contact -> user and tag -> activity and call ledger.record.
+
+Event states: received -> ledgered (result_code: the ledger's code, `awarded`, `cap_reached` or
+`duplicate_event`) | queued_unmatched (`unmatched_contact`, retried by reconcile) | ignored
+(`unknown_tag` — retried by reconcile too, since a mapping may be added later — or
+`unsupported_event`) | recorded (tag_removed: kept for audit, no points).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from core import audit, ledger, rules
+from core.db import db, utcnow
+from core.errors import AuthError, Conflict, Unavailable, ValidationError
+from core.models import ActivityTag, KajabiEvent, User
+
+log = logging.getLogger("kajabi")
+
+MAX_BODY_BYTES = 64 * 1024
+TAG_ADDED, TAG_REMOVED = "tag_added", "tag_removed"
+RECONCILE_KICK_TTL_S = 2
+
+
+# --- verification -------------------------------------------------------------------------------
+
+def verify(secret: str, raw_body: bytes, token: str | None, header_secret: str | None, signature: str | None) -> None:
+    """Raise unless one of the three accepted forms carries the secret. Constant-time throughout."""
+    if not secret:
+        raise Unavailable("not_configured", "Kajabi webhooks are not configured on this server.")
+    expected = secret.encode()
+    ok = False
+    # Each form is compared even after a match, so timing does not reveal which one was used.
+    ok |= token is not None and hmac.compare_digest(token.encode(), expected)
+    ok |= header_secret is not None and hmac.compare_digest(header_secret.encode(), expected)
+    if signature is not None:
+        digest = hmac.new(expected, raw_body, hashlib.sha256).hexdigest()
+        ok |= hmac.compare_digest(signature.strip().lower().removeprefix("sha256=").encode(), digest.encode())
+    if not ok:
+        raise AuthError("invalid_secret", "The webhook secret is missing or wrong.")
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    event_id: str
+    event_type: str
+    contact_id: str | None
+    email: str | None
+    tag: str | None
+    created_at: datetime | None
+
+
+def _parse_time(value) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _text(value) -> str | None:
+    return None if value is None or value == "" else str(value).strip()
+
+
+def parse(body, raw_body: bytes) -> ParsedEvent:
+    """Both forms: Kajabi's documented {id, event, payload: [contacts, contact_tags]} and the flat
+    {event_id, created_at, contact: {id, email}, tag: {id, name}} (event defaults to tag_added)."""
+    if not isinstance(body, dict):
+        raise ValidationError("invalid_payload", "The body must be a JSON object.")
+    contact, tag_name, email = {}, None, None
+    if isinstance(body.get("payload"), list):
+        event_id = _text(body.get("id") or body.get("event_id"))
+        event_type = _text(body.get("event")) or ""
+        for item in body["payload"]:
+            if not isinstance(item, dict):
+                continue
+            attributes = item.get("attributes") if isinstance(item.get("attributes"), dict) else {}
+            if item.get("type") == "contacts":
+                contact = {"id": item.get("id"), "email": attributes.get("email")}
+            elif item.get("type") == "contact_tags":
+                tag_name = attributes.get("name")
+        created = body.get("created_at")
+    elif isinstance(body.get("contact"), dict) or isinstance(body.get("tag"), dict):
+        event_id = _text(body.get("event_id") or body.get("id"))
+        event_type = _text(body.get("event")) or TAG_ADDED
+        contact = body.get("contact") or {}
+        tag = body.get("tag") or {}
+        tag_name = tag.get("name") if isinstance(tag, dict) else tag
+        created = body.get("created_at")
+    else:
+        raise ValidationError("invalid_payload", "The body is neither Kajabi's hook form nor the flat form.",
+                              [{"field": "payload", "issue": "missing"}])
+    if not event_id:
+        # No id: the body itself identifies the event, so a resend is still a duplicate.
+        event_id = "body:" + hashlib.sha256(raw_body).hexdigest()
+    email = _text(contact.get("email"))
+    return ParsedEvent(event_id[:255], event_type[:64], _text(contact.get("id")), email.lower() if email else None,
+                       rules.normalise_tag(tag_name) or None, _parse_time(created))
+
+
+# --- storing (the webhook's transaction) --------------------------------------------------------
+
+def store(parsed: ParsedEvent, body: dict) -> tuple[KajabiEvent, bool]:
+    """(event, created). The unique event_id makes a resent hook a duplicate, stored once."""
+    event = KajabiEvent(event_id=parsed.event_id, event_type=parsed.event_type, payload=body,
+                        contact_id=parsed.contact_id, email=parsed.email, tag=parsed.tag, state="received",
+                        received_at=utcnow())
+    try:
+        with db.session.begin_nested():
+            db.session.add(event)
+    except IntegrityError:
+        existing = db.session.scalar(select(KajabiEvent).where(KajabiEvent.event_id == parsed.event_id))
+        return existing, False
+    return event, True
+
+
+# --- processing (a job) -------------------------------------------------------------------------
+
+def match_user(contact_id: str | None, email: str | None) -> User | None:
+    """By Kajabi contact id, then e-mail (case-insensitive); binds the contact id on first match."""
+    if contact_id:
+        user = db.session.scalar(select(User).where(User.kajabi_contact_id == contact_id))
+        if user is not None:
+            return user
+    if not email:
+        return None
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    if user is not None and contact_id and user.kajabi_contact_id is None:
+        user.kajabi_contact_id = contact_id
+    return user
+
+
+def _finish(event: KajabiEvent, state: str, result_code: str | None, *, user_id: int | None = None) -> None:
+    event.state = state
+    event.result_code = result_code
+    event.user_id = user_id if user_id is not None else event.user_id
+    event.processed_at = utcnow()
+    event.error = None
+
+
+def process(event_row_id: int) -> str | None:
+    """Process one stored event in the caller's transaction. Returns the new state, or None when
+    the event is already final (a retried job finds nothing to do)."""
+    event = db.session.scalar(select(KajabiEvent).where(KajabiEvent.id == event_row_id).with_for_update())
+    if event is None:
+        raise LookupError(f"kajabi event {event_row_id} does not exist")
+    if event.state not in ("received", "queued_unmatched") and not (event.state == "ignored" and event.result_code == "unknown_tag"):
+        return None
+    if event.event_type not in (TAG_ADDED, TAG_REMOVED):
+        _finish(event, "ignored", "unsupported_event")
+        return event.state
+    user = match_user(event.contact_id, event.email)
+    if event.event_type == TAG_REMOVED:
+        # Kept for audit; a grant is one-off and is not taken back by Kajabi removing the tag.
+        _finish(event, "recorded", "tag_removed", user_id=user.id if user else None)
+        audit.record("kajabi.tag_removed", "kajabi_event", event.id, tag=event.tag, user_id=user.id if user else None)
+        return event.state
+    if user is None:
+        _finish(event, "queued_unmatched", "unmatched_contact")
+        return event.state
+    mapping = db.session.get(ActivityTag, event.tag) if event.tag else None
+    if mapping is None:
+        _finish(event, "ignored", "unknown_tag", user_id=user.id)
+        return event.state
+    contact = event.contact_id or user.kajabi_contact_id or f"user-{user.id}"
+    event_id = f"kajabi:tag:{contact}:{event.tag}"
+    try:
+        result = ledger.record(user.id, mapping.activity_code, ledger.KAJABI_SOURCE, event_id,
+                               _event_time(event), tag=event.tag,
+                               meta={"kajabi_event_id": event.event_id, "kajabi_event_row": event.id})
+        event.ledger_id, code = result.entry.id, result.code
+    except Conflict as exc:
+        if exc.code != "duplicate_event":
+            raise
+        existing = ledger.find(ledger.KAJABI_SOURCE, event_id)
+        event.ledger_id, code = (existing.id if existing else None), "duplicate_event"
+    _finish(event, "ledgered", code, user_id=user.id)
+    event.ledgered_at = utcnow()
+    return event.state
+
+
+def _event_time(event: KajabiEvent) -> datetime:
+    created = _parse_time(event.payload.get("created_at")) if isinstance(event.payload, dict) else None
+    return created or event.received_at or utcnow()
+
+
+def reconcile(batch_size: int = 500, progress=None) -> dict[str, int]:
+    """Retry unmatched contacts and newly mapped tags; commits per event so one bad row cannot block
+    the rest. Returns counts by resulting state."""
+    ids = db.session.scalars(
+        select(KajabiEvent.id).where(or_(
+            KajabiEvent.state == "queued_unmatched",
+            # Only unknown tags that have a mapping now, so unmapped tags do not pile up the work.
+            (KajabiEvent.state == "ignored") & (KajabiEvent.result_code == "unknown_tag")
+            & KajabiEvent.tag.in_(select(ActivityTag.tag))))
+        .order_by(KajabiEvent.id)).all()
+    db.session.commit()
+    counts: dict[str, int] = {}
+    for event_row_id in ids:
+        try:
+            state = process(event_row_id) or "unchanged"
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            log.exception("reconcile failed for kajabi event", extra={"kajabi_event_row": event_row_id})
+            state = "failed"
+        counts[state] = counts.get(state, 0) + 1
+        if progress:
+            progress(1)
+    return counts
+
+
+def reconcile_soon() -> None:
+    """Call when users, contact ids or tag mappings change: reconcile runs after the commit."""
+    from core.services import services
+    from jobs.queues import enqueue_after_commit
+
+    svc = services()
+    # Creating many users in a burst needs one reconcile, not one each.
+    try:
+        if not svc.redis.set(f"{svc.settings.queue_prefix}kajabi:reconcile:kick", 1, nx=True, ex=RECONCILE_KICK_TTL_S):
+            return
+    except Exception:  # Redis down: the 5-minute schedule reconciles anyway
+        return
+    enqueue_after_commit("ledger", "jobs.kajabi.reconcile")
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+def email_hash_key(secret_key: str) -> bytes:
+    # A key derived for this purpose only, so the hash does not expose the session secret's uses.
+    return hmac.new(secret_key.encode(), b"points/kajabi-email-hash/v1", hashlib.sha256).digest()
+
+
+def hash_email(email: str, key: bytes) -> str:
+    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+
+
+def anonymise_raw(cutoff: datetime, batch_size: int = 1000) -> int:
+    """Strip personal fields from raw payloads received before `cutoff`, keeping a keyed hash of the
+    e-mail (still joinable, not readable). Idempotent: anonymised rows are skipped. Commits."""
+    from core.services import settings
+
+    key = email_hash_key(settings().secret_key)
+    total = 0
+    while True:
+        events = db.session.scalars(select(KajabiEvent).where(KajabiEvent.received_at < cutoff,
+                                                              KajabiEvent.anonymised_at.is_(None))
+                                    .order_by(KajabiEvent.id).limit(batch_size)).all()
+        if not events:
+            break
+        for event in events:
+            if event.email:
+                event.email_hash = hash_email(event.email, key)
+            event.email = None
+            event.payload = {"anonymised": True, "event": event.event_type, "tag": event.tag,
+                             "contact_id": event.contact_id}
+            event.anonymised_at = utcnow()
+        total += len(events)
+        db.session.commit()
+    return total

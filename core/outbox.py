@@ -1,0 +1,153 @@
+"""The transactional outbox: append in the ledger's transaction, deliver later, at least once.
+
+A batch is claimed with `FOR UPDATE SKIP LOCKED` (PostgreSQL) so any number of workers share the
+work without double-claiming; the row locks are held while the sinks run and released by the
+commit that marks the batch. A worker killed mid-batch rolls back: its records stay pending and
+the next worker redelivers them, which the sinks ignore by idempotency key.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from core.db import db, is_postgres, utcnow
+from core.models import OutboxRecord
+from core.sinks import Message, build_sinks
+
+MAX_BACKOFF_S = 3600
+KICK_PENDING_TTL_S = 60
+_KICK = "points_outbox_kick"
+
+
+def append(topic: str, idempotency_key: str, payload: dict, ledger_id: int | None = None) -> OutboxRecord:
+    """Add a record in the caller's transaction; delivery is kicked once the transaction commits."""
+    record = OutboxRecord(topic=topic, idempotency_key=idempotency_key, payload=payload, ledger_id=ledger_id,
+                          status="pending", attempts=0, next_attempt_at=utcnow())
+    db.session.add(record)
+    request_kick()
+    return record
+
+
+# --- kicking the deliverer after commit, at most one pending kick --------------------------------
+
+def kick_key(prefix: str) -> str:
+    return f"{prefix}outbox:kick:pending"
+
+
+def request_kick() -> None:
+    from core.services import services
+
+    db.session.info[_KICK] = services()
+
+
+@event.listens_for(Session, "after_commit")
+def _kick_after_commit(session: Session) -> None:
+    svc = session.info.pop(_KICK, None)
+    if svc is None:
+        return
+    try:
+        # The job clears the key when it starts, so a commit after that start kicks again; the TTL
+        # covers a kick lost with a dead worker. The scheduler's 5 s tick is the backstop.
+        if svc.redis.set(kick_key(svc.settings.queue_prefix), 1, nx=True, ex=KICK_PENDING_TTL_S):
+            svc.queues.enqueue("outbox", "jobs.outbox.deliver_due")
+    except Exception:  # Redis down: the periodic tick delivers later
+        pass
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_kick(session: Session, previous_transaction) -> None:
+    session.info.pop(_KICK, None)
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+def backoff_seconds(attempts: int, rng: random.Random | None = None) -> float:
+    base = min(2 ** attempts, MAX_BACKOFF_S)
+    return base * (1 + (rng or random).random() * 0.25)  # jitter spreads a burst of retries
+
+
+def claim(batch_size: int, now: datetime) -> list[OutboxRecord]:
+    query = (select(OutboxRecord).where(OutboxRecord.status == "pending", OutboxRecord.next_attempt_at <= now)
+             .order_by(OutboxRecord.id).limit(batch_size))
+    if is_postgres():
+        query = query.with_for_update(skip_locked=True)
+    # SQLite has one writer at a time, so a plain select cannot be claimed twice concurrently.
+    return list(db.session.scalars(query))
+
+
+def deliver_batch(batch_size: int = 500, *, now: datetime | None = None, sinks: list | None = None,
+                  max_attempts: int | None = None) -> BatchResult:
+    """Claim, deliver and mark one batch, in one transaction (committed here)."""
+    from core.services import services
+
+    svc = services()
+    now = now or utcnow()
+    sinks = sinks if sinks is not None else build_sinks(svc.settings, svc.redis)
+    max_attempts = max_attempts or svc.settings.outbox_max_attempts
+    records = claim(batch_size, now)
+    result = BatchResult(claimed=len(records))
+    if not records:
+        db.session.commit()
+        return result
+    messages = [Message(r.id, r.topic, r.idempotency_key, r.payload) for r in records]
+    errors: dict[int, str] = {}
+    for sink in sinks:
+        try:
+            outcome = sink.deliver(messages)
+        except Exception as exc:  # a sink down fails the whole batch for that sink
+            outcome = {m.id: f"{sink.name}: {type(exc).__name__}: {exc}"[:500] for m in messages}
+        for record_id, error in outcome.items():
+            if error and record_id not in errors:
+                errors[record_id] = f"{sink.name}: {error}" if not error.startswith(sink.name) else error
+    delivered_ids = [r.id for r in records if r.id not in errors]
+    stamp = utcnow()
+    if delivered_ids:
+        db.session.execute(update(OutboxRecord).where(OutboxRecord.id.in_(delivered_ids))
+                           .values(status="delivered", delivered_at=stamp, attempts=OutboxRecord.attempts + 1,
+                                   last_error=None).execution_options(synchronize_session=False))
+    for record in records:
+        if record.id in errors:
+            attempts = (record.attempts or 0) + 1
+            record.attempts = attempts
+            record.last_error = errors[record.id]
+            if attempts >= max_attempts:
+                record.status = "dead"
+                result.dead += 1
+            else:
+                record.next_attempt_at = stamp + timedelta(seconds=backoff_seconds(attempts))
+                result.failed += 1
+    result.delivered = len(delivered_ids)
+    db.session.commit()
+    return result
+
+
+def replay(since: datetime | None = None, topic: str | None = None) -> int:
+    """Reset delivered and dead records to pending (the sinks skip what they have seen). Commits."""
+    query = update(OutboxRecord).values(status="pending", attempts=0, next_attempt_at=utcnow(), last_error=None)
+    if since is not None:
+        query = query.where(OutboxRecord.created_at >= since)
+    if topic:
+        query = query.where(OutboxRecord.topic == topic)
+    count = db.session.execute(query.execution_options(synchronize_session=False)).rowcount
+    request_kick()
+    db.session.commit()
+    return count
+
+
+def counts() -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = db.session.execute(select(OutboxRecord.status, func.count()).group_by(OutboxRecord.status)).all()
+    return {status: n for status, n in rows}
