@@ -4,3 +4,5 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 from api import internal, local_links, openapi  # noqa: E402,F401  (routes register on import)
+from api import webhooks, stats  # noqa: E402,F401
+from api import files, cron  # noqa: E402,F401

@@ -40,6 +40,7 @@ def create_user(email: str, role: str, password: str | None = None, name: str = 
                 password_hash=generate_password_hash(password))
     db.session.add(user)
     db.session.flush()
+    __import__("core.kajabi").kajabi.reconcile_soon()  # a waiting Kajabi event may be this user's
     return user, password
 
 

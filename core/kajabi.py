@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from core import audit, ledger, rules
+from core import audit, kicks, ledger, rules
 from core.db import db, utcnow
 from core.errors import AuthError, Conflict, Unavailable, ValidationError
 from core.models import ActivityTag, KajabiEvent, User
@@ -26,7 +26,6 @@ log = logging.getLogger("kajabi")
 
 MAX_BODY_BYTES = 64 * 1024
 TAG_ADDED, TAG_REMOVED = "tag_added", "tag_removed"
-RECONCILE_KICK_TTL_S = 2
 
 
 # --- verification -------------------------------------------------------------------------------
@@ -195,16 +194,21 @@ def _event_time(event: KajabiEvent) -> datetime:
     return created or event.received_at or utcnow()
 
 
-def reconcile(batch_size: int = 500, progress=None) -> dict[str, int]:
-    """Retry unmatched contacts and newly mapped tags; commits per event so one bad row cannot block
-    the rest. Returns counts by resulting state."""
-    ids = db.session.scalars(
+def reconcile_candidates() -> list[int]:
+    """Unmatched contacts, plus unknown tags that have a mapping now (unmapped ones stay put, so
+    they do not pile up the work)."""
+    return list(db.session.scalars(
         select(KajabiEvent.id).where(or_(
             KajabiEvent.state == "queued_unmatched",
-            # Only unknown tags that have a mapping now, so unmapped tags do not pile up the work.
             (KajabiEvent.state == "ignored") & (KajabiEvent.result_code == "unknown_tag")
             & KajabiEvent.tag.in_(select(ActivityTag.tag))))
-        .order_by(KajabiEvent.id)).all()
+        .order_by(KajabiEvent.id)))
+
+
+def reconcile(progress=None) -> dict[str, int]:
+    """Retry unmatched contacts and newly mapped tags; commits per event so one bad row cannot
+    block the rest. Returns counts by resulting state."""
+    ids = reconcile_candidates()
     db.session.commit()
     counts: dict[str, int] = {}
     for event_row_id in ids:
@@ -221,19 +225,13 @@ def reconcile(batch_size: int = 500, progress=None) -> dict[str, int]:
     return counts
 
 
-def reconcile_soon() -> None:
-    """Call when users, contact ids or tag mappings change: reconcile runs after the commit."""
-    from core.services import services
-    from jobs.queues import enqueue_after_commit
+RECONCILE_KICK = "kajabi-reconcile"
 
-    svc = services()
-    # Creating many users in a burst needs one reconcile, not one each.
-    try:
-        if not svc.redis.set(f"{svc.settings.queue_prefix}kajabi:reconcile:kick", 1, nx=True, ex=RECONCILE_KICK_TTL_S):
-            return
-    except Exception:  # Redis down: the 5-minute schedule reconciles anyway
-        return
-    enqueue_after_commit("ledger", "jobs.kajabi.reconcile")
+
+def reconcile_soon() -> None:
+    """Call when users, contact ids or tag mappings change: reconcile runs after the commit
+    (one pending run for a burst of changes; see core.kicks)."""
+    kicks.kick_after_commit(RECONCILE_KICK, "ledger", "jobs.kajabi.reconcile")
 
 
 # --- retention ----------------------------------------------------------------------------------

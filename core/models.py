@@ -94,6 +94,10 @@ class Submission(db.Model):
     __table_args__ = (
         Index("ix_submissions_user_activity_status_date", "user_id", "activity_code", "status", "session_date"),
         Index("ix_submissions_status_created", "status", "created_at"),
+        # The review queue's other sorts and filters (core/review.py; bench/queue.py measures them).
+        Index("ix_submissions_status_session_date", "status", "session_date"),
+        Index("ix_submissions_claimed_by", "claimed_by_id"),
+        Index("ix_submissions_decided_by_status_created", "decided_by_id", "status", "created_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

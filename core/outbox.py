@@ -11,16 +11,14 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
 
+from core import kicks
 from core.db import db, is_postgres, utcnow
 from core.models import OutboxRecord
 from core.sinks import Message, build_sinks
 
 MAX_BACKOFF_S = 3600
-KICK_PENDING_TTL_S = 60
-_KICK = "points_outbox_kick"
 
 
 def append(topic: str, idempotency_key: str, payload: dict, ledger_id: int | None = None) -> OutboxRecord:
@@ -32,35 +30,12 @@ def append(topic: str, idempotency_key: str, payload: dict, ledger_id: int | Non
     return record
 
 
-# --- kicking the deliverer after commit, at most one pending kick --------------------------------
-
-def kick_key(prefix: str) -> str:
-    return f"{prefix}outbox:kick:pending"
+KICK = "outbox-deliver"
 
 
 def request_kick() -> None:
-    from core.services import services
-
-    db.session.info[_KICK] = services()
-
-
-@event.listens_for(Session, "after_commit")
-def _kick_after_commit(session: Session) -> None:
-    svc = session.info.pop(_KICK, None)
-    if svc is None:
-        return
-    try:
-        # The job clears the key when it starts, so a commit after that start kicks again; the TTL
-        # covers a kick lost with a dead worker. The scheduler's 5 s tick is the backstop.
-        if svc.redis.set(kick_key(svc.settings.queue_prefix), 1, nx=True, ex=KICK_PENDING_TTL_S):
-            svc.queues.enqueue("outbox", "jobs.outbox.deliver_due")
-    except Exception:  # Redis down: the periodic tick delivers later
-        pass
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_kick(session: Session, previous_transaction) -> None:
-    session.info.pop(_KICK, None)
+    """Deliver soon after this transaction commits (at most one pending kick; see core.kicks)."""
+    kicks.kick_after_commit(KICK, "outbox", "jobs.outbox.deliver_due")
 
 
 # --- delivery -----------------------------------------------------------------------------------

@@ -111,12 +111,14 @@ class AnalyticsFileSink:
             written = self._already_in_file(recovering)
             todo = [m for m in todo if m.key not in written]
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 if todo:
                     offset = os.fstat(fd).st_size
                     self.redis.hset(self.inflight_key, mapping={m.key: offset for m in todo})
-                    data = b"".join(json.dumps({"idempotency_key": m.key, "topic": m.topic, "outbox_id": m.id,
+                    # A torn last line (kill mid-write) must not swallow the first new one.
+                    torn = offset > 0 and os.pread(fd, 1, offset - 1) != b"\n"
+                    data = (b"\n" if torn else b"") + b"".join(json.dumps({"idempotency_key": m.key, "topic": m.topic, "outbox_id": m.id,
                                                 **m.payload}, sort_keys=True).encode() + b"\n" for m in todo)
                     os.write(fd, data)  # one append; O_APPEND keeps concurrent workers' lines whole
                     os.fsync(fd)

@@ -29,3 +29,4 @@ def _load_user(user_id: str):
 
 
 from portal import auth  # noqa: E402,F401
+from portal import admin, review, uploader  # noqa: E402,F401  (routes register on import)

@@ -47,6 +47,9 @@ def logout():
 
 @bp.get("/")
 def home():
+    # Each role starts where its work is.
     if not current_user.is_authenticated:
         return redirect(url_for("portal.login"))
-    return render_template("portal/home.html")
+    if current_user.is_reviewer:
+        return redirect(url_for("portal.queue"))
+    return redirect(url_for("portal.my_submissions"))

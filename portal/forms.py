@@ -1,9 +1,13 @@
-"""WTForms for the portal. Every form carries a CSRF token (Flask-WTF)."""
+"""WTForms for the portal. Every POST form carries a CSRF token (Flask-WTF); the queue's filter
+form is a GET form and carries none."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms import (BooleanField, DateField, EmailField, HiddenField, IntegerField, MultipleFileField, PasswordField,
+                     SelectField, StringField, SubmitField, TextAreaField, TimeField)
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
+
+from core.models import ROLES
 
 
 class LoginForm(FlaskForm):
@@ -14,3 +18,130 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     submit = SubmitField("Sign out")
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: only the CSRF token travels."""
+    submit = SubmitField("Go")
+
+
+# ---- uploader -----------------------------------------------------------------------------
+
+class SubmissionForm(FlaskForm):
+    activity_code = SelectField("Activity", validators=[DataRequired(message="Choose an activity.")])
+    session_date = DateField("Session date", validators=[InputRequired(message="Give the date of the session.")])
+    session_start = TimeField("Start time (optional, UTC)", validators=[Optional()])
+    city = StringField("City (optional)", validators=[Optional(), Length(max=120)])
+    note = TextAreaField("Note for the reviewer (optional)", validators=[Optional(), Length(max=2000)])
+    files = MultipleFileField("Evidence files")
+    submit = SubmitField("Send for review")
+
+
+def submission_form_class(activities) -> type[SubmissionForm]:
+    """The form with one number field per counter of each activity (AMPLIFY: peers, students).
+    Built per request because the catalogue is data the admins edit."""
+    attrs = {}
+    for activity in activities:
+        for spec in activity.counters or []:
+            name = f"counter_{spec['name']}"
+            if name in attrs:
+                continue
+            low, high = int(spec.get("min", 0)), int(spec.get("max", 10_000))
+            attrs[name] = IntegerField(
+                f"{spec.get('label', spec['name'])} ({activity.name} only, {low} to {high})",
+                validators=[Optional(), NumberRange(min=low, max=high, message=f"Enter a number from {low} to {high}.")])
+    return type("DynamicSubmissionForm", (SubmissionForm,), attrs)
+
+
+class ResubmitForm(FlaskForm):
+    files = MultipleFileField("New or corrected files")
+    submit = SubmitField("Resubmit for review")
+
+
+# ---- reviewer -----------------------------------------------------------------------------
+
+class QueueFilterForm(FlaskForm):
+    class Meta:
+        csrf = False  # a GET form: it changes nothing
+
+    status = SelectField("Status", validators=[Optional()])
+    activity = SelectField("Activity", validators=[Optional()])
+    uploader = StringField("Uploader (name or e-mail)", validators=[Optional(), Length(max=200)])
+    date_from = DateField("Session from", validators=[Optional()])
+    date_to = DateField("Session to", validators=[Optional()])
+    mine = BooleanField("Claimed by me")
+    reviewed = BooleanField("Reviewed by me")
+    sort = SelectField("Sort", choices=[("oldest", "Oldest first"), ("newest", "Newest first"),
+                                        ("session_date", "Session date, earliest first"),
+                                        ("-session_date", "Session date, latest first")], validators=[Optional()])
+    submit = SubmitField("Filter")
+
+
+class DecisionForm(FlaskForm):
+    reason = TextAreaField("Reason (required to reject or request changes; shown to the uploader)",
+                           validators=[Optional(), Length(max=2000)])
+    approve = SubmitField("Approve")
+    changes = SubmitField("Request changes")
+    reject = SubmitField("Reject")
+
+
+class BulkForm(FlaskForm):
+    reason = TextAreaField("Reason for all selected (required to reject)", validators=[Optional(), Length(max=2000)])
+    approve = SubmitField("Approve selected")
+    reject = SubmitField("Reject selected")
+
+
+class RevokeForm(FlaskForm):
+    reason = TextAreaField("Reason for revoking", validators=[DataRequired(message="Give a reason."), Length(max=2000)])
+    submit = SubmitField("Revoke approval")
+
+
+# ---- admin --------------------------------------------------------------------------------
+
+ROLE_CHOICES = [(r, r) for r in ROLES]
+
+
+class NewUserForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=320)])
+    name = StringField("Name", validators=[Optional(), Length(max=200)])
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    city = StringField("City", validators=[Optional(), Length(max=120)])
+    password = PasswordField("Password (leave empty to generate one)", validators=[Optional(), Length(min=8, max=200)])
+    submit = SubmitField("Create user")
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    active = BooleanField("Active")
+    submit = SubmitField("Save")
+
+
+class ActivityForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    points = IntegerField("Points", validators=[InputRequired(), NumberRange(min=0, max=100_000)])
+    cap_points = IntegerField("Cap (points, empty for none)", validators=[Optional(), NumberRange(min=0, max=1_000_000)])
+    cap_period = SelectField("Cap period", choices=[(p, p) for p in ("none", "total", "once", "rolling_7d")])
+    active = BooleanField("Active")
+    submit = SubmitField("Save")
+
+
+class TagForm(FlaskForm):
+    tag = StringField("Kajabi tag", validators=[DataRequired(), Length(max=200)])
+    activity_code = SelectField("Activity")
+    submit = SubmitField("Add mapping")
+
+
+class AttachEventForm(FlaskForm):
+    email = EmailField("User's e-mail", validators=[DataRequired(), Email(), Length(max=320)])
+    submit = SubmitField("Attach and reprocess")
+
+
+class RetentionForm(FlaskForm):
+    days = IntegerField("Keep evidence for (days)", validators=[InputRequired(), NumberRange(min=1, max=36500)])
+    dry_run = SubmitField("Dry run")
+    run = SubmitField("Run now")
+
+
+class HiddenIdForm(FlaskForm):
+    item_id = HiddenField()
+    submit = SubmitField("Go")

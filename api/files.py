@@ -1,0 +1,179 @@
+"""Evidence downloads: the one route family that authorises every read of an evidence file.
+
+Who: a signed-in portal user (Flask-Login session) who uploaded the file, or a reviewer/admin.
+Anonymous -> 401 `unauthenticated`; another uploader -> 404 `file_not_found`, so the existence of
+someone else's file is never revealed.
+
+When: only a servable file (core.evidence.servable). Otherwise:
+- 409 `file_not_ready`   scan still pending (it may become servable; ask again later)
+- 409 `file_not_scanned` uploaded while scanning was off, and scanning is on now
+- 410 `file_infected`    the scanner found malware; the object was deleted and never comes back
+- 410 `file_deleted`     removed by retention
+410 (type `not_found`) says "gone for good", which 409 ("not yet") must not be confused with.
+
+How: the local backend streams the bytes as an attachment; MinIO answers 302 to a presigned link
+carrying the same disposition. Links live at most 3600 s (ttl=7200 -> 3600). Every link issued
+and every download is an audit event.
+"""
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+from flask_login import current_user
+
+from api import bp
+from core import audit
+from core.db import db
+from core.errors import Conflict, DomainError, NotFound, Unauthenticated, ValidationError
+from core.evidence import servable
+from core.models import EvidenceFile
+from core.services import services
+from core.storage.base import content_disposition
+from core.storage.local import LocalStorage
+
+CHUNK = 256 * 1024
+MAX_BATCH = 100
+EVIDENCE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, no-store",
+}
+
+
+class Gone(DomainError):
+    type, status = "not_found", 410
+
+
+def _signed_in_user():
+    if not current_user.is_authenticated:
+        raise Unauthenticated("unauthenticated", "Sign in to continue.")
+    return current_user
+
+
+def _visible_file(file_id: int, user) -> EvidenceFile:
+    file = db.session.get(EvidenceFile, file_id)
+    if file is None or not (user.is_reviewer or file.user_id == user.id):
+        raise NotFound("file_not_found", "This file does not exist.")
+    return file
+
+
+def _require_servable(file: EvidenceFile) -> None:
+    settings = services().settings
+    if servable(file, settings):
+        return
+    if file.deleted_at is not None:
+        raise Gone("file_deleted", "This file was deleted under the retention policy.")
+    if file.scan_state == "infected":
+        raise Gone("file_infected", f"This file contained malware ({file.scan_signature}) and was deleted.")
+    if file.scan_state == "unscanned":
+        raise Conflict("file_not_scanned", "This file was uploaded while virus scanning was off and "
+                                           "has not been scanned since, so it cannot be downloaded.")
+    raise Conflict("file_not_ready", "This file is still being scanned for viruses. Try again in a minute.")
+
+
+def _authorised(file_id: int) -> tuple[EvidenceFile, object]:
+    user = _signed_in_user()
+    file = _visible_file(file_id, user)
+    _require_servable(file)
+    return file, user
+
+
+def _ttl_arg(raw) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool) or not (isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit())) \
+            or int(raw) < 1:
+        raise ValidationError("invalid_parameter", "ttl must be a whole number of seconds, at least 1.",
+                              [{"field": "ttl", "issue": "not a positive integer"}])
+    return int(raw)
+
+
+def _issue_link(file: EvidenceFile, user, ttl: int | None):
+    link = services().storage.signed_url(file.storage_key, ttl=ttl, filename=file.original_name)
+    audit.record("file.link_issued", "evidence_file", file.id, actor_id=user.id, ttl=link.ttl,
+                 expires_at=link.expires_at.isoformat())
+    return link
+
+
+@bp.get("/files/<int:file_id>")
+def download_file(file_id: int):
+    file, user = _authorised(file_id)
+    storage = services().storage
+    if not isinstance(storage, LocalStorage):
+        link = _issue_link(file, user, None)
+        db.session.commit()
+        response = Response(status=302)
+        response.headers["Location"] = link.url
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+    size = storage.stat(file.storage_key).size  # ObjectNotFound -> 404 before a byte is sent
+    fh = storage.open(file.storage_key)
+    audit.record("file.downloaded", "evidence_file", file.id, actor_id=user.id)
+    db.session.commit()
+
+    def body():
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+    response = Response(body(), mimetype="application/octet-stream", direct_passthrough=True)
+    response.call_on_close(fh.close)
+    response.content_length = size
+    response.headers["Content-Disposition"] = content_disposition(file.original_name)
+    response.headers.update(EVIDENCE_HEADERS)
+    return response
+
+
+@bp.get("/files/<int:file_id>/signed-url")
+def signed_url(file_id: int):
+    ttl = _ttl_arg(request.args.get("ttl"))
+    file, user = _authorised(file_id)
+    link = _issue_link(file, user, ttl)
+    db.session.commit()
+    response = jsonify({"file_id": file.id, "url": link.url, "expires_at": link.expires_at.isoformat(),
+                        "ttl": link.ttl})
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.post("/files/signed-urls")
+def signed_urls():
+    user = _signed_in_user()
+    body = request.get_json(silent=True)
+    ids = body.get("file_ids") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_BATCH \
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValidationError("invalid_parameter",
+                              f"Send a JSON object with file_ids: a list of 1 to {MAX_BATCH} file ids.",
+                              [{"field": "file_ids", "issue": "must be a non-empty list of integers"}])
+    ttl = _ttl_arg(body.get("ttl"))
+    urls, errors = [], []
+    for file_id in dict.fromkeys(ids):  # duplicates answered once, order kept
+        try:
+            file = _visible_file(file_id, user)
+            _require_servable(file)
+            link = _issue_link(file, user, ttl)
+        except DomainError as exc:
+            errors.append({"file_id": file_id, "code": exc.code, "message": exc.message})
+            continue
+        urls.append({"file_id": file_id, "url": link.url, "expires_at": link.expires_at.isoformat(), "ttl": link.ttl})
+    db.session.commit()
+    response = jsonify({"urls": urls, "errors": errors})
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/files/<int:file_id>/thumbnail")
+def thumbnail(file_id: int):
+    """Our own re-encoded, EXIF-free JPEG, so it may be shown inline (the portal's detail page)."""
+    file, _user = _authorised(file_id)
+    if not file.is_image:
+        raise NotFound("thumbnail_not_found", "This file has no thumbnail.")
+    if not file.thumbnail_key:
+        raise Conflict("thumbnail_not_ready", "The thumbnail is still being made. Try again in a minute.")
+    storage = services().storage
+    data = b"".join(storage.iter_chunks(file.thumbnail_key))  # <= 512 px: tens of KB
+    response = Response(data, mimetype="image/jpeg")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response

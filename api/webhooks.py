@@ -1,0 +1,44 @@
+"""POST /api/webhooks/kajabi: verify, store the raw event once, queue its processing."""
+from __future__ import annotations
+
+import json
+
+from flask import jsonify, request
+
+from api import bp
+from core import kajabi
+from core.db import db
+from core.errors import PayloadTooLarge, Unavailable, ValidationError
+from core.services import settings
+from jobs.queues import enqueue_after_commit
+
+
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge("payload_too_large", f"Webhook bodies are limited to {kajabi.MAX_BODY_BYTES // 1024} KiB.")
+
+
+@bp.post("/webhooks/kajabi")
+def kajabi_webhook():
+    secret = settings().kajabi_webhook_secret
+    if not secret:  # refuse everything, before reading a byte, until a secret is configured
+        raise Unavailable("not_configured", "Kajabi webhooks are not configured on this server.")
+    if request.content_length is not None and request.content_length > kajabi.MAX_BODY_BYTES:
+        raise _too_large()
+    # Read one byte past the limit: a body without (or lying about) Content-Length is still caught.
+    raw = request.stream.read(kajabi.MAX_BODY_BYTES + 1)
+    if len(raw) > kajabi.MAX_BODY_BYTES:
+        raise _too_large()
+    kajabi.verify(secret, raw, request.args.get("token"), request.headers.get("X-Webhook-Secret"),
+                  request.headers.get("X-Kajabi-Signature"))
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("invalid_json", "The body is not valid JSON.") from None
+    parsed = kajabi.parse(body, raw)
+    event, created = kajabi.store(parsed, body)
+    if not created:
+        db.session.rollback()
+        return jsonify(event_id=parsed.event_id, status="duplicate"), 200
+    enqueue_after_commit("ledger", "jobs.kajabi.process_event", event.id)
+    db.session.commit()
+    return jsonify(event_id=parsed.event_id, status="queued"), 202

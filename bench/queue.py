@@ -1,0 +1,239 @@
+"""Queue-page benchmark: 1,000,000 submissions and 3,000,000 ledger rows in a temporary PostgreSQL
+database (created here, dropped at the end), then, per portal filter combination, the server-side
+time of GET /review (p50, p95) and EXPLAIN ANALYZE of every statement the page runs.
+
+    .venv/bin/python bench/queue.py [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
+                                    [--submissions 1000000] [--ledger 3000000] [--runs 40] [--keep]
+
+Goal: p95 <= 50 ms and no sequential scan of submissions or points_ledger. Exit status 1 if missed.
+The schema comes from the models (db.create_all), which carry the same indexes as the migrations.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is named queue.py: drop its own folder from the path, or it shadows the stdlib `queue`.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+sys.path.insert(0, os.path.dirname(HERE))
+
+import argparse  # noqa: E402
+import re  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import psycopg  # noqa: E402
+from sqlalchemy import event  # noqa: E402
+
+from app import create_app  # noqa: E402
+from core.accounts import create_user  # noqa: E402
+from core.catalogue import seed_catalogue  # noqa: E402
+from core.db import db  # noqa: E402
+
+USERS = 10_000
+REVIEWERS = 20
+PASSWORD = "bench-password-1"
+LARGE = ("submissions", "points_ledger")
+
+# Status mix of a programme that has run a while: most work is decided.
+SEED_SQL = """
+INSERT INTO users (email, name, role, password_hash, city, active, created_at, updated_at)
+SELECT 'uploader' || i || '@example.com', 'Uploader ' || lpad(i::text, 5, '0'), 'uploader', '',
+       (ARRAY['London','Leeds','Bristol','Derby'])[1 + i % 4], true, now(), now()
+FROM generate_series(1, {users}) AS i;
+
+INSERT INTO submissions (user_id, activity_code, status, session_date, session_start, city, counters, note, revision,
+                         claimed_by_id, claim_expires_at, decided_by_id, decided_at, created_at, updated_at)
+SELECT u, a, st,
+       date '2023-01-01' + (i % 730),
+       timestamptz '2023-01-01 09:00+00' + (i % 730) * interval '1 day' + (i % 9) * interval '1 hour',
+       (ARRAY['London','Leeds','Bristol','Derby'])[1 + u % 4],
+       CASE WHEN a = 'AMPLIFY' THEN '{{"peers": 3, "students": 20}}'::json ELSE '{{}}'::json END, '', 1,
+       CASE WHEN st = 'in_review' AND i % 50 = 0 THEN r END,
+       CASE WHEN st = 'in_review' AND i % 50 = 0 THEN now() + interval '20 minutes' END,
+       CASE WHEN st IN ('approved','rejected','changes_requested','revoked') THEN r END,
+       CASE WHEN st IN ('approved','rejected','changes_requested','revoked') THEN ts + interval '2 days' END,
+       ts, ts
+FROM (
+  SELECT i,
+         1 + (i * 7919) % {users} AS u,
+         (ARRAY['EXPLORE','PRESENT','AMPLIFY'])[1 + i % 3] AS a,
+         CASE WHEN i % 100 < 70 THEN 'approved' WHEN i % 100 < 82 THEN 'rejected' WHEN i % 100 < 92 THEN 'in_review'
+              WHEN i % 100 < 96 THEN 'changes_requested' WHEN i % 100 < 98 THEN 'scanning' ELSE 'revoked' END AS st,
+         {reviewer0} + (i % {reviewers}) AS r,
+         timestamptz '2023-01-01 00:00+00' + i * interval '60 seconds' AS ts
+  FROM generate_series(1, {submissions}) AS i
+) AS g;
+
+INSERT INTO points_ledger (user_id, activity_code, delta_points, code, external_source, external_event_id, event_time,
+                           session_date, counters, meta, created_at)
+SELECT 1 + (i * 104729) % {users}, (ARRAY['LEARN','EXPLORE','PRESENT','AMPLIFY'])[1 + i % 4], 10, 'awarded', 'bench',
+       'bench:' || i, timestamptz '2023-01-01 00:00+00' + i * interval '20 seconds', date '2023-01-01' + (i % 730),
+       '{{}}'::json, '{{}}'::json, timestamptz '2023-01-01 00:00+00' + i * interval '20 seconds'
+FROM generate_series(1, {ledger}) AS i;
+
+ANALYZE;
+"""
+
+# Each filter combination the queue form offers, as the query string a reviewer's browser sends.
+COMBINATIONS = [
+    ("default: in review, oldest first", ""),
+    ("newest first", "sort=newest"),
+    ("session date, earliest first", "sort=session_date"),
+    ("session date, latest first", "sort=-session_date"),
+    ("approved, oldest first", "status=approved"),
+    ("approved, newest first", "status=approved&sort=newest"),
+    ("approved, session date", "status=approved&sort=session_date"),
+    ("rejected", "status=rejected"),
+    ("activity", "activity=AMPLIFY"),
+    ("approved + activity", "status=approved&activity=PRESENT"),
+    ("uploader by name", "uploader=Uploader%2004242"),
+    ("uploader by e-mail", "uploader=uploader77%40example.com"),
+    ("uploader, broad match (every user)", "uploader=example.com"),
+    ("session-date range (2 weeks)", "date_from=2024-03-01&date_to=2024-03-14"),
+    ("date range, sorted by session date", "date_from=2024-03-01&date_to=2024-03-14&sort=session_date"),
+    ("approved + date range", "status=approved&date_from=2024-03-01&date_to=2024-03-14"),
+    ("claimed by me", "mine=y"),
+    ("reviewed by me (approved)", "status=approved&reviewed=y"),
+    ("reviewed by me (rejected, newest)", "status=rejected&reviewed=y&sort=newest"),
+    ("activity + uploader + dates", "activity=EXPLORE&uploader=Uploader%20042&date_from=2023-01-01&date_to=2024-12-31"),
+    ("everything at once", "status=approved&activity=AMPLIFY&uploader=Uploader%200&date_from=2023-06-01"
+                           "&date_to=2023-12-31&reviewed=y&sort=-session_date"),
+]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+class Recorder:
+    """Captures the SQL a request runs, so each statement can be EXPLAINed afterwards."""
+
+    def __init__(self, engine):
+        self.statements: list[tuple[str, object]] = []
+        self.on = False
+        event.listen(engine, "before_cursor_execute", self._before)
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
+        if self.on and statement.lstrip().upper().startswith("SELECT"):
+            self.statements.append((statement, parameters))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--submissions", type=int, default=1_000_000)
+    parser.add_argument("--ledger", type=int, default=3_000_000)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--keep", action="store_true", help="keep the database (prints its name)")
+    args = parser.parse_args()
+
+    name = f"points_bench_{os.getpid()}"
+    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = re.sub(r"/[^/]*$", f"/{name}", args.admin_url).replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        return run(url, args)
+    finally:
+        if not args.keep:
+            with psycopg.connect(args.admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            print(f"kept database {name}")
+
+
+def run(url: str, args) -> int:
+    storage = tempfile.mkdtemp(prefix="points-bench-")
+    app = create_app({"APP_ENV": "testing", "SECRET_KEY": "bench-" + "x" * 40, "DATABASE_URL": url,
+                      "LOCAL_STORAGE_ROOT": storage, "LOG_LEVEL": "ERROR", "QUEUE_PREFIX": "bench:",
+                      "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")})
+    app.config["WTF_CSRF_ENABLED"] = False
+    with app.app_context():
+        db.create_all()
+        seed_catalogue()
+        reviewers = [create_user(f"reviewer{i}@example.com", "reviewer", PASSWORD)[0].id for i in range(REVIEWERS)]
+        db.session.commit()
+        started = time.perf_counter()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(SEED_SQL.format(users=USERS, reviewers=REVIEWERS, reviewer0=reviewers[0],
+                                                 submissions=args.submissions, ledger=args.ledger))
+            counts = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in LARGE}
+        print(f"seeded {counts['submissions']:,} submissions and {counts['points_ledger']:,} ledger rows "
+              f"in {time.perf_counter() - started:.1f} s")
+        recorder = Recorder(db.engine)
+
+    client = app.test_client()
+    assert client.post("/login", data={"email": "reviewer0@example.com", "password": PASSWORD}).status_code == 302
+    uploader = app.test_client()
+    with app.app_context():
+        from core.accounts import set_password
+        from core.models import User
+
+        set_password(db.session.get(User, 1), PASSWORD)
+        db.session.commit()
+    assert uploader.post("/login", data={"email": "uploader1@example.com", "password": PASSWORD}).status_code == 302
+
+    pages = [(label, client, "/review?" + qs) for label, qs in COMBINATIONS]
+    first = client.get("/review").get_data(as_text=True)
+    cursor = re.search(r'href="[^"]*after=([^"&]+)', first).group(1)
+    pages.append(("default, page 2 (keyset cursor)", client, f"/review?after={cursor}"))
+    pages.append(("uploader: My submissions (points total from the ledger)", uploader, "/submissions"))
+
+    failures, rows = [], []
+    for label, who, path in pages:
+        for _ in range(3):  # warm the caches, as a running server's would be
+            assert who.get(path).status_code == 200, path
+        timings = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            response = who.get(path)
+            timings.append((time.perf_counter() - t0) * 1000)
+            assert response.status_code == 200
+        p50, p95 = statistics.median(timings), percentile(timings, 95)
+        recorder.statements.clear()
+        recorder.on = True
+        who.get(path)
+        recorder.on = False
+        plans = explain(app, recorder.statements)
+        seq = [t for t in LARGE if re.search(rf"Seq Scan on {t}\b", plans)]
+        rows.append((label, p50, p95, seq))
+        if p95 > 50 or seq:
+            failures.append(label)
+        print(f"\n=== {label}: GET {path}\n    p50 {p50:.1f} ms, p95 {p95:.1f} ms over {args.runs} requests"
+              f"{'; SEQ SCAN on ' + ', '.join(seq) if seq else ''}")
+        print(plans)
+
+    print("\n=== summary (server-side time of the page, Flask test client, no network)")
+    print(f"{'combination':<58} {'p50 ms':>8} {'p95 ms':>8}  seq scan")
+    for label, p50, p95, seq in rows:
+        print(f"{label:<58} {p50:8.1f} {p95:8.1f}  {', '.join(seq) or '-'}")
+    print("goal: p95 <= 50 ms, no sequential scan of submissions or points_ledger: "
+          + ("MET" if not failures else f"MISSED for {len(failures)}: {', '.join(failures)}"))
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    return 0 if not failures else 1
+
+
+def explain(app, statements) -> str:
+    out = []
+    with app.app_context():
+        raw = db.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            for statement, params in statements:
+                if "FROM users" in statement and "WHERE users.id =" in statement:
+                    continue  # Flask-Login's primary-key lookup of the signed-in user
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params)
+                plan = "\n".join("    " + r[0] for r in cur.fetchall())
+                out.append("  -- " + re.sub(r"\s+", " ", statement)[:300] + "\n" + plan)
+        finally:
+            raw.close()
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

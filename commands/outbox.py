@@ -1,0 +1,34 @@
+"""flask outbox replay [--since ISO] [--topic T]."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import click
+from flask.cli import AppGroup
+
+from core import outbox
+
+cli = AppGroup("outbox", help="The transactional outbox.")
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.ClickException(f"--since {value!r} is not an ISO date or date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@cli.command("replay")
+@click.option("--since", help="Only records created at or after this ISO date-time (UTC if no zone).")
+@click.option("--topic", help="Only this topic, e.g. ledger.recorded or badge.awarded.")
+def replay(since: str | None, topic: str | None) -> None:
+    """Reset records to pending so the worker delivers them again; sinks skip keys they have seen."""
+    moment = _parse_since(since)
+    try:
+        count = outbox.replay(since=moment, topic=topic)
+    except Exception as exc:
+        raise click.ClickException(f"replay failed: {exc}") from None
+    click.echo(f"{count} outbox record(s) reset to pending")

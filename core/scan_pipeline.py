@@ -1,0 +1,240 @@
+"""Scanning stored evidence: pending -> clean | infected | unscanned, then the submission moves on.
+
+Fail closed: a file is `clean` only because a scanner said so. When clamd cannot answer, the
+attempt is counted and the error re-raised so RQ retries with back-off; the file stays pending
+(never served) and the sweeper re-enqueues it if Redis lost the job.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+from datetime import timedelta
+from typing import BinaryIO
+
+from core import audit
+from core.db import db, utcnow
+from core.errors import ScannerUnavailable
+from core.storage.base import ObjectNotFound
+from core.evidence import IMAGE_EXTS, SCAN_TIMEOUT_S, scan_job_id, scan_retry
+from core.models import EvidenceFile, Submission
+from core.scanning import ScanResult, scan_file_buffer
+from core.services import services
+from jobs.queues import enqueue_after_commit
+
+log = logging.getLogger(__name__)
+
+
+class IntegrityMismatch(RuntimeError):
+    """The stored bytes are not the bytes that were uploaded; never mark such a file clean."""
+
+
+class _StoredObject(io.RawIOBase):
+    """A forward-only storage stream that scan_file_buffer can rewind: seek(0) closes the current
+    reader and reopens the object lazily on the next read. Hashes what it hands out, so the scan
+    also proves the object still matches the upload's SHA-256."""
+
+    def __init__(self, storage, key: str):
+        self._storage, self._key = storage, key
+        self._fh: BinaryIO | None = None
+        self._digest = hashlib.sha256()
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._fh is None:
+            self._fh = self._storage.open(self._key)
+        data = self._fh.read(len(buffer))
+        buffer[: len(data)] = data
+        self._digest.update(data)
+        self.pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("only a rewind to the start is supported")
+        self._reset()
+        return 0
+
+    def tell(self) -> int:
+        return self.pos
+
+    def sha256_of_last_pass(self) -> str:
+        return self._last_digest
+
+    def _reset(self) -> None:
+        self._last_digest = self._digest.hexdigest()
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self._digest, self.pos = hashlib.sha256(), 0
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        super().close()
+
+
+def scan_file(file_id: int) -> str | None:
+    """Scan one pending file. Returns the new state, or None when there was nothing to do."""
+    svc = services()
+    file = db.session.get(EvidenceFile, file_id)
+    if file is None or file.scan_state != "pending" or file.deleted_at is not None:
+        return None
+    key, expected_sha, expected_size = file.storage_key, file.sha256, file.size_bytes
+    db.session.rollback()  # hold no transaction open while clamd reads the file
+
+    reader = _StoredObject(svc.storage, key)
+    try:
+        result = scan_file_buffer(svc.scanner, reader)  # type: ignore[arg-type]
+        scanned = reader.sha256_of_last_pass()
+    except ScannerUnavailable as exc:
+        _count_failed_attempt(file_id, exc)
+        raise
+    except ObjectNotFound:
+        return _mark_missing(file_id)
+    finally:
+        reader.close()
+    # Only a full clean pass read every byte (an infected verdict may stop early).
+    if result.state == "clean" and scanned != expected_sha:
+        _count_failed_attempt(file_id, None)
+        raise IntegrityMismatch(f"evidence file {file_id}: stored object does not match its upload "
+                                f"(size {expected_size}, sha256 {expected_sha[:12]}...)")
+    return _apply(file_id, result)
+
+
+def _mark_missing(file_id: int) -> str | None:
+    """The object vanished before its scan (e.g. an infected verdict whose commit failed after
+    the delete). Retrying can never succeed, so the row is marked deleted instead."""
+    file = db.session.get(EvidenceFile, file_id)
+    if file is None or file.scan_state != "pending":
+        return None
+    submission = _locked(file.submission_id)
+    file.deleted_at = utcnow()
+    audit.record("file.object_missing", "evidence_file", file.id, submission_id=submission.id)
+    log.error("pending evidence file has no stored object; marked deleted", extra={"file_id": file_id})
+    _advance(submission)
+    db.session.commit()
+    return "missing"
+
+
+def _count_failed_attempt(file_id: int, exc: Exception | None) -> None:
+    db.session.rollback()
+    file = db.session.get(EvidenceFile, file_id)
+    if file is not None:
+        file.scan_attempts = (file.scan_attempts or 0) + 1
+        db.session.commit()
+    log.warning("scan attempt failed; the file stays pending",
+                extra={"file_id": file_id, "error": str(exc) if exc else "integrity mismatch"})
+
+
+def _locked(submission_id: int) -> Submission:
+    # Jobs for files of one submission serialise here, so the last one to finish always sees
+    # every sibling's final state and moves the submission on.
+    return (db.session.query(Submission).filter_by(id=submission_id)
+            .with_for_update().populate_existing().one())
+
+
+def _apply(file_id: int, result: ScanResult) -> str | None:
+    svc = services()
+    file = db.session.get(EvidenceFile, file_id)
+    if file is None:
+        return None
+    submission = _locked(file.submission_id)
+    db.session.refresh(file)
+    if file.scan_state != "pending" or file.deleted_at is not None:  # another job won the race
+        db.session.rollback()
+        return None
+    file.scan_attempts = (file.scan_attempts or 0) + 1
+    file.scanned_at = utcnow()
+    if result.state == "infected":
+        # Deleted before the row says so: if this fails, the job retries and the file, still
+        # pending, is never served meanwhile.
+        svc.storage.delete(file.storage_key)
+        file.scan_state, file.scan_signature = "infected", result.signature or "unknown"
+        audit.record("file.infected", "evidence_file", file.id, submission_id=submission.id,
+                     signature=file.scan_signature, name=file.original_name)
+        if submission.status in ("scanning", "in_review"):
+            submission.status = "rejected"
+            submission.reason = f"File {file.original_name} contains malware ({file.scan_signature})."
+            submission.decided_at = utcnow()
+            audit.record("submission.rejected", "submission", submission.id, reason=submission.reason,
+                         by="virus_scan")
+    elif result.state == "clean":
+        file.scan_state = "clean"
+        audit.record("file.scanned", "evidence_file", file.id, state="clean")
+        if file.ext in IMAGE_EXTS:
+            enqueue_after_commit("media", "jobs.thumbnails.make_thumbnail", file.id,
+                                 job_id=f"thumbnail-{file.id}", timeout=120)
+    else:
+        file.scan_state = "unscanned"
+        audit.record("file.scanned", "evidence_file", file.id, state="unscanned")
+    _advance(submission)
+    db.session.commit()
+    return file.scan_state
+
+
+def _advance(submission: Submission) -> bool:
+    """scanning -> in_review once every live file is clean (or unscanned with scanning off)."""
+    if submission.status != "scanning":
+        return False
+    scanning_off = not services().settings.av_scan_enabled
+    live = [f for f in submission.files if f.deleted_at is None]
+    ok = bool(live) and all(f.scan_state == "clean" or (f.scan_state == "unscanned" and scanning_off) for f in live)
+    if ok:
+        submission.status = "in_review"
+        audit.record("submission.ready_for_review", "submission", submission.id)
+    return ok
+
+
+def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = None) -> dict:
+    """Re-enqueue scans of files still pending after `older_than_minutes` (Redis may have lost
+    the job, or RQ gave up retrying), and move on submissions whose files are all done.
+
+    Job ids are deterministic per file and sweep window, and a job that is still queued,
+    scheduled or running is left alone, so repeated sweeps never pile up work."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    svc = services()
+    minutes = svc.settings.scan_sweep_minutes if older_than_minutes is None else older_than_minutes
+    cutoff = utcnow() - timedelta(minutes=minutes)
+    window = int((now or time.time()) // (max(minutes, 1) * 60))
+    rows = (db.session.query(EvidenceFile.id).filter(EvidenceFile.scan_state == "pending",
+                                                     EvidenceFile.deleted_at.is_(None),
+                                                     EvidenceFile.created_at <= cutoff)
+            .order_by(EvidenceFile.id).limit(1000).all())
+    enqueued = skipped = 0
+    for (file_id,) in rows:
+        busy = False
+        for job_id in (scan_job_id(file_id), scan_job_id(file_id, f"sweep-{window}")):
+            try:
+                status = Job.fetch(job_id, connection=svc.redis).get_status()
+            except NoSuchJobError:
+                continue
+            busy = busy or status in ("queued", "started", "scheduled", "deferred")
+        if busy:
+            skipped += 1
+            continue
+        svc.queues.enqueue("scans", "jobs.scans.scan_file", file_id, retry=scan_retry(),
+                           job_id=scan_job_id(file_id, f"sweep-{window}"), timeout=SCAN_TIMEOUT_S)
+        enqueued += 1
+    advanced = _advance_stuck(cutoff)
+    return {"enqueued": enqueued, "skipped": skipped, "advanced": advanced}
+
+
+def _advance_stuck(cutoff) -> int:
+    """Heal submissions left in `scanning` although every file is done (e.g. a crash between
+    commits); cheap, because it looks only at old `scanning` rows."""
+    ids = [sid for (sid,) in db.session.query(Submission.id)
+           .filter(Submission.status == "scanning", Submission.created_at <= cutoff).limit(500)]
+    moved = 0
+    for sid in ids:
+        if _advance(_locked(sid)):
+            moved += 1
+        db.session.commit()
+    return moved

@@ -1,0 +1,48 @@
+"""Retention job: one batch of users per job, counts kept on the Run row."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from jobs.context import job_context
+
+
+def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
+    """Enforce retention for each user, then anonymise old raw Kajabi payloads. Idempotent:
+    running a batch twice deletes nothing more. Raises on failure (the Run is marked failed)."""
+    from core.db import db
+    from core.models import Run
+    from core.retention import RetentionCounts, anonymise_kajabi_raw, enforce_user_retention
+
+    with job_context():
+        cutoff = datetime.fromisoformat(cutoff_iso)
+        run = db.session.get(Run, run_id)
+        if run is not None and run.status == "finished":
+            return dict(run.counts or {})
+        if run is not None:
+            run.status = "running"
+            db.session.commit()
+        totals = RetentionCounts()
+        users_done = 0
+        try:
+            for user_id in user_ids:
+                totals.add(enforce_user_retention(int(user_id), cutoff))
+                users_done += 1
+            anonymised = anonymise_kajabi_raw()
+        except Exception as exc:
+            db.session.rollback()
+            _finish(run_id, "failed", {**totals.as_dict(), "users": users_done, "error": str(exc)[:500]})
+            raise
+        counts = {**totals.as_dict(), "users": users_done, "kajabi_anonymised": anonymised}
+        _finish(run_id, "finished", counts)
+        return counts
+
+
+def _finish(run_id: int, status: str, counts: dict) -> None:
+    from core.db import db, utcnow
+    from core.models import Run
+
+    run = db.session.get(Run, run_id)
+    if run is None:
+        return
+    run.status, run.counts, run.finished_at = status, counts, utcnow()
+    db.session.commit()

@@ -1,0 +1,81 @@
+"""The queue: each filter, each sort with keyset pagination, counts per status."""
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from core import review
+from core.db import db
+from tests.test_portal_support import insert, people, sign_in
+
+
+def _ids(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'name="submission_ids" value="(\d+)"', html)]
+
+
+def _queue(app, reviewer_id, **kw):
+    with app.app_context():
+        page = review.queue(review.QueueFilters(**kw), reviewer_id, page_size=kw.pop("page_size", 50))
+        return [s.id for s in page.items], page.next_cursor, page.counts
+
+
+def test_keyset_pages_cover_everything_once_in_each_sort(app):
+    ids = people(app)
+    sids = insert(app, ids["owner"], 23)
+    for sort in review.SORTS:
+        seen, after = [], ""
+        while True:
+            with app.app_context():
+                page = review.queue(review.QueueFilters(sort=sort, after=after), ids["reviewer"], page_size=5)
+                seen += [(s.session_date, s.created_at, s.id) for s in page.items]
+            if not page.next_cursor:
+                break
+            after = page.next_cursor
+        assert sorted(i for _, _, i in seen) == sids, sort
+        column = 0 if "session_date" in sort else 1
+        keys = [(row[column], row[2]) for row in seen]
+        assert keys == sorted(keys, reverse=sort.startswith("-") or sort == "newest"), sort
+
+
+def test_filters_and_counts(app):
+    ids = people(app)
+    mine = insert(app, ids["owner"], 3, activity="PRESENT", session_date=date(2024, 5, 1))
+    theirs = insert(app, ids["other"], 2, activity="EXPLORE", session_date=date(2024, 6, 1))
+    decided = insert(app, ids["other"], 2, status="approved", decided_by_id=ids["reviewer"])
+    insert(app, ids["other"], 1, status="rejected", decided_by_id=ids["reviewer2"])
+    with app.app_context():
+        review.claim(theirs[0], ids["reviewer"])
+        db.session.commit()
+        with_name = db.session.get(__import__("core.models", fromlist=["User"]).User, ids["other"])
+        with_name.name = "Grace Hopper"
+        db.session.commit()
+
+    assert _queue(app, ids["reviewer"], activity="PRESENT")[0] == mine
+    assert _queue(app, ids["reviewer"], uploader="HOPPER")[0] == theirs  # by name, any case
+    assert _queue(app, ids["reviewer"], uploader="owner@exa")[0] == mine  # by e-mail
+    assert _queue(app, ids["reviewer"], date_from=date(2024, 5, 15))[0] == theirs
+    assert _queue(app, ids["reviewer"], date_to=date(2024, 5, 15))[0] == mine
+    assert _queue(app, ids["reviewer"], claimed_by_me=True)[0] == [theirs[0]]
+    assert _queue(app, ids["reviewer2"], claimed_by_me=True)[0] == []
+    assert _queue(app, ids["reviewer"], status="approved", reviewed_by_me=True)[0] == decided
+    _, _, counts = _queue(app, ids["reviewer"])
+    assert counts == {"scanning": 0, "in_review": 5, "changes_requested": 0, "approved": 2, "rejected": 1, "revoked": 0}
+    _, _, counts = _queue(app, ids["reviewer"], uploader="grace")
+    assert counts["in_review"] == 2 and counts["approved"] == 2
+
+
+def test_queue_page_filters_through_the_form_and_pages(app):
+    ids = people(app)
+    sids = insert(app, ids["owner"], 60)
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    html = client.get("/review").get_data(as_text=True)
+    assert _ids(html) == sids[:50] and "In review <span class=\"count\">(60)" in html
+    nxt = re.search(r'href="([^"]+)" rel="next"', html).group(1).replace("&amp;", "&")
+    assert _ids(client.get(nxt).get_data(as_text=True)) == sids[50:]
+    html = client.get("/review?sort=newest&uploader=owner&activity=EXPLORE&date_from=2024-01-02&date_to=2024-01-03"
+                      ).get_data(as_text=True)
+    assert _ids(html) == sorted((i for i in sids if (i - 1) % 20 in (1, 2)), reverse=True)
+    assert 'value="owner"' in html  # the filters are kept
+    broken = client.get("/review?after=not-a-cursor")
+    assert broken.status_code == 200 and "That page link is broken" in broken.get_data(as_text=True)

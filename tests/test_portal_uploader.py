@@ -1,0 +1,108 @@
+"""The uploader's pages: the new-submission form (messages next to fields, input kept), My
+submissions in plain words, points and badges, and someone else's submission staying hidden."""
+from __future__ import annotations
+
+import io
+import re
+
+from core.db import db
+from core.models import Submission
+from tests.test_portal_support import flashes, people, png, run_worker, sign_in
+
+
+def _error_for(html: str, field_id: str) -> str:
+    match = re.search(rf'<p class="error" id="{re.escape(field_id)}-error">(.*?)</p>', html, re.S)
+    return match.group(1) if match else ""
+
+
+def test_form_lists_the_catalogue_and_amplify_fields(app):
+    people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    html = client.get("/submissions/new").get_data(as_text=True)
+    for code in ("EXPLORE", "PRESENT", "AMPLIFY"):
+        assert f'value="{code}"' in html
+    assert 'value="LEARN"' not in html  # Kajabi-only activities are not uploaded
+    assert '<label for="counter_peers">Peers trained (Amplify only, 0 to 50)</label>' in html
+    assert '<label for="counter_students">Students trained (Amplify only, 0 to 200)</label>' in html
+    assert 'enctype="multipart/form-data"' in html and 'name="csrf_token"' in html
+
+
+def test_each_message_is_next_to_its_field_and_input_is_kept(app):
+    people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    response = client.post("/submissions/new", data={"activity_code": "AMPLIFY", "session_date": "",
+                                                     "counter_peers": "60", "counter_students": "12",
+                                                     "note": "Workshop at the library"},
+                           content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Give the date of the session." in _error_for(html, "session_date")
+    assert "from 0 to 50" in _error_for(html, "counter_peers")
+    assert 'value="12"' in html and "Workshop at the library" in html
+    assert re.search(r'<option selected value="AMPLIFY">|<option value="AMPLIFY" selected>', html)
+
+    # Problems only core.evidence can see come back next to their fields too.
+    response = client.post("/submissions/new", data={"activity_code": "EXPLORE", "session_date": "2001-01-01",
+                                                     "note": "n"}, content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert _error_for(html, "session_date") and "Attach at least one file." in _error_for(html, "files")
+
+    response = client.post("/submissions/new", data={"activity_code": "EXPLORE", "session_date": _yesterday(),
+                                                     "files": [(io.BytesIO(b"MZ\x90\x00" * 100), "tool.exe")]},
+                           content_type="multipart/form-data")
+    assert response.status_code == 415
+    assert _error_for(response.get_data(as_text=True), "files")
+    with app.app_context():
+        assert db.session.query(Submission).count() == 0
+
+
+def _yesterday() -> str:
+    from tests.evidence_support import yesterday
+
+    return yesterday().isoformat()
+
+
+def test_submit_then_my_submissions_in_plain_words(app):
+    ids = people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    response = client.post("/submissions/new", data={
+        "activity_code": "AMPLIFY", "session_date": _yesterday(), "session_start": "10:15", "city": "Leeds",
+        "counter_peers": "3", "counter_students": "20",
+        "files": [(io.BytesIO(png()), "photo.png"), (io.BytesIO(b"a,b\n1,2\n"), "list.csv")]},
+        content_type="multipart/form-data", follow_redirects=True)
+    assert response.status_code == 200
+    assert any("sent" in m for m in flashes(response))
+    with app.app_context():
+        s = db.session.query(Submission).one()
+        assert (s.user_id, s.counters, s.city, s.session_start.strftime("%H:%M")) == (
+            ids["owner"], {"peers": 3, "students": 20}, "Leeds", "10:15")
+    html = client.get("/submissions").get_data(as_text=True)
+    assert "Checking files for viruses" in html and "photo.png: Being checked for viruses" in html
+    run_worker(app)
+    html = client.get("/submissions").get_data(as_text=True)
+    assert "In review" in html and "photo.png: No virus found" in html
+    assert 'data-testid="points-total">0<' in html and "No badges yet." in html
+
+
+def test_someone_elses_submission_is_not_found(app):
+    ids = people(app)
+    from tests.test_portal_support import insert
+
+    [sid] = insert(app, ids["owner"])
+    other = app.test_client()
+    sign_in(other, "other")
+    assert other.get(f"/submissions/{sid}").status_code == 404
+    assert other.post(f"/submissions/{sid}/resubmit", data={}).status_code == 404
+
+
+def test_home_routes_by_role(app):
+    people(app)
+    for who, where in (("owner", "/submissions"), ("reviewer", "/review"), ("admin", "/review")):
+        client = app.test_client()
+        sign_in(client, who)
+        assert client.get("/").headers["Location"] == where
+    assert app.test_client().get("/").headers["Location"] == "/login"
