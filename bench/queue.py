@@ -58,7 +58,7 @@ SELECT u, a, st,
        ts, ts
 FROM (
   SELECT i,
-         1 + (i * 7919) % {users} AS u,
+         {uploader0} + (i::bigint * 7919) % {users} AS u,
          (ARRAY['EXPLORE','PRESENT','AMPLIFY'])[1 + i % 3] AS a,
          CASE WHEN i % 100 < 70 THEN 'approved' WHEN i % 100 < 82 THEN 'rejected' WHEN i % 100 < 92 THEN 'in_review'
               WHEN i % 100 < 96 THEN 'changes_requested' WHEN i % 100 < 98 THEN 'scanning' ELSE 'revoked' END AS st,
@@ -69,7 +69,7 @@ FROM (
 
 INSERT INTO points_ledger (user_id, activity_code, delta_points, code, external_source, external_event_id, event_time,
                            session_date, counters, meta, created_at)
-SELECT 1 + (i * 104729) % {users}, (ARRAY['LEARN','EXPLORE','PRESENT','AMPLIFY'])[1 + i % 4], 10, 'awarded', 'bench',
+SELECT {uploader0} + (i::bigint * 104729) % {users}, (ARRAY['LEARN','EXPLORE','PRESENT','AMPLIFY'])[1 + i % 4], 10, 'awarded', 'bench',
        'bench:' || i, timestamptz '2023-01-01 00:00+00' + i * interval '20 seconds', date '2023-01-01' + (i % 730),
        '{{}}'::json, '{{}}'::json, timestamptz '2023-01-01 00:00+00' + i * interval '20 seconds'
 FROM generate_series(1, {ledger}) AS i;
@@ -157,10 +157,18 @@ def run(url: str, args) -> int:
         reviewers = [create_user(f"reviewer{i}@example.com", "reviewer", PASSWORD)[0].id for i in range(REVIEWERS)]
         db.session.commit()
         started = time.perf_counter()
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql(SEED_SQL.format(users=USERS, reviewers=REVIEWERS, reviewer0=reviewers[0],
-                                                 submissions=args.submissions, ledger=args.ledger))
-            counts = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in LARGE}
+        raw = db.engine.raw_connection()  # plain psycopg: the seed SQL has no parameters
+        try:
+            cur = raw.cursor()
+            cur.execute(SEED_SQL.format(users=USERS, reviewers=REVIEWERS, reviewer0=reviewers[0],
+                                        uploader0=reviewers[-1] + 1, submissions=args.submissions, ledger=args.ledger))
+            raw.commit()
+            counts = {}
+            for table in LARGE:
+                cur.execute(f"SELECT count(*) FROM {table}")
+                counts[table] = cur.fetchone()[0]
+        finally:
+            raw.close()
         print(f"seeded {counts['submissions']:,} submissions and {counts['points_ledger']:,} ledger rows "
               f"in {time.perf_counter() - started:.1f} s")
         recorder = Recorder(db.engine)
@@ -172,7 +180,7 @@ def run(url: str, args) -> int:
         from core.accounts import set_password
         from core.models import User
 
-        set_password(db.session.get(User, 1), PASSWORD)
+        set_password(db.session.query(User).filter_by(email="uploader1@example.com").one(), PASSWORD)
         db.session.commit()
     assert uploader.post("/login", data={"email": "uploader1@example.com", "password": PASSWORD}).status_code == 302
 

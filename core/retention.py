@@ -119,6 +119,8 @@ def run_all(days: int, *, dry_run: bool = False, started_by: str | None = None,
     from core.models import Run
 
     cutoff = datetime.now(timezone.utc) - timedelta(days=days)
+    # A broken store lists as empty; say so instead of reporting "nothing to delete".
+    services().storage.check()
     totals = RetentionCounts()
     run_id = None
     if not dry_run:

@@ -43,7 +43,11 @@ def enqueue_after_commit(queue: str, func: str, *args, **options) -> None:
     """Queue `func(*args)` (a dotted path to a function in jobs/) once the current session commits."""
     from core.services import services  # needs the app context; bound now, used at commit
 
-    pending = db.session.info.setdefault(_PENDING, [])
+    # Make sure a transaction exists, so a rollback (which is a no-op without one) still drops it.
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()
+    pending = session.info.setdefault(_PENDING, [])
     pending.append((services().queues, queue, func, args, options))
 
 

@@ -12,6 +12,7 @@ def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
     from core.db import db
     from core.models import Run
     from core.retention import RetentionCounts, anonymise_kajabi_raw, enforce_user_retention
+    from core.services import services
 
     with job_context():
         cutoff = datetime.fromisoformat(cutoff_iso)
@@ -24,6 +25,7 @@ def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
         totals = RetentionCounts()
         users_done = 0
         try:
+            services().storage.check()  # a broken store would list as empty and "succeed"
             for user_id in user_ids:
                 totals.add(enforce_user_retention(int(user_id), cutoff))
                 users_done += 1

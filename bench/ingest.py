@@ -1,0 +1,150 @@
+"""Kajabi ingest benchmark: post N tag events to gunicorn + `flask worker` processes and measure
+events/s (first received -> last ledgered), p50/p95/p99 of ledgered_at - received_at, against a
+baseline of direct psycopg inserts of the same raw, ledger and outbox rows, in the same run.
+
+    .venv/bin/python bench/ingest.py --events 2000
+
+Goals (issue): >= 500 events/s, >= 25% of the baseline, p99 <= 2 s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import psycopg  # noqa: E402
+import requests  # noqa: E402
+
+from common import ROOT, VENV_BIN, free_port, processes, temp_environment, wait_http  # noqa: E402
+
+SECRET = "bench-kajabi-secret"
+TAGS = ("elevate-ai-1-completed", "elevate-ai-2-completed")
+
+
+def seed(env: dict, dsn: str, users: int) -> None:
+    from app import create_app
+    from core import catalogue
+    from core.db import db
+
+    app = create_app({k: v for k, v in env.items()})
+    with app.app_context():
+        catalogue.seed_catalogue()
+        db.session.commit()
+        db.engine.dispose()
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO users (email, name, role, password_hash, kajabi_contact_id, active, created_at, updated_at) "
+                     "SELECT 'b' || g || '@example.com', 'b' || g, 'uploader', '', "
+                     "CASE WHEN g %% 2 = 0 THEN 'c' || g END, true, now(), now() FROM generate_series(1, %s) g", (users,))
+
+
+def body(i: int, users: int) -> dict:
+    n = i // len(TAGS) % users + 1
+    return {"id": f"evt-{i}", "event": "tag_added", "payload": [
+        {"type": "contacts", "id": f"c{n}", "attributes": {"email": f"b{n}@example.com", "name": f"b{n}"}},
+        {"type": "contact_tags", "id": f"t{i % 2}", "attributes": {"name": TAGS[i % len(TAGS)]}}]}
+
+
+def baseline(dsn: str, events: int, users: int) -> float:
+    """The same three rows per event, one transaction each, straight through psycopg."""
+    started = time.perf_counter()
+    with psycopg.connect(dsn) as conn:
+        for i in range(events):
+            b = body(i, users)
+            n = i // len(TAGS) % users + 1
+            with conn.transaction():
+                conn.execute("INSERT INTO kajabi_events (event_id, event_type, payload, contact_id, email, tag, state, "
+                             "received_at, ledgered_at) VALUES (%s, 'tag_added', %s, %s, %s, %s, 'ledgered', now(), now())",
+                             (f"base-{i}", json.dumps(b), f"c{n}", f"b{n}@example.com", TAGS[i % 2]))
+                ledger_id = conn.execute(
+                    "INSERT INTO points_ledger (user_id, activity_code, delta_points, code, external_source, "
+                    "external_event_id, event_time, counters, meta, created_at) VALUES (%s, 'LEARN', 10, 'awarded', "
+                    "'base', %s, now(), '{}', '{}', now()) RETURNING id", (n, f"kajabi:tag:c{n}:{TAGS[i % 2]}")).fetchone()[0]
+                conn.execute("INSERT INTO outbox (topic, idempotency_key, payload, ledger_id, status, attempts, "
+                             "next_attempt_at, created_at) VALUES ('ledger.recorded', %s, %s, %s, 'pending', 0, now(), now())",
+                             (f"base:{i}", json.dumps({"user_id": n, "delta_points": 10}), ledger_id))
+        elapsed = time.perf_counter() - started
+        conn.execute("DELETE FROM outbox WHERE idempotency_key LIKE 'base:%%'")
+        conn.execute("DELETE FROM points_ledger WHERE external_source = 'base'")
+        conn.execute("DELETE FROM kajabi_events WHERE event_id LIKE 'base-%%'")
+    return events / elapsed
+
+
+def post_all(url: str, events: int, users: int, concurrency: int) -> tuple[float, int]:
+    local = threading.local()
+    failures = 0
+
+    def send(i: int) -> int:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        return session.post(url, data=json.dumps(body(i, users)), headers={"Content-Type": "application/json"},
+                            timeout=30).status_code
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for status in pool.map(send, range(events)):
+            failures += status != 202
+    return time.perf_counter() - started, failures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--users", type=int, default=0, help="default: events / 2 (two tags each)")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--job-workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16, help="client threads posting")
+    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    users = args.users or max(1, args.events // 2)
+
+    with tempfile.TemporaryDirectory() as tmp, temp_environment(
+            args.redis_db, tmp, KAJABI_WEBHOOK_SECRET=SECRET, WEB_CONCURRENCY=str(args.web_workers),
+            WEB_THREADS=str(args.web_threads)) as (env, dsn):
+        seed(env, dsn, users)
+        base_rate = baseline(dsn, args.events, users)
+        port = free_port()
+        web = [os.path.join(VENV_BIN, "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "app:main_app()"]
+        worker = [os.path.join(VENV_BIN, "flask"), "worker", "--queues", "ledger,outbox"]
+        with processes([web] + [worker] * args.job_workers, env):
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+            post_seconds, failures = post_all(f"http://127.0.0.1:{port}/api/webhooks/kajabi?token={SECRET}",
+                                              args.events, users, args.concurrency)
+            deadline = time.monotonic() + args.timeout
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                while time.monotonic() < deadline:
+                    waiting = conn.execute("SELECT count(*) FROM kajabi_events WHERE state = 'received'").fetchone()[0]
+                    if waiting == 0:
+                        break
+                    time.sleep(0.2)
+                row = conn.execute(
+                    "SELECT count(*), extract(epoch FROM max(ledgered_at) - min(received_at)), "
+                    "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)), "
+                    "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)), "
+                    "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)) "
+                    "FROM kajabi_events WHERE ledgered_at IS NOT NULL").fetchone()
+                codes = dict(conn.execute("SELECT result_code, count(*) FROM kajabi_events GROUP BY 1").fetchall())
+    ledgered, span, p50, p95, p99 = row[0], float(row[1] or 0), float(row[2] or 0), float(row[3] or 0), float(row[4] or 0)
+    rate = ledgered / span if span else 0.0
+    print(f"events posted          {args.events} ({failures} not 202) in {post_seconds:.2f} s "
+          f"= {args.events / post_seconds:.0f}/s accepted")
+    print(f"events ledgered        {ledgered} {codes}")
+    print(f"sustained              {rate:.0f} events/s (first received -> last ledgered, {span:.2f} s)")
+    print(f"latency received->ledgered  p50 {p50:.3f} s  p95 {p95:.3f} s  p99 {p99:.3f} s")
+    print(f"baseline (psycopg)     {base_rate:.0f} events/s (raw + ledger + outbox rows, one transaction each)")
+    print(f"ratio                  {rate / base_rate:.1%} of baseline")
+    goals = rate >= 500 and rate / base_rate >= 0.25 and p99 <= 2.0
+    print(f"goals (>=500/s, >=25% of baseline, p99<=2 s): {'met' if goals else 'NOT met'}")
+    return 0 if ledgered == args.events else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Queues on the machine's Redis: nothing is enqueued before its commit, a real burst worker runs
+the job with the app context, and periodic entries are enqueued once per interval."""
+import hashlib
+import io
+from datetime import date
+
+from rq import Worker
+
+from core.db import db
+from core.catalogue import seed_catalogue
+from core.models import EvidenceFile, Submission, User
+from core.services import services
+from jobs import context
+from jobs.queues import enqueue_after_commit
+from jobs.schedule import tick
+
+
+def _pending_file(app, body: bytes) -> int:
+    with app.app_context():
+        seed_catalogue()
+        user = User(email="u@example.com", role="uploader")
+        db.session.add(user)
+        db.session.flush()
+        sub = Submission(user_id=user.id, activity_code="EXPLORE", session_date=date.today(), status="scanning")
+        db.session.add(sub)
+        db.session.flush()
+        key = f"evidence/{user.id}/EXPLORE/0d7c-test.csv"
+        services().storage.put(key, io.BytesIO(body), len(body), "text/csv")
+        f = EvidenceFile(submission_id=sub.id, user_id=user.id, activity_code="EXPLORE", storage_key=key,
+                         original_name="data.csv", ext="csv", content_type="text/csv", size_bytes=len(body),
+                         sha256=hashlib.sha256(body).hexdigest(), scan_state="pending")
+        db.session.add(f)
+        db.session.commit()
+        return f.id
+
+
+def test_rolled_back_work_is_never_enqueued(app):
+    file_id = _pending_file(app, b"a,b\n1,2\n")
+    with app.app_context():
+        queue = services().queues["scans"]
+        enqueue_after_commit("scans", "jobs.scans.scan_file", file_id)
+        db.session.rollback()
+        assert queue.count == 0
+        enqueue_after_commit("scans", "jobs.scans.scan_file", file_id)
+        assert queue.count == 0, "enqueued before the commit"
+        db.session.commit()
+        assert queue.count == 1
+
+
+def test_a_real_burst_worker_runs_the_job_in_the_app_context(app):
+    clean_id = _pending_file(app, b"a,b\n1,2\n")
+    with app.app_context():
+        enqueue_after_commit("scans", "jobs.scans.scan_file", clean_id)
+        db.session.commit()
+        svc = services()
+        context.bind(app)
+        Worker(svc.queues.all(), connection=svc.redis).work(burst=True)
+        db.session.expire_all()
+        evidence = db.session.get(EvidenceFile, clean_id)
+        assert evidence.scan_state == "clean" and evidence.scanned_at is not None
+        assert db.session.get(Submission, evidence.submission_id).status == "in_review"
+
+
+def test_periodic_entries_are_enqueued_once_per_interval_across_schedulers(app):
+    with app.app_context():
+        queues = services().queues
+        entries = [{"name": "t", "func": "jobs.outbox.deliver_due", "queue": "outbox", "interval": 30, "timeout": 60}]
+        assert tick(queues, definitions=entries) == ["t"]
+        assert tick(queues, definitions=entries) == []  # a second scheduler in the same interval
+        assert queues["outbox"].count == 1
+        queues.redis.delete(f"{queues.prefix}schedule:lock:t")  # the interval has passed
+        assert tick(queues, definitions=entries) == ["t"]
