@@ -3,9 +3,12 @@ some other way (plain `rq worker`) builds one from the environment, once per pro
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 
 from core.logs import job_id_var
 
+log = logging.getLogger("job")
 _app = None
 
 
@@ -25,14 +28,18 @@ def get_app():
 
 @contextlib.contextmanager
 def job_context():
-    """App context plus the job id on every log line; the session is cleaned up afterwards."""
+    """App context, the job id on every log line, and one closing line per job (like requests)."""
     from rq import get_current_job
 
     job = get_current_job()
     token = job_id_var.set(job.id if job else None)
-    app = get_app()
+    started = time.perf_counter()
+    outcome = "failed"
     try:
-        with app.app_context():
-            yield app
+        with get_app().app_context():
+            yield
+        outcome = "finished"
     finally:
+        log.info("job", extra={"func": job.func_name if job else None, "outcome": outcome,
+                               "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
         job_id_var.reset(token)
