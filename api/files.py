@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 from flask_login import current_user
+from werkzeug.wsgi import wrap_file
 
 from api import bp
 from core import audit
@@ -111,12 +112,10 @@ def download_file(file_id: int):
     audit.record("file.downloaded", "evidence_file", file.id, actor_id=user.id)
     db.session.commit()
 
-    def body():
-        while chunk := fh.read(CHUNK):
-            yield chunk
-
-    response = Response(body(), mimetype="application/octet-stream", direct_passthrough=True)
-    response.call_on_close(fh.close)
+    # wrap_file, not a generator plus call_on_close: with direct_passthrough werkzeug hands the
+    # iterable to the server as is, so only the iterable's own close() is ever called.
+    response = Response(wrap_file(request.environ, fh, CHUNK), mimetype="application/octet-stream",
+                        direct_passthrough=True)
     response.content_length = size
     response.headers["Content-Disposition"] = content_disposition(file.original_name)
     response.headers.update(EVIDENCE_HEADERS)

@@ -8,7 +8,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, func, literal, or_, select, union_all, update
+from sqlalchemy import and_, func, literal, not_, or_, select, true, union_all, update
+from sqlalchemy.orm import joinedload
 
 from core import approvals, audit
 from core.db import db, utcnow
@@ -18,7 +19,8 @@ from core.models import SUBMISSION_STATES, AuditEvent, EvidenceFile, Submission,
 LEASE = timedelta(minutes=30)
 PAGE_SIZE = 50
 BULK_MAX = 50
-COUNT_CAP = 10_000  # counts stop here ("10000+"): exact counts of a million rows cost too much per page view
+COUNT_CAP = 1_000  # counts stop here ("1000+"): past that the exact number changes nothing a reviewer does
+UPLOADER_IDS_MAX = 500  # see _uploader_condition
 DECISION_ACTIONS = ("submission.approved", "submission.rejected", "submission.changes_requested",
                     "submission.revoked")
 # Sort key -> (column, descending). Each is paged by (column, id) and served by a (status, column) index.
@@ -187,11 +189,7 @@ def _conditions(f: QueueFilters, reviewer_id: int) -> list:
     if f.activity:
         conds.append(Submission.activity_code == f.activity)
     if f.uploader:
-        # Resolved to user ids first: the users table is small, the submissions then come from the
-        # (user_id, activity_code, status, session_date) index.
-        pattern = f"%{f.uploader.strip().lower()}%"
-        conds.append(Submission.user_id.in_(
-            select(User.id).where(or_(func.lower(User.name).like(pattern), User.email.like(pattern)))))
+        conds.append(_uploader_condition(f.uploader))
     if f.date_from:
         conds.append(Submission.session_date >= f.date_from)
     if f.date_to:
@@ -202,6 +200,22 @@ def _conditions(f: QueueFilters, reviewer_id: int) -> list:
     if f.reviewed_by_me:
         conds.append(Submission.decided_by_id == reviewer_id)
     return conds
+
+
+def _uploader_condition(text: str, limit: int = UPLOADER_IDS_MAX):
+    """Resolved to user ids first, so the page's several queries do not each scan users and the
+    planner sees a real list. Few people match -> `user_id IN (...)`, served by the (user_id,
+    activity_code, status, session_date) index. Nearly everyone matches -> `NOT IN` the few who
+    do not, a cheap filter on the status index scan. Both sets large -> a subquery."""
+    pattern = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    matches = or_(func.lower(User.name).like(pattern, escape="\\"), User.email.like(pattern, escape="\\"))
+    ids = db.session.scalars(select(User.id).where(matches).limit(limit + 1)).all()
+    if len(ids) <= limit:
+        return Submission.user_id.in_(ids)
+    others = db.session.scalars(select(User.id).where(not_(matches)).limit(limit + 1)).all()
+    if len(others) <= limit:
+        return Submission.user_id.not_in(others) if others else true()
+    return Submission.user_id.in_(select(User.id).where(matches))
 
 
 def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> QueuePage:
@@ -219,6 +233,8 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
         else:
             query = query.where(column >= value, or_(column > value, and_(column == value, Submission.id > row_id)))
     order = (column.desc(), Submission.id.desc()) if descending else (column.asc(), Submission.id.asc())
+    # The template shows each row's uploader and claim holder: load them with the page, not per row.
+    query = query.options(joinedload(Submission.user), joinedload(Submission.claimed_by))
     rows = list(db.session.scalars(query.order_by(*order).limit(page_size + 1)))
     next_cursor = None
     if len(rows) > page_size:
@@ -229,10 +245,12 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
 
 
 def status_counts(conds: list) -> dict[str, int]:
-    """Per status, under the same filters, capped at COUNT_CAP: one bounded index scan each."""
+    """Per status, under the same filters, capped at COUNT_CAP: one bounded scan each of the
+    (status, created_at) index (the ORDER BY keeps the planner on it; unfiltered, it is index-only)."""
     parts = [select(literal(state).label("status"),
                     select(func.count()).select_from(
-                        select(Submission.id).where(Submission.status == state, *conds).limit(COUNT_CAP + 1).subquery()
+                        select(Submission.created_at).where(Submission.status == state, *conds)
+                        .order_by(Submission.created_at).limit(COUNT_CAP + 1).subquery()
                     ).scalar_subquery().label("n"))
              for state in SUBMISSION_STATES]
     return {status: int(n) for status, n in db.session.execute(union_all(*parts)).all()}

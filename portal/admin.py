@@ -16,7 +16,8 @@ from core.models import Activity, ActivityTag, KajabiEvent, OutboxRecord, Run, U
 from core.services import services
 from portal import bp
 from portal.access import admin_required
-from portal.forms import (ActionForm, ActivityForm, AttachEventForm, NewUserForm, RetentionForm, RoleForm, TagForm)
+from portal.forms import (ActionForm, ActivityForm, AttachEventForm, NewUserForm, RetentionForm, RoleForm, TagForm,
+                          choices)
 from portal.uploader import attach_errors
 
 
@@ -92,7 +93,7 @@ def admin_catalogue():
     activities = db.session.scalars(select(Activity).order_by(Activity.code)).all()
     tags = db.session.scalars(select(ActivityTag).order_by(ActivityTag.tag)).all()
     tag_form = TagForm()
-    tag_form.activity_code.choices = [(a.code, a.code) for a in activities]
+    tag_form.activity_code.choices = choices((a.code, a.code) for a in activities)
     return render_template("portal/admin/catalogue.html", activities=activities, tags=tags, tag_form=tag_form,
                            activity_form=ActivityForm, action=ActionForm())
 
@@ -118,7 +119,7 @@ def admin_update_activity(code: str):
 @admin_required
 def admin_add_tag():
     form = TagForm()
-    form.activity_code.choices = [(c, c) for c in db.session.scalars(select(Activity.code))]
+    form.activity_code.choices = choices((c, c) for c in db.session.scalars(select(Activity.code)))
     if not form.validate_on_submit():
         flash("Give a tag and an activity; nothing was changed.", "error")
         return redirect(url_for("portal.admin_catalogue"))
@@ -228,7 +229,8 @@ def admin_run_retention():
     dry_run = bool(form.dry_run.data)
     result = module.run_all(days=form.days.data, dry_run=dry_run, started_by=current_user.email)
     db.session.commit()
-    flash(f"{'Dry run' if dry_run else 'Retention run'} finished: {result}", "success")
+    summary = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items() if k not in ("dry_run", "cutoff"))
+    flash(f"{'Dry run (nothing deleted)' if dry_run else 'Retention run'} finished: {summary}.", "success")
     return redirect(url_for("portal.admin_retention"))
 
 

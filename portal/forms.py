@@ -5,9 +5,15 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, EmailField, HiddenField, IntegerField, MultipleFileField, PasswordField,
                      SelectField, StringField, SubmitField, TextAreaField, TimeField)
-from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from core.models import ROLES
+
+
+def choices(pairs) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms 3.3 wants them."""
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 class LoginForm(FlaskForm):
@@ -71,9 +77,10 @@ class QueueFilterForm(FlaskForm):
     date_to = DateField("Session to", validators=[Optional()])
     mine = BooleanField("Claimed by me")
     reviewed = BooleanField("Reviewed by me")
-    sort = SelectField("Sort", choices=[("oldest", "Oldest first"), ("newest", "Newest first"),
-                                        ("session_date", "Session date, earliest first"),
-                                        ("-session_date", "Session date, latest first")], validators=[Optional()])
+    sort = SelectField("Sort", choices=choices([("oldest", "Oldest first"), ("newest", "Newest first"),
+                                                ("session_date", "Session date, earliest first"),
+                                                ("-session_date", "Session date, latest first")]),
+                       validators=[Optional()])
     submit = SubmitField("Filter")
 
 
@@ -98,11 +105,12 @@ class RevokeForm(FlaskForm):
 
 # ---- admin --------------------------------------------------------------------------------
 
-ROLE_CHOICES = [(r, r) for r in ROLES]
+ROLE_CHOICES = choices((r, r) for r in ROLES)
 
 
 class NewUserForm(FlaskForm):
-    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=320)])
+    # E-mail syntax is checked by core.accounts.create_user (no email_validator dependency).
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=320)])
     name = StringField("Name", validators=[Optional(), Length(max=200)])
     role = SelectField("Role", choices=ROLE_CHOICES)
     city = StringField("City", validators=[Optional(), Length(max=120)])
@@ -120,7 +128,7 @@ class ActivityForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     points = IntegerField("Points", validators=[InputRequired(), NumberRange(min=0, max=100_000)])
     cap_points = IntegerField("Cap (points, empty for none)", validators=[Optional(), NumberRange(min=0, max=1_000_000)])
-    cap_period = SelectField("Cap period", choices=[(p, p) for p in ("none", "total", "once", "rolling_7d")])
+    cap_period = SelectField("Cap period", choices=choices((p, p) for p in ("none", "total", "once", "rolling_7d")))
     active = BooleanField("Active")
     submit = SubmitField("Save")
 
@@ -132,7 +140,7 @@ class TagForm(FlaskForm):
 
 
 class AttachEventForm(FlaskForm):
-    email = EmailField("User's e-mail", validators=[DataRequired(), Email(), Length(max=320)])
+    email = EmailField("User's e-mail", validators=[DataRequired(), Length(max=320)])
     submit = SubmitField("Attach and reprocess")
 
 

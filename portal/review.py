@@ -13,7 +13,7 @@ from core.errors import Conflict, DomainError, NotFound
 from core.models import SUBMISSION_STATES, Activity, Submission, User
 from portal import bp
 from portal.access import admin_required, reviewer_required
-from portal.forms import ActionForm, BulkForm, DecisionForm, QueueFilterForm, RevokeForm
+from portal.forms import ActionForm, BulkForm, DecisionForm, QueueFilterForm, RevokeForm, choices
 
 
 def _filters_from(form: QueueFilterForm) -> review.QueueFilters:
@@ -27,9 +27,9 @@ def _filters_from(form: QueueFilterForm) -> review.QueueFilters:
 
 def queue_form() -> QueueFilterForm:
     form = QueueFilterForm(request.args)
-    form.status.choices = [(s, review.STATUS_WORDS[s]) for s in SUBMISSION_STATES]
+    form.status.choices = choices((s, review.STATUS_WORDS[s]) for s in SUBMISSION_STATES)
     codes = db.session.scalars(select(Activity.code).order_by(Activity.code)).all()
-    form.activity.choices = [("", "Any activity")] + [(c, c) for c in codes]
+    form.activity.choices = choices([("", "Any activity")] + [(c, c) for c in codes])
     if not form.status.data:
         form.status.data = "in_review"
     return form

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from core import evidence, ledger
 from core.db import db
@@ -15,7 +16,7 @@ from core.models import Activity, Badge, Submission, UserBadge
 from core.review import SCAN_WORDS, STATUS_WORDS
 from portal import bp
 from portal.access import signed_in_required
-from portal.forms import ResubmitForm, submission_form_class
+from portal.forms import ResubmitForm, choices, submission_form_class
 
 # What the uploader should do next, per status, in plain words.
 NEXT_STEP = {
@@ -63,7 +64,7 @@ def attach_errors(form, exc: DomainError, field_names: dict[str, str]) -> None:
 def new_submission():
     activities = _evidence_activities()
     form = submission_form_class(activities)()
-    form.activity_code.choices = [("", "Choose an activity")] + [(a.code, f"{a.name} ({a.code})") for a in activities]
+    form.activity_code.choices = choices([("", "Choose an activity")] + [(a.code, f"{a.name} ({a.code})") for a in activities])
     status = 200
     if request.method == "POST":
         if form.validate():
@@ -98,6 +99,7 @@ def new_submission():
 @signed_in_required
 def my_submissions():
     rows = list(db.session.scalars(select(Submission).where(Submission.user_id == current_user.id)
+                                   .options(selectinload(Submission.files))  # one query, not one per row
                                    .order_by(Submission.created_at.desc()).limit(200)))
     totals = ledger.user_totals(current_user.id)
     badges = db.session.execute(select(Badge.name, Badge.description, UserBadge.awarded_at)

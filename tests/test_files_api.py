@@ -56,7 +56,8 @@ def test_access_matrix_for_download_and_signed_url(files_app, who):
     client = client_for(app, who)
     for state, (status, code) in EXPECTED.items():
         for path in (f"/api/files/{ids[state]}", f"/api/files/{ids[state]}/signed-url"):
-            response = client.get(path)
+            with client.get(path) as response:  # closing releases a streamed file
+                response.get_data()
             if who == "anonymous":
                 want = (401, "unauthenticated")
             elif who == "other":
@@ -103,9 +104,10 @@ def test_batch_links_validate_their_body(files_app):
 
 def test_local_download_headers(files_app):
     app, ids = files_app
-    response = client_for(app, "owner").get(f"/api/files/{ids['clean']}")
-    assert response.status_code == 200 and response.data == CLEAN_PDF
+    with client_for(app, "owner").get(f"/api/files/{ids['clean']}") as response:
+        assert response.status_code == 200 and response.data == CLEAN_PDF
     assert response.headers["Content-Type"] == "application/octet-stream"
+    assert not response.headers.get("Content-Encoding")
     assert response.headers["Content-Disposition"] == (
         "attachment; filename=\"Report 2024.pdf\"; filename*=UTF-8''Report%202024.pdf")
     assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -79,3 +79,22 @@ def test_queue_page_filters_through_the_form_and_pages(app):
     assert 'value="owner"' in html  # the filters are kept
     broken = client.get("/review?after=not-a-cursor")
     assert broken.status_code == 200 and "That page link is broken" in broken.get_data(as_text=True)
+
+
+def test_uploader_filter_gives_the_same_rows_whichever_way_it_is_sent(app):
+    ids = people(app)
+    mine = insert(app, ids["owner"], 2)
+    insert(app, ids["other"], 2)
+    from sqlalchemy import select
+
+    from core.models import Submission
+
+    with app.app_context():
+        for text, expected in (("owner", mine), ("example.com", None), ("r@example", None), ("nobody-at-all", [])):
+            results = set()
+            for limit in (0, 1, 2, 500):  # subquery; IN the few; NOT IN the few others ("r@": 3 in, 2 out)
+                cond = review._uploader_condition(text, limit=limit)
+                results.add(tuple(db.session.scalars(select(Submission.id).where(cond).order_by(Submission.id))))
+            assert len(results) == 1, text
+            if expected is not None:
+                assert list(results.pop()) == expected

@@ -98,7 +98,8 @@ def test_clamd_down_keeps_the_file_pending_then_the_retry_makes_it_clean(clamd_a
     row = file_row(clamd_app, file_id)
     assert (row.scan_state, row.scan_attempts) == ("clean", 2)
     assert submission_row(clamd_app, sid).status == "in_review"
-    assert client.get(f"/api/files/{file_id}").status_code == 200
+    with client.get(f"/api/files/{file_id}") as response:
+        assert response.status_code == 200
 
 
 def test_the_sweeper_recovers_a_scan_job_redis_lost(make_app, clamd_server):
@@ -131,8 +132,8 @@ def test_scanning_off_marks_files_unscanned_never_clean(make_app):
     assert submission_row(app, sid).status == "in_review"
     client = app.test_client()
     sign_in(client, "reviewer")
-    response = client.get(f"/api/files/{file_id}")
-    assert response.status_code == 200 and response.data == CLEAN_PDF
+    with client.get(f"/api/files/{file_id}") as response:
+        assert response.status_code == 200 and response.data == CLEAN_PDF
 
     # Scanning switched back on: an unscanned file is no longer served.
     app_on = make_app(AV_SCAN_ENABLED="true", LOCAL_STORAGE_ROOT=app.extensions["points"].storage.root)

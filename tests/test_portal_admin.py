@@ -1,0 +1,140 @@
+"""Admin pages: users and roles, the catalogue and tag mappings, unmatched Kajabi events attached
+and reprocessed, outbox dead letters retried, retention dry-run then run, backfill runs, reviewer
+progress and the job queues."""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+from core.db import db
+from core.models import Activity, ActivityTag, AuditEvent, KajabiEvent, LedgerEntry, OutboxRecord, Run, User
+from tests.test_portal_support import flashes, in_review, people, sign_in
+
+
+def _admin(app):
+    client = app.test_client()
+    sign_in(client, "admin")
+    return client
+
+
+def test_users_and_roles(app):
+    ids = people(app)
+    client = _admin(app)
+    html = client.get("/admin/users").get_data(as_text=True)
+    assert "owner@example.com" in html and 'name="csrf_token"' in html
+
+    page = client.post(f"/admin/users/{ids['other']}/role", data={"role": "reviewer", "active": "y"},
+                       follow_redirects=True)
+    assert "other@example.com is now reviewer." in flashes(page)
+    page = client.post(f"/admin/users/{ids['admin']}/role", data={"role": "uploader", "active": "y"},
+                       follow_redirects=True)
+    assert any("cannot remove your own admin role" in m for m in flashes(page))
+
+    page = client.post("/admin/users", data={"email": "New.Person@Example.com", "name": "New", "role": "uploader"},
+                       follow_redirects=True)
+    assert any(m.startswith("Created new.person@example.com as uploader. Their password is") for m in flashes(page))
+    duplicate = client.post("/admin/users", data={"email": "new.person@example.com", "role": "uploader"})
+    assert duplicate.status_code == 400 and "already exists" in duplicate.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(User, ids["other"]).role == "reviewer"
+        assert db.session.get(User, ids["admin"]).role == "admin"
+        assert db.session.query(AuditEvent).filter_by(action="user.role_changed").count() == 1
+
+
+def test_catalogue_and_tag_mappings(app):
+    people(app)
+    client = _admin(app)
+    assert "elevate-ai-1-completed" in client.get("/admin/catalogue").get_data(as_text=True)
+    page = client.post("/admin/activities/PRESENT", data={"name": "Present", "points": "25", "cap_points": "25",
+                                                          "cap_period": "once", "active": "y"}, follow_redirects=True)
+    assert "Saved PRESENT." in flashes(page)
+    page = client.post("/admin/tags", data={"tag": "  Elevate-AI-3-Completed ", "activity_code": "LEARN"},
+                       follow_redirects=True)
+    assert "Mapped tag elevate-ai-3-completed to LEARN." in flashes(page)
+    page = client.post("/admin/tags", data={"tag": "elevate-ai-3-completed", "activity_code": "LEARN"},
+                       follow_redirects=True)
+    assert any("already mapped" in m for m in flashes(page))
+    page = client.post("/admin/tags/remove", data={"tag": "elevate-ai-2-completed"}, follow_redirects=True)
+    assert "Removed the tag mapping." in flashes(page)
+    with app.app_context():
+        assert db.session.get(Activity, "PRESENT").points == 25
+        assert {t.tag for t in db.session.query(ActivityTag)} == {"elevate-ai-1-completed", "elevate-ai-3-completed"}
+
+
+def test_attach_an_unmatched_kajabi_event_then_reprocess(app):
+    ids = people(app)
+    with app.app_context():
+        event = KajabiEvent(event_id="evt-1", event_type="tag_added", payload={}, contact_id="contact-9",
+                            email="someone-else@example.com", tag="elevate-ai-1-completed", state="queued_unmatched",
+                            result_code="unmatched_contact")
+        db.session.add(event)
+        db.session.commit()
+        event_id = event.id
+    client = _admin(app)
+    assert "contact-9" in client.get("/admin/kajabi").get_data(as_text=True)
+    page = client.post(f"/admin/kajabi/{event_id}/attach", data={"email": "owner@example.com"}, follow_redirects=True)
+    assert "Attached and reprocessed: the event is now ledgered." in flashes(page)
+    with app.app_context():
+        assert db.session.get(User, ids["owner"]).kajabi_contact_id == "contact-9"
+        entry = db.session.query(LedgerEntry).one()
+        assert (entry.user_id, entry.activity_code, entry.delta_points) == (ids["owner"], "LEARN", 10)
+    page = client.post(f"/admin/kajabi/{event_id}/attach", data={"email": "owner@example.com"}, follow_redirects=True)
+    assert any("not waiting for a user" in m for m in flashes(page))
+
+
+def test_outbox_dead_letters_are_retried(app):
+    people(app)
+    with app.app_context():
+        db.session.add_all([OutboxRecord(topic="ledger", idempotency_key=f"k{i}", payload={}, status="dead",
+                                         attempts=8, last_error="sink down") for i in range(2)])
+        db.session.commit()
+        first = db.session.query(OutboxRecord).order_by(OutboxRecord.id).first().id
+    client = _admin(app)
+    assert "sink down" in client.get("/admin/outbox").get_data(as_text=True)
+    page = client.post("/admin/outbox/retry", data={"record_id": str(first)}, follow_redirects=True)
+    assert "1 dead record(s) queued for delivery again." in flashes(page)
+    page = client.post("/admin/outbox/retry", follow_redirects=True)
+    assert "1 dead record(s) queued for delivery again." in flashes(page)
+    with app.app_context():
+        assert {(r.status, r.attempts) for r in db.session.query(OutboxRecord)} == {("pending", 0)}
+
+
+def test_retention_dry_run_then_run_and_backfill_runs(app):
+    ids = people(app)
+    sid, [fid] = in_review(app, ids["owner"])
+    with app.app_context():
+        from core.models import EvidenceFile
+
+        f = db.session.get(EvidenceFile, fid)
+        old = (datetime.now(timezone.utc) - timedelta(days=800)).timestamp()
+        root = app.extensions["points"].storage.root
+        for key in (f.storage_key, f.thumbnail_key):  # retention goes by the objects' age in storage
+            os.utime(os.path.join(root, key), (old, old))
+        db.session.add(Run(kind="backfill", backfill_id="bf-2024-01", status="planned", counts={"awarded": 3}))
+        db.session.commit()
+    client = _admin(app)
+    page = client.post("/admin/retention", data={"days": "730", "dry_run": "Dry run"}, follow_redirects=True)
+    assert any(m.startswith("Dry run (nothing deleted) finished: objects deleted: 1") for m in flashes(page))
+    with app.app_context():
+        assert db.session.get(EvidenceFile, fid).deleted_at is None
+    page = client.post("/admin/retention", data={"days": "730", "run": "Run now"}, follow_redirects=True)
+    assert any(m.startswith("Retention run finished: objects deleted: 1") for m in flashes(page))
+    assert "finished" in page.get_data(as_text=True)  # the run is listed
+    with app.app_context():
+        assert db.session.get(EvidenceFile, fid).deleted_at is not None
+    assert "bf-2024-01" in client.get("/admin/backfills").get_data(as_text=True)
+
+
+def test_progress_and_job_queue_pages(app, redis_conn):
+    ids = people(app)
+    client = _admin(app)
+    assert "reviewer@example.com" in client.get("/admin/progress").get_data(as_text=True)
+    # A job that fails for real, run by a real worker, shows up with its error.
+    svc = app.extensions["points"]
+    svc.queues.enqueue("maintenance", "jobs.does_not_exist.nothing")
+    from tests.test_portal_support import run_worker
+
+    run_worker(app)
+    html = client.get("/admin/jobs").get_data(as_text=True)
+    assert "maintenance" in html and "jobs.does_not_exist.nothing" in html
+    assert ids  # people exist, so the progress table has rows
