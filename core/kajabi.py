@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -148,11 +148,25 @@ def _finish(event: KajabiEvent, state: str, result_code: str | None, *, user_id:
     event.error = None
 
 
-def process(event_row_id: int) -> str | None:
+PROCESS_KICK = "kajabi-process"
+STALE_RECEIVED_S = 60
+
+
+def next_received(limit: int = 200) -> list[int]:
+    """Oldest events still waiting for processing (the drain of jobs.kajabi.process_event)."""
+    return list(db.session.scalars(select(KajabiEvent.id).where(KajabiEvent.state == "received")
+                                   .order_by(KajabiEvent.id).limit(limit)))
+
+
+def process(event_row_id: int, *, skip_locked: bool = False) -> str | None:
     """Process one stored event in the caller's transaction. Returns the new state, or None when
-    the event is already final (a retried job finds nothing to do)."""
-    event = db.session.scalar(select(KajabiEvent).where(KajabiEvent.id == event_row_id).with_for_update())
+    the event is already final (a retried job finds nothing to do) or, with skip_locked, when
+    another worker is processing it right now."""
+    query = select(KajabiEvent).where(KajabiEvent.id == event_row_id).with_for_update(skip_locked=skip_locked)
+    event = db.session.scalar(query)
     if event is None:
+        if skip_locked:
+            return None
         raise LookupError(f"kajabi event {event_row_id} does not exist")
     if event.state not in ("received", "queued_unmatched") and not (event.state == "ignored" and event.result_code == "unknown_tag"):
         return None
@@ -195,11 +209,14 @@ def _event_time(event: KajabiEvent) -> datetime:
 
 
 def reconcile_candidates() -> list[int]:
-    """Unmatched contacts, plus unknown tags that have a mapping now (unmapped ones stay put, so
-    they do not pile up the work)."""
+    """Unmatched contacts, unknown tags that have a mapping now (unmapped ones stay put, so they
+    do not pile up the work), and events left received for over a minute."""
+    stale = utcnow() - timedelta(seconds=STALE_RECEIVED_S)
     return list(db.session.scalars(
         select(KajabiEvent.id).where(or_(
             KajabiEvent.state == "queued_unmatched",
+            # A safety net: received but never processed (Redis was down when it was queued).
+            (KajabiEvent.state == "received") & (KajabiEvent.received_at < stale),
             (KajabiEvent.state == "ignored") & (KajabiEvent.result_code == "unknown_tag")
             & KajabiEvent.tag.in_(select(ActivityTag.tag))))
         .order_by(KajabiEvent.id)))

@@ -24,10 +24,11 @@ def marker_key(prefix: str, name: str) -> str:
     return f"{prefix}kick:{name}:pending"
 
 
-def kick_after_commit(name: str, queue: str, func: str) -> None:
+def kick_after_commit(name: str, queue: str, func: str, *args) -> None:
+    """The first kick of a name in a transaction wins (its args are kept)."""
     from core.services import services
 
-    db.session.info.setdefault(_INFO_KEY, {})[name] = (services(), queue, func)
+    db.session.info.setdefault(_INFO_KEY, {}).setdefault(name, (services(), queue, func, args))
 
 
 def clear(name: str) -> None:
@@ -40,10 +41,10 @@ def clear(name: str) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _kick(session: Session) -> None:
-    for name, (svc, queue, func) in session.info.pop(_INFO_KEY, {}).items():
+    for name, (svc, queue, func, args) in session.info.pop(_INFO_KEY, {}).items():
         try:
             if svc.redis.set(marker_key(svc.settings.queue_prefix, name), 1, nx=True, ex=PENDING_TTL_S):
-                svc.queues.enqueue(queue, func)
+                svc.queues.enqueue(queue, func, *args)
         except Exception:  # Redis down: the schedule runs the job later
             log.warning("kick failed", extra={"kick": name})
 

@@ -88,8 +88,22 @@ def _insert(entry: LedgerEntry) -> None:
                        "in the ledger.", [{"field": "external_event_id", "issue": entry.external_event_id}]) from None
 
 
+def _could_change(rule: rules.BadgeRule, entry: LedgerEntry) -> bool:
+    """Only rules this row can newly satisfy are evaluated; the rest cost no queries."""
+    if entry.code not in GRANT_CODES:
+        return False
+    if rule.type == "tags_held":
+        return entry.external_source == KAJABI_SOURCE and (entry.meta or {}).get("tag") in rule.tags
+    if rule.type == "first_approved":
+        return entry.external_source == SUBMISSION_SOURCE and rule.activity == entry.activity_code
+    return False
+
+
 def _award_badges(user_id: int, entry: LedgerEntry) -> list[str]:
-    codes = rules.newly_earned_badges(badge_rules(), user_facts(user_id))
+    candidates = [r for r in badge_rules() if _could_change(r, entry)]
+    if not candidates:
+        return []
+    codes = rules.newly_earned_badges(candidates, user_facts(user_id))
     for code in codes:
         db.session.add(UserBadge(user_id=user_id, badge_code=code, ledger_id=entry.id, awarded_at=utcnow()))
         outbox.append("badge.awarded", f"badge:{user_id}:{code}",

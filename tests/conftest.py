@@ -85,7 +85,8 @@ def make_settings(tmp_path, migrated_database):
 
     def build(flask_overrides: dict | None = None, **env) -> Settings:
         settings = Settings.from_env({**base_env(root), **{k: str(v) for k, v in env.items()}})
-        return settings.replace(flask_overrides=flask_overrides or {"WTF_CSRF_ENABLED": False})
+        overrides = {"WTF_CSRF_ENABLED": False} if flask_overrides is None else flask_overrides
+        return settings.replace(flask_overrides=overrides)
 
     return build
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-29 02:50:10.569138
+Create Date: 2026-11-29 03:38:47.500793
 
 """
 from alembic import op
@@ -191,7 +191,10 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_submissions'))
     )
     with op.batch_alter_table('submissions', schema=None) as batch_op:
+        batch_op.create_index('ix_submissions_claimed_by', ['claimed_by_id'], unique=False)
+        batch_op.create_index('ix_submissions_decided_by_status_created', ['decided_by_id', 'status', 'created_at'], unique=False)
         batch_op.create_index('ix_submissions_status_created', ['status', 'created_at'], unique=False)
+        batch_op.create_index('ix_submissions_status_session_date', ['status', 'session_date'], unique=False)
         batch_op.create_index('ix_submissions_user_activity_status_date', ['user_id', 'activity_code', 'status', 'session_date'], unique=False)
 
     op.create_table('user_badges',
@@ -249,7 +252,10 @@ def downgrade():
     op.drop_table('user_badges')
     with op.batch_alter_table('submissions', schema=None) as batch_op:
         batch_op.drop_index('ix_submissions_user_activity_status_date')
+        batch_op.drop_index('ix_submissions_status_session_date')
         batch_op.drop_index('ix_submissions_status_created')
+        batch_op.drop_index('ix_submissions_decided_by_status_created')
+        batch_op.drop_index('ix_submissions_claimed_by')
 
     op.drop_table('submissions')
     with op.batch_alter_table('points_ledger', schema=None) as batch_op:
