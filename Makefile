@@ -43,8 +43,10 @@ run: install
 test: system-deps install-dev services
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-bench: install-dev services
-	$(PY) bench/upload.py && $(PY) bench/ingest.py && $(PY) bench/outbox.py && $(PY) bench/queue.py
+# Run as modules: a script's own folder first on sys.path would let bench/queue.py shadow the
+# standard library's queue module.
+bench: system-deps install-dev services
+	$(PY) -m bench.upload && $(PY) -m bench.ingest && $(PY) -m bench.outbox && $(PY) -m bench.queue
 
 clean:
 	rm -rf .venv instance tests/artifacts

@@ -1,6 +1,8 @@
 """flask retention run --days N [--dry-run]: evidence retention inline, with progress."""
 from __future__ import annotations
 
+import sys
+
 import click
 from flask.cli import AppGroup
 
@@ -21,7 +23,7 @@ def run(days: int | None, dry_run: bool) -> None:
     try:
         total = users_total()
         click.echo(f"{'dry run: ' if dry_run else ''}evidence older than {days} days, {total} users")
-        with click.progressbar(length=total, label="users", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(length=total, label="users", file=sys.stderr) as bar:
             counts = run_all(days, dry_run=dry_run, started_by="cli", progress=bar.update)
     except Exception as exc:
         db.session.rollback()

@@ -28,7 +28,7 @@ from rq import Retry
 from core import audit
 from core.db import db
 from core.errors import DomainError, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
-from core.filetypes import HEAD_BYTES, check as check_type, sanitise_filename
+from core.filetypes import HEAD_BYTES, check as check_type, ext_of, sanitise_filename
 from core.images import image_dimensions, image_dimensions_ok
 from core.models import Activity, EvidenceFile, Submission
 from core.services import services
@@ -260,7 +260,8 @@ def _spool_one(incoming: IncomingFile, item: _Spooled, settings: Settings) -> No
     where = f"files[{item.index}]"
     limit = settings.max_upload_bytes
     digest = hashlib.sha256()
-    pdf_scan = _ActiveContentFinder()
+    # Only a name ending in .pdf can pass as a PDF, so only those pay for the active-content scan.
+    pdf_scan = _ActiveContentFinder() if ext_of(incoming.filename) == "pdf" else None
     size = 0
     # The limit is enforced while reading: at most limit+1 bytes are ever taken from the client.
     while chunk := incoming.stream.read(min(CHUNK, limit + 1 - size)):
@@ -270,7 +271,8 @@ def _spool_one(incoming: IncomingFile, item: _Spooled, settings: Settings) -> No
                                   f"{item.name} is larger than the {settings.max_upload_mb} MB limit.",
                                   [{"field": where, "issue": f"larger than {settings.max_upload_mb} MB"}])
         digest.update(chunk)
-        pdf_scan.feed(chunk)
+        if pdf_scan:
+            pdf_scan.feed(chunk)
         item.spool.write(chunk)
     item.size, item.sha256 = size, digest.hexdigest()
     item.spool.seek(0)
@@ -286,7 +288,7 @@ def _spool_one(incoming: IncomingFile, item: _Spooled, settings: Settings) -> No
     item.ext, item.content_type, item.detected = typed.ext, typed.content_type, typed.detected
     if item.ext in IMAGE_EXTS:
         _check_image(item, where)
-    if item.ext == "pdf" and pdf_scan.found:
+    if item.ext == "pdf" and pdf_scan and pdf_scan.found:
         raise UnsupportedMediaType("pdf_active_content",
                                    f"{item.name} contains scripts or launch actions, which are not accepted in "
                                    f"evidence. Print it to a new PDF and upload that instead.",

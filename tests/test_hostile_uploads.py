@@ -18,7 +18,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from core.db import db

@@ -1,0 +1,220 @@
+"""Upload-to-clean throughput through the running app, against a baseline in the same run.
+
+The app path: gunicorn (deploy/gunicorn.conf.py, one worker) on loopback, the portal's upload
+form (sign-in and CSRF as a browser does), PostgreSQL, local storage, `flask worker` and a real
+clamd (started with tests/services/clamd.py's helpers). The clock runs from the first byte of the
+POST until the row says `clean`. The baseline sends the same bytes straight through clamd
+INSTREAM and storage.put. Also prints the web process's peak RSS (VmHWM) per file size.
+
+    .venv/bin/python bench/upload.py [--small-runs 8] [--large-runs 3]
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# bench/ holds queue.py, which would shadow the standard library's queue module.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import io
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.scanning import ClamdScanner  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.storage.local import LocalStorage  # noqa: E402
+from tests.services.clamd import ClamdServer, _binary, _free_port, build_database  # noqa: E402
+
+MB = 1024 * 1024
+PASSWORD = "bench-password-123"
+DB_NAME = "points_bench"
+
+
+def csv_bytes(size: int) -> bytes:
+    row = b"2025-01-15,Lisbon,workshop,12,140\n"
+    return (b"date,city,kind,peers,students\n" + row * (size // len(row) + 1))[:size]
+
+
+def start_clamd(work: Path) -> ClamdServer:
+    for sub in ("db", "tmp"):
+        (work / sub).mkdir(parents=True)
+    build_database(_binary("sigtool"), work / "db", work)
+    server = ClamdServer(binary=_binary("clamd"), workdir=work, port=_free_port())
+    server.write_config()
+    server.start()
+    return server
+
+
+def recreate_database() -> str:
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}"
+
+
+def prepare_app(env: dict) -> None:
+    """Migrate, seed the catalogue and one uploader, in this process."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from core.accounts import create_user
+    from core.catalogue import seed_catalogue
+    from core.db import db
+
+    app = create_app(Settings.from_env(env))
+    with app.app_context():
+        upgrade()
+        seed_catalogue()
+        create_user("bench@example.com", "uploader", PASSWORD)
+        db.session.commit()
+        db.engine.dispose()
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"error: {url} did not answer within {timeout:.0f} s")
+
+
+def csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    if not match:
+        raise SystemExit("error: no CSRF token in the form")
+    return match.group(1)
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.extend(int(t) for t in text)
+    return out
+
+
+def vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class AppUnderTest:
+    def __init__(self, base: str, db_url: str):
+        self.base = base
+        self.http = requests.Session()
+        self.db = psycopg.connect(db_url.replace("+psycopg", ""), autocommit=True)
+        page = self.http.get(f"{base}/login", timeout=10).text
+        r = self.http.post(f"{base}/login", data={"email": "bench@example.com", "password": PASSWORD,
+                                                   "csrf_token": csrf(page)}, allow_redirects=False, timeout=10)
+        if r.status_code != 302:
+            raise SystemExit(f"error: sign-in failed with {r.status_code}")
+        self.token = csrf(self.http.get(f"{base}/submissions/new", timeout=10).text)
+
+    def upload_until_clean(self, data: bytes, name: str) -> float:
+        before = self.db.execute("SELECT coalesce(max(id), 0) FROM evidence_files").fetchone()[0]
+        started = time.perf_counter()
+        r = self.http.post(f"{self.base}/submissions/new", allow_redirects=False, timeout=300, data={
+            "csrf_token": self.token, "activity_code": "EXPLORE", "session_date": time.strftime("%Y-%m-%d"),
+        }, files={"files": (name, data, "text/csv")})
+        if r.status_code != 302:
+            raise SystemExit(f"error: upload answered {r.status_code}: {r.text[:300]}")
+        while True:
+            row = self.db.execute("SELECT scan_state FROM evidence_files WHERE id > %s ORDER BY id LIMIT 1",
+                                  (before,)).fetchone()
+            if row and row[0] != "pending":
+                if row[0] != "clean":
+                    raise SystemExit(f"error: file ended {row[0]}")
+                return time.perf_counter() - started
+            time.sleep(0.01)
+
+
+def baseline(data: bytes, scanner: ClamdScanner, storage: LocalStorage, n: int) -> float:
+    started = time.perf_counter()
+    result = scanner.scan(io.BytesIO(data))
+    assert result.state == "clean", result
+    storage.put(f"evidence/0/BENCH/{n}.csv", io.BytesIO(data), len(data), "text/csv")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small-runs", type=int, default=8)
+    parser.add_argument("--large-runs", type=int, default=3)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
+    procs: list[subprocess.Popen] = []
+    clamd = None
+    try:
+        clamd = start_clamd(work / "clamd")
+        port = _free_port()
+        env = {**os.environ, "APP_ENV": "development", "SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
+               "DATABASE_URL": recreate_database(), "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"),
+               "QUEUE_PREFIX": f"bench{os.getpid()}:", "STORAGE_BACKEND": "local",
+               "LOCAL_STORAGE_ROOT": str(work / "storage"), "AV_SCANNER": "clamd", "CLAMD_URL": clamd.url,
+               "LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "1", "WEB_THREADS": "4", "FLASK_APP": "app:main_app"}
+        prepare_app(env)
+        venv = ROOT / ".venv" / "bin"
+        log = open(work / "procs.log", "wb")
+        web = subprocess.Popen([str(venv / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+                                "-b", f"127.0.0.1:{port}", "app:main_app()"], cwd=ROOT, env=env, stdout=log, stderr=log)
+        procs.append(web)
+        procs.append(subprocess.Popen([str(venv / "flask"), "worker", "--queues", "scans,media"], cwd=ROOT, env=env,
+                                      stdout=log, stderr=log))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/healthz")
+        client = AppUnderTest(base, env["DATABASE_URL"])
+        (web_pid,) = children(web.pid)
+
+        scanner = ClamdScanner(clamd.url, timeout=60)
+        storage = LocalStorage(Settings.from_env({"LOCAL_STORAGE_ROOT": str(work / "baseline")}))
+        storage.ensure_ready()
+        client.upload_until_clean(csv_bytes(64 * 1024), "warmup.csv")  # first request imports, connects
+        print(f"{'size':>7} {'runs':>4} {'app MB/s':>9} {'baseline MB/s':>14} {'ratio':>6} {'web VmHWM MB':>13}")
+        for size, runs in ((MB, args.small_runs), (25 * MB, args.large_runs)):
+            data = csv_bytes(size)
+            app_s = [client.upload_until_clean(data, f"bench-{i}.csv") for i in range(runs)]
+            base_s = [baseline(data, scanner, storage, i) for i in range(runs)]
+            app_mbs = size * runs / MB / sum(app_s)
+            base_mbs = size * runs / MB / sum(base_s)
+            print(f"{size // MB:>5}MB {runs:>4} {app_mbs:>9.1f} {base_mbs:>14.1f} {app_mbs / base_mbs:>6.2f} "
+                  f"{vm_hwm_mb(web_pid):>13.1f}")
+        print("ratio = app throughput / baseline (clamd INSTREAM + storage.put of the same bytes); "
+              "VmHWM is the gunicorn worker's peak RSS so far")
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if clamd is not None:
+            clamd.stop()
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
