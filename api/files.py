@@ -19,25 +19,18 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 from flask_login import current_user
-from werkzeug.wsgi import wrap_file
 
 from api import bp
+from api.attachments import attachment_response
 from core import audit
 from core.db import db
 from core.errors import Conflict, DomainError, NotFound, Unauthenticated, ValidationError
 from core.evidence import servable
 from core.models import EvidenceFile
 from core.services import services
-from core.storage.base import content_disposition
 from core.storage.local import LocalStorage
 
-CHUNK = 256 * 1024
 MAX_BATCH = 100
-EVIDENCE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Cache-Control": "private, no-store",
-}
 
 
 class Gone(DomainError):
@@ -107,18 +100,9 @@ def download_file(file_id: int):
         response.headers["Cache-Control"] = "private, no-store"
         return response
 
-    size = storage.stat(file.storage_key).size  # ObjectNotFound -> 404 before a byte is sent
-    fh = storage.open(file.storage_key)
+    response = attachment_response(storage, file.storage_key, file.original_name)
     audit.record("file.downloaded", "evidence_file", file.id, actor_id=user.id)
     db.session.commit()
-
-    # wrap_file, not a generator plus call_on_close: with direct_passthrough werkzeug hands the
-    # iterable to the server as is, so only the iterable's own close() is ever called.
-    response = Response(wrap_file(request.environ, fh, CHUNK), mimetype="application/octet-stream",
-                        direct_passthrough=True)
-    response.content_length = size
-    response.headers["Content-Disposition"] = content_disposition(file.original_name)
-    response.headers.update(EVIDENCE_HEADERS)
     return response
 
 

@@ -5,14 +5,12 @@ route only verifies the signature and expiry, then streams the file as an attach
 """
 from __future__ import annotations
 
-from flask import Response, current_app, request
+from flask import current_app, request
 
 from api import bp
+from api.attachments import attachment_response
 from core.errors import NotFound
-from core.storage.base import content_disposition
 from core.storage.local import LocalStorage
-
-CHUNK = 256 * 1024
 
 
 @bp.get("/storage/local")
@@ -24,18 +22,4 @@ def serve_local_link():
     key, exp, fn, sig = (args.get(name, "") for name in ("key", "exp", "fn", "sig"))
     storage.verify_link(key, exp, fn, sig)  # AuthError -> 403 envelope (link_invalid / link_expired)
 
-    size = storage.stat(key).size  # ObjectNotFound -> 404 before any byte is sent
-    fh = storage.open(key)
-
-    def body():
-        while chunk := fh.read(CHUNK):
-            yield chunk
-
-    response = Response(body(), mimetype="application/octet-stream", direct_passthrough=True)
-    response.call_on_close(fh.close)  # also runs for HEAD and aborted downloads, where body() never finishes
-    response.content_length = size
-    response.headers["Content-Disposition"] = content_disposition(fn)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return attachment_response(storage, key, fn)

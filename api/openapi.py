@@ -31,6 +31,10 @@ EXAMPLES = {
     "not_found": _error("not_found", "not_found", "The requested URL was not found on the server."),
     "not_configured": _error("unavailable", "not_configured", "CRON_SECRET is not set, so this endpoint is off."),
     "file_not_ready": _error("conflict", "file_not_ready", "This file is still being scanned for viruses."),
+    "file_not_scanned": _error("conflict", "file_not_scanned", "This file was uploaded while virus scanning was off and has not been scanned yet."),
+    "thumbnail_not_ready": _error("conflict", "thumbnail_not_ready", "The thumbnail is still being made. Try again in a minute."),
+    "file_infected": _error("not_found", "file_infected", "This file contained malware (Eicar-Test-Signature) and was deleted."),
+    "file_deleted": _error("not_found", "file_deleted", "This file was deleted under the retention policy."),
     "internal": _error("internal", "internal_error", "Something went wrong on our side. Quote request id 3f2a... when reporting it."),
 }
 
@@ -39,7 +43,9 @@ STATUS_EXAMPLES = {
     "401": ["unauthenticated"],
     "403": ["forbidden"],
     "404": ["not_found"],
-    "409": ["duplicate_event", "cap_reached", "unmatched_contact", "file_not_ready"],
+    "409": ["duplicate_event", "cap_reached", "unmatched_contact", "file_not_ready", "file_not_scanned",
+            "thumbnail_not_ready"],
+    "410": ["file_infected", "file_deleted"],
     "413": ["payload_too_large"],
     "500": ["internal"],
     "503": ["not_configured"],
@@ -115,15 +121,15 @@ def document() -> dict:
             "responses": {"200": {"description": "The file, Content-Disposition: attachment",
                                   "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                           "302": {"description": "Redirect to a presigned link (at most 3600 s)"},
-                          **_errors("401", "404", "409")}}},
+                          **_errors("401", "404", "409", "410")}}},
         "/api/files/{file_id}/signed-url": {"get": {
             "summary": "A short-lived download link", "tags": ["files"], "security": SESSION,
             "parameters": [FILE_ID, _int_param("ttl", description="Seconds; clamped to 3600", minimum=1)],
-            "responses": {"200": _json("Link", signed), **_errors("400", "401", "404", "409")}}},
+            "responses": {"200": _json("Link", signed), **_errors("400", "401", "404", "409", "410")}}},
         "/api/files/{file_id}/thumbnail": {"get": {
             "summary": "The EXIF-free thumbnail of a clean image", "tags": ["files"], "security": SESSION,
             "parameters": [FILE_ID],
-            "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}, **_errors("401", "404", "409")}}},
+            "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}, **_errors("401", "404", "409", "410")}}},
         "/api/files/signed-urls": {"post": {
             "summary": "Many short-lived links at once", "tags": ["files"], "security": SESSION,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["file_ids"],

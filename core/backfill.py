@@ -83,7 +83,8 @@ def simulate(items: list[dict]) -> list[dict]:
         try:
             if item.get("error") or not all(item.get(f) for f in FIELDS):
                 raise ValueError(item.get("error") or "missing " + ", ".join(f for f in FIELDS if not item.get(f)))
-            when, session_date = _event_time(item["event_time"]), _session_date(item)
+            _event_time(item["event_time"])  # validates; the value is parsed again when applied
+            session_date = _session_date(item)
             spec = specs.get(item["activity_code"])
             if spec is None:
                 raise ValueError(f"unknown activity {item['activity_code']}")
