@@ -34,12 +34,13 @@ def kajabi_webhook():
     except (ValueError, UnicodeDecodeError):
         raise ValidationError("invalid_json", "The body is not valid JSON.") from None
     parsed = kajabi.parse(body, raw)
-    event, created = kajabi.store(parsed, body)
+    row_id, created = kajabi.store(parsed, body)
     if not created:
         db.session.rollback()
         return jsonify(event_id=parsed.event_id, status="duplicate"), 200
     # One pending process_event job drains every received event (see jobs.kajabi), so a burst
-    # of hooks costs a few jobs, not one forked work horse per event.
-    kicks.kick_after_commit(kajabi.PROCESS_KICK, "ledger", "jobs.kajabi.process_event", event.id)
+    # of hooks costs a few jobs, not one forked work horse per event; a drain that is already
+    # running clears the marker as it starts, so a second worker joins it on the next hook.
+    kicks.kick_after_commit(kajabi.PROCESS_KICK, "ledger", "jobs.kajabi.process_event", row_id)
     db.session.commit()
     return jsonify(event_id=parsed.event_id, status="queued"), 202

@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--web-threads", type=int, default=4)
     parser.add_argument("--job-workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16, help="client threads posting")
-    parser.add_argument("--redis-db", type=int, default=12)
+    parser.add_argument("--redis-db", type=int, default=7)  # tests use dbs 8-13, bench/outbox 15
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
     users = args.users or max(1, args.events // 2)

@@ -144,7 +144,7 @@ class AppUnderTest:
                 if row[0] != "clean":
                     raise SystemExit(f"error: file ended {row[0]}")
                 return time.perf_counter() - started
-            time.sleep(0.01)
+            time.sleep(0.001)  # a 10 ms poll added ~5 ms to every run, ~4% of a 1 MiB upload
 
 
 def baseline(data: bytes, scanner: ClamdScanner, storage: LocalStorage, n: int) -> float:

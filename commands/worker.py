@@ -4,6 +4,9 @@ from __future__ import annotations
 import click
 from flask import current_app
 from rq import Worker
+from sqlalchemy.orm import configure_mappers
+
+from core.db import db
 
 from core.services import services
 from jobs import context
@@ -22,7 +25,20 @@ def worker(burst: bool, queue_names: str) -> None:
         svc.redis.ping()
     except Exception as exc:
         raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {exc}") from None
+    _warm_up()
     Worker(queues, connection=svc.redis).work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+def _warm_up() -> None:
+    """Do once, before RQ forks a work horse per job, what every job would otherwise redo:
+    configure the ORM mappers and run the dialect's first-connect setup (the forked child opens
+    its own connections; see app._after_fork_in_child)."""
+    configure_mappers()
+    try:
+        with db.engine.connect():
+            pass
+    except Exception as exc:
+        raise click.ClickException(f"cannot reach the database: {exc}") from None
 
 
 @click.command("scheduler")

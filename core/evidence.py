@@ -1,7 +1,7 @@
 """Evidence uploads: validate a submission and its files, store them, record them as pending.
 
-The guarantee: a rejected upload leaves no object and no row. Every file is spooled, sized,
-hashed and typed before the first object is written; objects are written before rows are
+The guarantee: a rejected upload leaves no object and no row. Every file is read once (sized,
+hashed; see core/spooling.py) and typed before the first object is written; objects are written before rows are
 flushed; and if storage, the flush or the commit fails, every object written so far is deleted
 and the session rolled back. `create_submission` and `add_files` therefore commit themselves.
 
@@ -13,10 +13,8 @@ cheap check is worth having.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,12 +31,11 @@ from core.images import image_dimensions, image_dimensions_ok
 from core.models import Activity, EvidenceFile, Submission
 from core.services import services
 from core.settings import Settings
+from core.spooling import Body, TooLarge, read_once
 from jobs.queues import enqueue_after_commit
 
 log = logging.getLogger(__name__)
 
-CHUNK = 64 * 1024
-SPOOL_MAX = 1024 * 1024  # bytes kept in memory per file before the spool moves to disk
 MAX_FILES = 10
 MAX_NOTE_CHARS = 2000
 MAX_CITY_CHARS = 120
@@ -65,9 +62,7 @@ class _Spooled:
     index: int
     name: str  # sanitised, for display and Content-Disposition
     declared_type: str | None
-    spool: tempfile.SpooledTemporaryFile
-    size: int = 0
-    sha256: str = ""
+    body: Body | None = None  # set once the file has been read (and passed the size limit)
     ext: str = ""
     content_type: str = ""
     detected: str = ""
@@ -115,7 +110,8 @@ def create_submission(user_id: int, activity_code: str, session_date: date | str
         return submission
     finally:
         for item in spooled:
-            item.spool.close()
+            if item.body:
+                item.body.close()
 
 
 def add_files(submission_id: int, user_id: int, files: list[IncomingFile]) -> Submission:
@@ -145,7 +141,8 @@ def add_files(submission_id: int, user_id: int, files: list[IncomingFile]) -> Su
         return submission
     finally:
         for item in spooled:
-            item.spool.close()
+            if item.body:
+                item.body.close()
 
 
 def servable(file: EvidenceFile, settings: Settings) -> bool:
@@ -246,8 +243,7 @@ def _spool_all(files: list[IncomingFile], settings: Settings, spooled: list[_Spo
     """Spool and check every file (nothing is stored yet). Returns one error per bad file."""
     errors: list[DomainError] = []
     for index, incoming in enumerate(files[:MAX_FILES + 1]):
-        item = _Spooled(index=index, name=sanitise_filename(incoming.filename), declared_type=incoming.declared_type,
-                        spool=tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX))
+        item = _Spooled(index=index, name=sanitise_filename(incoming.filename), declared_type=incoming.declared_type)
         spooled.append(item)
         try:
             _spool_one(incoming, item, settings)
@@ -258,26 +254,14 @@ def _spool_all(files: list[IncomingFile], settings: Settings, spooled: list[_Spo
 
 def _spool_one(incoming: IncomingFile, item: _Spooled, settings: Settings) -> None:
     where = f"files[{item.index}]"
-    limit = settings.max_upload_bytes
-    digest = hashlib.sha256()
-    # Only a name ending in .pdf can pass as a PDF, so only those pay for the active-content scan.
-    pdf_scan = _ActiveContentFinder() if ext_of(incoming.filename) == "pdf" else None
-    size = 0
-    # The limit is enforced while reading: at most limit+1 bytes are ever taken from the client.
-    while chunk := incoming.stream.read(min(CHUNK, limit + 1 - size)):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge("file_too_large",
-                                  f"{item.name} is larger than the {settings.max_upload_mb} MB limit.",
-                                  [{"field": where, "issue": f"larger than {settings.max_upload_mb} MB"}])
-        digest.update(chunk)
-        if pdf_scan:
-            pdf_scan.feed(chunk)
-        item.spool.write(chunk)
-    item.size, item.sha256 = size, digest.hexdigest()
-    item.spool.seek(0)
-    head = item.spool.read(HEAD_BYTES)
-    item.spool.seek(0)
+    try:
+        # Only a name ending in .pdf can pass as a PDF, so only those pay for the active-content scan.
+        item.body = body = read_once(incoming.stream, settings.max_upload_bytes, pdf=ext_of(incoming.filename) == "pdf")
+    except TooLarge:
+        raise PayloadTooLarge("file_too_large", f"{item.name} is larger than the {settings.max_upload_mb} MB limit.",
+                              [{"field": where, "issue": f"larger than {settings.max_upload_mb} MB"}]) from None
+    head = body.stream.read(HEAD_BYTES)
+    body.stream.seek(0)
     try:
         typed = check_type(incoming.filename, head, settings.allowed_file_types, field=where)
     except DomainError as exc:
@@ -288,18 +272,18 @@ def _spool_one(incoming: IncomingFile, item: _Spooled, settings: Settings) -> No
     item.ext, item.content_type, item.detected = typed.ext, typed.content_type, typed.detected
     if item.ext in IMAGE_EXTS:
         _check_image(item, where)
-    if item.ext == "pdf" and pdf_scan and pdf_scan.found:
+    if item.ext == "pdf" and body.pdf_action:
         raise UnsupportedMediaType("pdf_active_content",
                                    f"{item.name} contains scripts or launch actions, which are not accepted in "
                                    f"evidence. Print it to a new PDF and upload that instead.",
-                                   [{"field": where, "issue": f"PDF names a /{pdf_scan.found} action"}])
+                                   [{"field": where, "issue": f"PDF names a /{body.pdf_action} action"}])
 
 
 def _check_image(item: _Spooled, where: str) -> None:
     from PIL import Image  # only images pay for Pillow
 
-    if not image_dimensions_ok(item.spool):
-        size = image_dimensions(item.spool)
+    if not image_dimensions_ok(item.body.stream):
+        size = image_dimensions(item.body.stream)
         if size is None:
             raise ValidationError("image_unreadable", f"{item.name} is damaged or is not a real picture.",
                                   [{"field": where, "issue": "image header unreadable"}])
@@ -308,36 +292,13 @@ def _check_image(item: _Spooled, where: str) -> None:
                               [{"field": where, "issue": f"{size[0]}x{size[1]} pixels"}])
     try:
         # verify() walks the chunk structure (CRCs, truncation) without decoding pixels.
-        with Image.open(item.spool, formats=["JPEG", "PNG"]) as im:
+        with Image.open(item.body.stream, formats=["JPEG", "PNG"]) as im:
             im.verify()
     except Exception as exc:  # Pillow raises many types on damaged input
         raise ValidationError("image_unreadable", f"{item.name} is damaged or is not a real picture.",
                               [{"field": where, "issue": f"image does not decode: {type(exc).__name__}"}]) from None
     finally:
-        item.spool.seek(0)
-
-
-class _ActiveContentFinder:
-    """Streams over a file looking for the PDF names /JavaScript and /Launch, #xx escapes
-    decoded. Keeps a short tail so a name split across two chunks is still found."""
-
-    _NAME = re.compile(rb"/(?:[A-Za-z]|#[0-9A-Fa-f]{2}){5,40}")
-    _BAD = {b"javascript": "JavaScript", b"launch": "Launch"}
-
-    def __init__(self) -> None:
-        self.tail = b""
-        self.found = ""
-
-    def feed(self, chunk: bytes) -> None:
-        if self.found:
-            return
-        window = self.tail + chunk
-        for match in self._NAME.finditer(window):
-            name = re.sub(rb"#([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), match.group()[1:]).lower()
-            if name in self._BAD:
-                self.found = self._BAD[name]
-                return
-        self.tail = window[-128:]
+        item.body.stream.seek(0)
 
 
 def _raise_if_any(problems: list[dict], file_errors: list[DomainError]) -> None:
@@ -360,24 +321,25 @@ def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: 
     try:
         for item in spooled:
             item.key = f"evidence/{user_id}/{submission.activity_code}/{item.uuid}.{item.ext}"
-            item.spool.seek(0)
-            storage.put(item.key, item.spool, item.size, item.content_type)
+            item.body.stream.seek(0)
+            storage.put(item.key, item.body.stream, item.body.size, item.content_type)
             written.append(item.key)
+        # One flush inserts the submission and every row (batched), one commit the audit events:
+        # round trips stay the same whatever the number of files.
+        rows = [EvidenceFile(uuid=item.uuid, submission=submission, user_id=user_id,
+                             activity_code=submission.activity_code, storage_key=item.key,
+                             original_name=item.name[:255], ext=item.ext, content_type=item.content_type,
+                             size_bytes=item.body.size, sha256=item.body.sha256, scan_state="pending")
+                for item in spooled]
+        db.session.add(submission)
+        db.session.flush()
         if is_new:
-            db.session.add(submission)
-            db.session.flush()
             audit.record("submission.created", "submission", submission.id, actor_id=user_id,
                          activity_code=submission.activity_code, files=len(spooled))
         else:
             audit.record("submission.files_added", "submission", submission.id, actor_id=user_id,
                          revision=submission.revision, files=len(spooled))
-        for item in spooled:
-            row = EvidenceFile(uuid=item.uuid, submission_id=submission.id, user_id=user_id,
-                               activity_code=submission.activity_code, storage_key=item.key,
-                               original_name=item.name[:255], ext=item.ext, content_type=item.content_type,
-                               size_bytes=item.size, sha256=item.sha256, scan_state="pending")
-            db.session.add(row)
-            db.session.flush()
+        for item, row in zip(spooled, rows):
             audit.record("file.uploaded", "evidence_file", row.id, actor_id=user_id, submission_id=submission.id,
                          name=row.original_name, size=row.size_bytes, sha256=row.sha256, ext=row.ext,
                          detected_type=item.detected, declared_type=item.declared_type)

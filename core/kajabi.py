@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from core import audit, kicks, ledger, rules
-from core.db import db, utcnow
+from core.db import db, is_postgres, utcnow
 from core.errors import AuthError, Conflict, Unavailable, ValidationError
 from core.models import ActivityTag, KajabiEvent, User
 
@@ -110,18 +110,24 @@ def parse(body, raw_body: bytes) -> ParsedEvent:
 
 # --- storing (the webhook's transaction) --------------------------------------------------------
 
-def store(parsed: ParsedEvent, body: dict) -> tuple[KajabiEvent, bool]:
-    """(event, created). The unique event_id makes a resent hook a duplicate, stored once."""
-    event = KajabiEvent(event_id=parsed.event_id, event_type=parsed.event_type, payload=body,
-                        contact_id=parsed.contact_id, email=parsed.email, tag=parsed.tag, state="received",
-                        received_at=utcnow())
+def store(parsed: ParsedEvent, body: dict) -> tuple[int | None, bool]:
+    """(row id, created). The unique event_id makes a resent hook a duplicate, stored once; on
+    PostgreSQL one INSERT ... ON CONFLICT DO NOTHING RETURNING decides it in one round trip."""
+    values = dict(event_id=parsed.event_id, event_type=parsed.event_type, payload=body, contact_id=parsed.contact_id,
+                  email=parsed.email, tag=parsed.tag, state="received", received_at=utcnow())
+    if is_postgres():
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        row_id = db.session.scalar(pg_insert(KajabiEvent).values(**values)
+                                   .on_conflict_do_nothing(index_elements=["event_id"]).returning(KajabiEvent.id))
+        return row_id, row_id is not None
+    event = KajabiEvent(**values)
     try:
         with db.session.begin_nested():
             db.session.add(event)
     except IntegrityError:
-        existing = db.session.scalar(select(KajabiEvent).where(KajabiEvent.event_id == parsed.event_id))
-        return existing, False
-    return event, True
+        return None, False
+    return event.id, True
 
 
 # --- processing (a job) -------------------------------------------------------------------------

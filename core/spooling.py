@@ -1,0 +1,90 @@
+"""Reading one uploaded file once: the size limit, SHA-256 and the PDF active-content scan all
+happen in a single pass, leaving a seekable body that the type check and storage.put reread.
+
+The web door hands over werkzeug's own part container (a spooled temp file, already seekable and
+at offset 0). Copying it into a second spool cost a full extra write and read of every upload, so
+such a stream is used in place; only a forward-only stream is spooled.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024  # large reads: per-chunk Python overhead dominated at 64 KiB; memory stays one chunk
+SPOOL_MAX = 1024 * 1024  # bytes kept in memory per spooled file before the spool moves to disk
+
+
+class TooLarge(Exception):
+    """The stream held more than the limit; at most limit+1 bytes were read."""
+
+
+@dataclass
+class Body:
+    stream: BinaryIO  # seekable; the file's bytes start at offset 0
+    owned: bool  # a spool made here, closed by close(); a borrowed stream is the door's to close
+    size: int
+    sha256: str
+    pdf_action: str  # "" or the first active-content action a PDF names
+
+    def close(self) -> None:
+        if self.owned:
+            self.stream.close()
+
+
+def _borrowable(stream: BinaryIO) -> bool:
+    try:
+        return stream.seekable() and stream.tell() == 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def read_once(stream: BinaryIO, limit: int, *, pdf: bool) -> Body:
+    """Take at most limit+1 bytes from `stream`; raise TooLarge past the limit."""
+    borrowed = _borrowable(stream)
+    out = stream if borrowed else tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX)
+    digest = hashlib.sha256()
+    finder = ActiveContentFinder() if pdf else None
+    size = 0
+    try:
+        # The limit is enforced while reading: at most limit+1 bytes are ever taken from the client.
+        while chunk := stream.read(min(CHUNK, limit + 1 - size)):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge()
+            digest.update(chunk)
+            if finder:
+                finder.feed(chunk)
+            if not borrowed:
+                out.write(chunk)
+        out.seek(0)
+    except BaseException:
+        if not borrowed:
+            out.close()
+        raise
+    return Body(out, not borrowed, size, digest.hexdigest(), finder.found if finder else "")
+
+
+class ActiveContentFinder:
+    """Streams over a file looking for the PDF names /JavaScript and /Launch, #xx escapes
+    decoded. Keeps a short tail so a name split across two chunks is still found."""
+
+    _NAME = re.compile(rb"/(?:[A-Za-z]|#[0-9A-Fa-f]{2}){5,40}")
+    _BAD = {b"javascript": "JavaScript", b"launch": "Launch"}
+
+    def __init__(self) -> None:
+        self.tail = b""
+        self.found = ""
+
+    def feed(self, chunk: bytes) -> None:
+        if self.found:
+            return
+        window = self.tail + chunk
+        for match in self._NAME.finditer(window):
+            name = re.sub(rb"#([0-9A-Fa-f]{2})", lambda m: bytes([int(m.group(1), 16)]), match.group()[1:]).lower()
+            if name in self._BAD:
+                self.found = self._BAD[name]
+                return
+        self.tail = window[-128:]
