@@ -97,7 +97,10 @@ class Submission(db.Model):
         # The review queue's other sorts and filters (core/review.py; bench/queue.py measures them).
         Index("ix_submissions_status_session_date", "status", "session_date"),
         Index("ix_submissions_claimed_by", "claimed_by_id"),
-        Index("ix_submissions_decided_by_status_created", "decided_by_id", "status", "created_at"),
+        # "Reviewed by me": the trailing columns let the queue's capped counts under any other filter
+        # read this index alone instead of visiting ~10,000 heap pages (migration 0002).
+        Index("ix_submissions_decided_by_status_created_cover", "decided_by_id", "status", "created_at",
+              "activity_code", "session_date", "user_id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

@@ -184,12 +184,16 @@ def decode_cursor(cursor: str, column: str):
                               [{"field": "after", "issue": "invalid"}]) from None
 
 
-def _conditions(f: QueueFilters, reviewer_id: int) -> list:
-    conds = []
+def _conditions(f: QueueFilters, reviewer_id: int) -> tuple[list, bool]:
+    """The filters, and whether one of them pins a few people (uploader ids, claimer, decider):
+    then an index led by that column finds every match cheaply (see status_counts)."""
+    conds, anchored = [], f.claimed_by_me or f.reviewed_by_me
     if f.activity:
         conds.append(Submission.activity_code == f.activity)
     if f.uploader:
-        conds.append(_uploader_condition(f.uploader))
+        cond, few = _uploader_condition(f.uploader)
+        conds.append(cond)
+        anchored = anchored or few
     if f.date_from:
         conds.append(Submission.session_date >= f.date_from)
     if f.date_to:
@@ -199,23 +203,24 @@ def _conditions(f: QueueFilters, reviewer_id: int) -> list:
         conds.append(Submission.claim_expires_at >= utcnow())
     if f.reviewed_by_me:
         conds.append(Submission.decided_by_id == reviewer_id)
-    return conds
+    return conds, anchored
 
 
 def _uploader_condition(text: str, limit: int = UPLOADER_IDS_MAX):
     """Resolved to user ids first, so the page's several queries do not each scan users and the
     planner sees a real list. Few people match -> `user_id IN (...)`, served by the (user_id,
     activity_code, status, session_date) index. Nearly everyone matches -> `NOT IN` the few who
-    do not, a cheap filter on the status index scan. Both sets large -> a subquery."""
+    do not, a cheap filter on the status index scan. Both sets large -> a subquery. Returns the
+    condition and whether it is the short id list."""
     pattern = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     matches = or_(func.lower(User.name).like(pattern, escape="\\"), User.email.like(pattern, escape="\\"))
     ids = db.session.scalars(select(User.id).where(matches).limit(limit + 1)).all()
     if len(ids) <= limit:
-        return Submission.user_id.in_(ids)
+        return Submission.user_id.in_(ids), True
     others = db.session.scalars(select(User.id).where(not_(matches)).limit(limit + 1)).all()
     if len(others) <= limit:
-        return Submission.user_id.not_in(others) if others else true()
-    return Submission.user_id.in_(select(User.id).where(matches))
+        return (Submission.user_id.not_in(others) if others else true()), False
+    return Submission.user_id.in_(select(User.id).where(matches)), False
 
 
 def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> QueuePage:
@@ -223,7 +228,7 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
         raise ValidationError("status_invalid", f"Unknown status {f.status!r}.", [{"field": "status", "issue": f.status}])
     column_name, descending = SORTS.get(f.sort, SORTS["oldest"])
     column = getattr(Submission, column_name)
-    conds = _conditions(f, reviewer_id)
+    conds, anchored = _conditions(f, reviewer_id)
     query = select(Submission).where(Submission.status == f.status, *conds)
     if f.after:
         value, row_id = decode_cursor(f.after, column_name)
@@ -241,17 +246,25 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
         rows = rows[:page_size]
         last = rows[-1]
         next_cursor = encode_cursor(getattr(last, column_name), last.id)
-    return QueuePage(rows, next_cursor, status_counts(conds))
+    return QueuePage(rows, next_cursor, status_counts(conds, anchored))
 
 
-def status_counts(conds: list) -> dict[str, int]:
-    """Per status, under the same filters, capped at COUNT_CAP: one bounded scan each of the
-    (status, created_at) index (the ORDER BY keeps the planner on it; unfiltered, it is index-only)."""
+def _capped(state: str, conds: list, anchored: bool):
+    """Rows in `state` under the filters, at most COUNT_CAP + 1. Unanchored, the ORDER BY keeps the
+    planner on the (status, created_at) index, not a sequential scan that a LIMIT makes look cheap.
+    Anchored, no ORDER BY and no columns: the anchor's index (user ids; decided_by with its covering
+    columns) answers index-only and stops at the cap, where a sort would have to fetch every match."""
+    if anchored:
+        return select(literal(1)).where(Submission.status == state, *conds).limit(COUNT_CAP + 1)
+    return (select(Submission.created_at).where(Submission.status == state, *conds)
+            .order_by(Submission.created_at).limit(COUNT_CAP + 1))
+
+
+def status_counts(conds: list, anchored: bool = False) -> dict[str, int]:
+    """Per status, under the same filters, capped at COUNT_CAP: one bounded scan each."""
     parts = [select(literal(state).label("status"),
-                    select(func.count()).select_from(
-                        select(Submission.created_at).where(Submission.status == state, *conds)
-                        .order_by(Submission.created_at).limit(COUNT_CAP + 1).subquery()
-                    ).scalar_subquery().label("n"))
+                    select(func.count()).select_from(_capped(state, conds, anchored).subquery())
+                    .scalar_subquery().label("n"))
              for state in SUBMISSION_STATES]
     return {status: int(n) for status, n in db.session.execute(union_all(*parts)).all()}
 
