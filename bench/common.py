@@ -80,4 +80,4 @@ def wait_http(url: str, timeout: float = 30) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
+    raise SystemExit(f"error: {url} did not answer within {timeout:.0f} s")

@@ -33,6 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import wait_http  # noqa: E402
 from core.scanning import ClamdScanner  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.storage.local import LocalStorage  # noqa: E402
@@ -81,18 +82,6 @@ def prepare_app(env: dict) -> None:
         create_user("bench@example.com", "uploader", PASSWORD)
         db.session.commit()
         db.engine.dispose()
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"error: {url} did not answer within {timeout:.0f} s")
 
 
 def csrf(html: str) -> str:
