@@ -6,10 +6,11 @@ import json
 from flask import jsonify, request
 
 from api import bp
-from core import kajabi, kicks
+from core import kajabi
 from core.db import db
 from core.errors import PayloadTooLarge, Unavailable, ValidationError
 from core.services import settings
+from jobs.queues import enqueue_after_commit
 
 
 def _too_large() -> PayloadTooLarge:
@@ -41,6 +42,6 @@ def kajabi_webhook():
     # One pending process_event job drains every received event (see jobs.kajabi), so a burst
     # of hooks costs a few jobs, not one forked work horse per event; a drain that is already
     # running clears the marker as it starts, so a second worker joins it on the next hook.
-    kicks.kick_after_commit(kajabi.PROCESS_KICK, "ledger", "jobs.kajabi.process_event", row_id)
+    enqueue_after_commit("ledger", "jobs.kajabi.process_event", row_id, once=kajabi.PROCESS_KICK)
     db.session.commit()
     return jsonify(event_id=parsed.event_id, status="queued"), 202

@@ -1,6 +1,7 @@
 """Users: creation, password checks, and sign-in throttling."""
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 
@@ -12,8 +13,13 @@ from core.models import ROLES, User
 from core.services import services
 
 THROTTLE_WINDOW_S = 15 * 60
-# A real hash, so an unknown e-mail costs as much time as a wrong password.
-_DUMMY_HASH = generate_password_hash(secrets.token_hex(8))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash, so an unknown e-mail costs as much time as a wrong password. Made on first
+    sign-in, not at import: every worker and CLI process imports this module."""
+    return generate_password_hash(secrets.token_hex(8))
 
 
 class LoginThrottled(Exception):
@@ -64,7 +70,7 @@ def authenticate(email: str, password: str, address: str) -> User | None:
     if counts[0] >= limit or counts[1] >= limit * 4:
         raise LoginThrottled("Too many failed sign-ins. Wait 15 minutes and try again.")
     user = db.session.query(User).filter_by(email=email).first()
-    ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password or "")
+    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password or "")
     if user and ok and user.active:
         svc.redis.delete(keys[0])
         return user

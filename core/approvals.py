@@ -73,21 +73,22 @@ def approve_submission(submission_id: int, reviewer_id: int, *, reason: str | No
 
 def reject_submission(submission_id: int, reviewer_id: int, reason: str | None, *,
                       expected_status: str = "in_review") -> ApprovalResult:
-    reason = _require_reason(reason)
-    submission = _load(submission_id)
-    _check_status(submission, expected_status)
-    _decide(submission, "rejected", reviewer_id, reason)
-    audit.record("submission.rejected", "submission", submission.id, actor_id=reviewer_id, reason=reason)
-    return ApprovalResult(submission)
+    return _decide_with_reason(submission_id, reviewer_id, reason, "rejected", expected_status)
 
 
 def request_changes(submission_id: int, reviewer_id: int, reason: str | None, *,
                     expected_status: str = "in_review") -> ApprovalResult:
+    return _decide_with_reason(submission_id, reviewer_id, reason, "changes_requested", expected_status)
+
+
+def _decide_with_reason(submission_id: int, reviewer_id: int, reason: str | None, status: str,
+                        expected_status: str) -> ApprovalResult:
+    """Reject or ask for changes: no points move, and the uploader must be told why."""
     reason = _require_reason(reason)
     submission = _load(submission_id)
     _check_status(submission, expected_status)
-    _decide(submission, "changes_requested", reviewer_id, reason)
-    audit.record("submission.changes_requested", "submission", submission.id, actor_id=reviewer_id, reason=reason)
+    _decide(submission, status, reviewer_id, reason)
+    audit.record(f"submission.{status}", "submission", submission.id, actor_id=reviewer_id, reason=reason)
     return ApprovalResult(submission)
 
 

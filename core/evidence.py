@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import BinaryIO
@@ -91,7 +91,6 @@ def create_submission(user_id: int, activity_code: str, session_date: date | str
     file_type_not_allowed/file_type_mismatch 415, ...). StorageError (503) if the store fails.
     Commits the session; on any failure nothing is left behind.
     """
-    settings = services().settings
     problems: list[dict] = []
     activity = _check_activity(activity_code, problems)
     day = _check_session_date(session_date, problems)
@@ -100,18 +99,11 @@ def create_submission(user_id: int, activity_code: str, session_date: date | str
     city = _check_text("city", city, MAX_CITY_CHARS, problems) if city else None
     _check_file_count(len(files), 0, problems)
 
-    spooled: list[_Spooled] = []
-    try:
-        file_errors = _spool_all(files, settings, spooled)
-        _raise_if_any(problems, file_errors)
-        submission = Submission(user_id=user_id, activity_code=activity.code, status="scanning", session_date=day,
-                                session_start=session_start, city=city, counters=clean_counters, note=note)
-        _store_and_commit(submission, spooled, user_id, is_new=True)
-        return submission
-    finally:
-        for item in spooled:
-            if item.body:
-                item.body.close()
+    def new_submission() -> Submission:
+        return Submission(user_id=user_id, activity_code=activity.code, status="scanning", session_date=day,
+                          session_start=session_start, city=city, counters=clean_counters, note=note)
+
+    return _spool_and_store(files, problems, user_id, new_submission, is_new=True)
 
 
 def add_files(submission_id: int, user_id: int, files: list[IncomingFile]) -> Submission:
@@ -119,7 +111,6 @@ def add_files(submission_id: int, user_id: int, files: list[IncomingFile]) -> Su
     bump its revision and put it back to `scanning`. Same guarantees and errors as
     create_submission; NotFound `submission_not_found` for someone else's submission and
     Conflict-free ValidationError `submission_not_editable` when its status does not allow it."""
-    settings = services().settings
     submission = db.session.get(Submission, submission_id)
     if submission is None or submission.user_id != user_id:
         raise NotFound("submission_not_found", "This submission does not exist.")
@@ -130,15 +121,25 @@ def add_files(submission_id: int, user_id: int, files: list[IncomingFile]) -> Su
     problems: list[dict] = []
     existing = sum(1 for f in submission.files if f.deleted_at is None)
     _check_file_count(len(files), existing, problems)
-    spooled: list[_Spooled] = []
-    try:
-        file_errors = _spool_all(files, settings, spooled)
-        _raise_if_any(problems, file_errors)
+    def reopened() -> Submission:
         submission.status = "scanning"
         submission.revision = (submission.revision or 1) + 1
         submission.reason = None
-        _store_and_commit(submission, spooled, user_id, is_new=False)
         return submission
+
+    return _spool_and_store(files, problems, user_id, reopened, is_new=False)
+
+
+def _spool_and_store(files: list[IncomingFile], problems: list[dict], user_id: int,
+                     submission: Callable[[], Submission], *, is_new: bool) -> Submission:
+    """Read every file once (limit, hash, type), refuse with every problem at once, and only then
+    build the submission, store the objects and commit; temp files are closed whatever happens."""
+    spooled: list[_Spooled] = []
+    try:
+        _raise_if_any(problems, _spool_all(files, services().settings, spooled))
+        row = submission()
+        _store_and_commit(row, spooled, user_id, is_new=is_new)
+        return row
     finally:
         for item in spooled:
             if item.body:

@@ -17,10 +17,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from core import audit, kicks, ledger, rules
+from core import audit, ledger, rules
 from core.db import db, is_postgres, utcnow
 from core.errors import AuthError, Conflict, Unavailable, ValidationError
 from core.models import ActivityTag, KajabiEvent, User
+from jobs.queues import enqueue_after_commit
 
 log = logging.getLogger("kajabi")
 
@@ -235,17 +236,25 @@ def reconcile(progress=None) -> dict[str, int]:
     db.session.commit()
     counts: dict[str, int] = {}
     for event_row_id in ids:
-        try:
-            state = process(event_row_id) or "unchanged"
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            log.exception("reconcile failed for kajabi event", extra={"kajabi_event_row": event_row_id})
-            state = "failed"
-        counts[state] = counts.get(state, 0) + 1
+        process_and_commit(event_row_id, counts, unchanged="unchanged")
         if progress:
             progress(1)
     return counts
+
+
+def process_and_commit(event_row_id: int, counts: dict[str, int], *, skip_locked: bool = False,
+                       unchanged: str = "skipped") -> bool:
+    """Process one event in its own transaction, so one bad event cannot block the rest; counts
+    the resulting state ("failed" on an exception, which is logged). Returns False on failure."""
+    try:
+        state = process(event_row_id, skip_locked=skip_locked) or unchanged
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("kajabi event failed", extra={"kajabi_event_row": event_row_id})
+        state = "failed"
+    counts[state] = counts.get(state, 0) + 1
+    return state != "failed"
 
 
 RECONCILE_KICK = "kajabi-reconcile"
@@ -253,8 +262,8 @@ RECONCILE_KICK = "kajabi-reconcile"
 
 def reconcile_soon() -> None:
     """Call when users, contact ids or tag mappings change: reconcile runs after the commit
-    (one pending run for a burst of changes; see core.kicks)."""
-    kicks.kick_after_commit(RECONCILE_KICK, "ledger", "jobs.kajabi.reconcile")
+    (one pending run for a burst of changes; see jobs.queues.enqueue_after_commit)."""
+    enqueue_after_commit("ledger", "jobs.kajabi.reconcile", once=RECONCILE_KICK)
 
 
 # --- retention ----------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ SUBMISSION_SOURCE = "submission"
 KAJABI_SOURCE = "kajabi"
 # Rows that count as "the user holds this tag / had this approved" for badges.
 GRANT_CODES = (rules.AWARDED, rules.CAP_REACHED)
-ERROR_CODES = ("cap_reached", "duplicate_event", "unmatched_contact")
 
 
 @dataclass

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
-from core import kicks
 from core.db import db, is_postgres, utcnow
 from core.models import OutboxRecord
 from core.sinks import Message, build_sinks
+from jobs.queues import enqueue_after_commit
 
 MAX_BACKOFF_S = 3600
 
@@ -34,8 +34,8 @@ KICK = "outbox-deliver"
 
 
 def request_kick() -> None:
-    """Deliver soon after this transaction commits (at most one pending kick; see core.kicks)."""
-    kicks.kick_after_commit(KICK, "outbox", "jobs.outbox.deliver_due")
+    """Deliver soon after this transaction commits (at most one pending kick; see jobs.queues.enqueue_after_commit)."""
+    enqueue_after_commit("outbox", "jobs.outbox.deliver_due", once=KICK)
 
 
 # --- delivery -----------------------------------------------------------------------------------

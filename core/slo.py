@@ -17,8 +17,6 @@ OBJECTIVE = 0.999
 TARGET_SECONDS = 60
 WINDOW = timedelta(days=28)
 ALERT_FOR = timedelta(minutes=15)
-# Events that are expected to reach the ledger; unmatched and ignored ones are tracked apart.
-_LEDGER_BOUND = ("received", "ledgered")
 
 
 def _age_seconds(oldest: datetime | None, now: datetime) -> float | None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 import time
 
-from core import kajabi, kajabi_batch, kicks
+from core import kajabi, kajabi_batch
 from core.db import db, is_postgres
 from jobs.context import job_context
+from jobs.queues import clear_once
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +25,16 @@ def process_event(event_row_id: int, drain: bool = True) -> dict[str, int]:
     each), so one bad event cannot block the rest; reconcile retries what is left. Idempotent:
     final events are left alone. Raises on failure so RQ records it."""
     with job_context():
-        kicks.clear(kajabi.PROCESS_KICK)  # before draining: a hook from now on kicks again
+        clear_once(kajabi.PROCESS_KICK)  # before draining: a hook from now on kicks again
         counts: dict[str, int] = {}
         try:
             if drain and is_postgres():
                 _drain(counts)
             else:  # SQLite (one writer anyway) or a single event: the per-event path
-                _process_one(event_row_id, counts, skip_locked=False)
+                kajabi.process_and_commit(event_row_id, counts)
                 if drain:
                     for row_id in kajabi.next_received():
-                        _process_one(row_id, counts)
+                        kajabi.process_and_commit(row_id, counts, skip_locked=True)
             if counts.get("failed"):
                 raise RuntimeError(f"kajabi process_event: {counts['failed']} event(s) failed: {counts}")
             return counts
@@ -58,7 +59,7 @@ def _drain(counts: dict[str, int]) -> None:
             log.warning("kajabi batch failed; retrying its events one by one", exc_info=True,
                         extra={"kajabi_events": len(claimed)})
             for row in claimed:
-                if not _process_one(row.id, counts):
+                if not kajabi.process_and_commit(row.id, counts, skip_locked=True):
                     failed.add(row.id)  # not claimed again by this drain; reconcile retries it
             continue
         if claimed:
@@ -70,21 +71,9 @@ def _drain(counts: dict[str, int]) -> None:
             time.sleep(IDLE_POLL_S)
 
 
-def _process_one(row_id: int, counts: dict[str, int], skip_locked: bool = True) -> bool:
-    try:
-        state = kajabi.process(row_id, skip_locked=skip_locked) or "skipped"
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        log.exception("kajabi event failed", extra={"kajabi_event_row": row_id})
-        state = "failed"
-    counts[state] = counts.get(state, 0) + 1
-    return state != "failed"
-
-
 def reconcile() -> dict[str, int]:
     with job_context():
-        kicks.clear(kajabi.RECONCILE_KICK)  # before reading: a change from now on kicks again
+        clear_once(kajabi.RECONCILE_KICK)  # before reading: a change from now on kicks again
         try:
             counts = kajabi.reconcile()
             if counts.get("failed"):  # the others are committed; RQ records the failure

@@ -39,8 +39,20 @@ class Queues:
                                                 meta=meta, failure_ttl=7 * 86400)
 
 
-def enqueue_after_commit(queue: str, func: str, *args, **options) -> None:
-    """Queue `func(*args)` (a dotted path to a function in jobs/) once the current session commits."""
+ONCE_TTL_S = 60  # a "once" marker outlives a job lost with a dead worker by at most this
+
+
+def once_marker(prefix: str, name: str) -> str:
+    return f"{prefix}kick:{name}:pending"
+
+
+def enqueue_after_commit(queue: str, func: str, *args, once: str | None = None, **options) -> None:
+    """Queue `func(*args)` (a dotted path to a function in jobs/) once the current session commits.
+
+    With `once=NAME`, at most one such job is pending at a time: the first in a transaction wins,
+    and at commit it is enqueued only if no marker for NAME is set in Redis. The job calls
+    `clear_once(NAME)` as it starts, so any commit after that start queues it again.
+    """
     from core.services import services  # needs the app context; bound now, used at commit
 
     # Make sure a transaction exists, so a rollback (which is a no-op without one) still drops it.
@@ -48,15 +60,26 @@ def enqueue_after_commit(queue: str, func: str, *args, **options) -> None:
     if not session.in_transaction():
         session.begin()
     pending = session.info.setdefault(_PENDING, [])
-    pending.append((services().queues, queue, func, args, options))
+    if once is not None and any(item[5] == once for item in pending):
+        return
+    svc = services()
+    pending.append((svc.queues, queue, func, args, options, once))
+
+
+def clear_once(name: str) -> None:
+    from core.services import services
+
+    svc = services()
+    svc.redis.delete(once_marker(svc.queues.prefix, name))
 
 
 @event.listens_for(Session, "after_commit")
 def _flush_jobs(session: Session) -> None:
-    for queues, queue, func, args, options in session.info.pop(_PENDING, []):
+    for queues, queue, func, args, options, once in session.info.pop(_PENDING, []):
         try:
-            queues.enqueue(queue, func, *args, **options)
-        except Exception:  # Redis down: the row is committed, a sweeper re-enqueues it later
+            if once is None or queues.redis.set(once_marker(queues.prefix, once), 1, nx=True, ex=ONCE_TTL_S):
+                queues.enqueue(queue, func, *args, **options)
+        except Exception:  # Redis down: the rows are committed; sweepers and the schedule catch up
             log.exception("enqueue failed after commit", extra={"queue": queue, "func": func})
 
 

@@ -28,3 +28,4 @@ def role_required(*roles: str):
 reviewer_required = role_required("reviewer", "admin")
 admin_required = role_required("admin")
 signed_in_required = role_required("uploader", "reviewer", "admin")
+

@@ -16,6 +16,7 @@ from core.models import Activity, ActivityTag, KajabiEvent, OutboxRecord, Run, U
 from core.services import services
 from portal import bp
 from portal.access import admin_required
+from portal.outcomes import refused
 from portal.forms import (ActionForm, ActivityForm, AttachEventForm, NewUserForm, RetentionForm, RoleForm, TagForm,
                           choices)
 from portal.uploader import attach_errors
@@ -28,9 +29,7 @@ def _done(message: str, endpoint: str, **values):
 
 
 def _failed(exc: DomainError, endpoint: str, **values):
-    db.session.rollback()
-    flash(f"{exc.message} Nothing was changed.", "error")
-    return redirect(url_for(endpoint, **values))
+    return refused(exc, url_for(endpoint, **values))
 
 
 @bp.get("/admin")

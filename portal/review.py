@@ -14,6 +14,7 @@ from core.models import SUBMISSION_STATES, Activity, Submission, User
 from portal import bp
 from portal.access import admin_required, reviewer_required
 from portal.forms import ActionForm, BulkForm, DecisionForm, QueueFilterForm, RevokeForm, choices
+from portal.outcomes import refused
 
 
 def _filters_from(form: QueueFilterForm) -> review.QueueFilters:
@@ -68,9 +69,7 @@ def bulk_decide():
     try:
         outcome = review.decide_many([int(i) for i in ids], current_user.id, action, form.reason.data)
     except DomainError as exc:
-        db.session.rollback()
-        flash(f"{exc.message} Nothing was changed.", "error")
-        return redirect(back)
+        return refused(exc, back)
     db.session.commit()
     verb = "Approved" if action == "approve" else "Rejected"
     if outcome.done:
@@ -151,9 +150,7 @@ def decide(submission_id: int):
         flash("Already recorded; nothing was changed." if exc.code == "duplicate_event" else exc.message, "error")
         return redirect(here)
     except DomainError as exc:
-        db.session.rollback()
-        flash(f"{exc.message} Nothing was changed.", "error")
-        return redirect(here)
+        return refused(exc, here)
     db.session.commit()
     if action == "approve":
         flash(approval_message(result), "success")
@@ -176,9 +173,7 @@ def revoke(submission_id: int):
     try:
         result = review.revoke(submission_id, current_user.id, form.reason.data)
     except DomainError as exc:
-        db.session.rollback()
-        flash(f"{exc.message} Nothing was changed.", "error")
-        return redirect(here)
+        return refused(exc, here)
     db.session.commit()
     flash(f"Revoked: {result.delta_points:+d} points written back to the ledger.", "success")
     return redirect(here)

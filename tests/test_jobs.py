@@ -70,3 +70,23 @@ def test_periodic_entries_are_enqueued_once_per_interval_across_schedulers(app):
         assert queues["outbox"].count == 1
         queues.redis.delete(f"{queues.prefix}schedule:lock:t")  # the interval has passed
         assert tick(queues, definitions=entries) == ["t"]
+
+
+def test_once_jobs_stay_single_until_the_job_starts(app):
+    from jobs.queues import clear_once
+
+    with app.app_context():
+        queue = services().queues["outbox"]
+        enqueue_after_commit("outbox", "jobs.outbox.deliver_due", once="t-once")
+        db.session.rollback()  # dropped even though no statement ran
+        db.session.commit()
+        assert queue.count == 0
+        for _ in range(3):  # a burst of commits: one pending job
+            enqueue_after_commit("outbox", "jobs.outbox.deliver_due", once="t-once")
+            enqueue_after_commit("outbox", "jobs.outbox.deliver_due", once="t-once")
+            db.session.commit()
+        assert queue.count == 1
+        clear_once("t-once")  # what the job does as it starts
+        enqueue_after_commit("outbox", "jobs.outbox.deliver_due", once="t-once")
+        db.session.commit()
+        assert queue.count == 2

@@ -6,28 +6,16 @@ from __future__ import annotations
 import json
 import multiprocessing
 
-import pytest
 from sqlalchemy import func, select
 
-from core import catalogue, kajabi_batch, ledger
+from core import kajabi_batch, ledger
 from core.accounts import create_user
 from core.db import db
 from core.models import ActivityTag, KajabiEvent, LedgerEntry, OutboxRecord, User, UserBadge
 from tests.test_concurrency import _env_of
-from tests.test_kajabi import SECRET, documented, events, post
+from tests.test_kajabi import documented, events, kapp, post  # noqa: F401 (kapp is a fixture)
 
 TAGS = ("elevate-ai-1-completed", "elevate-ai-2-completed", "elevate-ai-3-completed")
-
-
-@pytest.fixture
-def kapp(make_app):
-    app = make_app(KAJABI_WEBHOOK_SECRET=SECRET)
-    with app.app_context():
-        catalogue.seed_catalogue()
-        db.session.add(ActivityTag(tag="elevate-ai-3-completed", activity_code="LEARN"))
-        create_user("known@example.com", "uploader")
-        db.session.commit()
-    return app
 
 
 def _drain_all(app) -> dict[str, int]:

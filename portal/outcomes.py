@@ -1,0 +1,14 @@
+"""How a portal form reports a refusal: the same words and the same undo everywhere."""
+from __future__ import annotations
+
+from flask import flash, redirect
+
+from core.db import db
+from core.errors import DomainError
+
+
+def refused(exc: DomainError, target: str):
+    """A decision the rules refused: undo the transaction, say why, and go back (PRG)."""
+    db.session.rollback()
+    flash(f"{exc.message} Nothing was changed.", "error")
+    return redirect(target)
