@@ -25,7 +25,7 @@ CLAM_EXE = Path("/usr/share/clamav-testfiles/clam.exe")
 SIGNATURES = {"eicar.com": "Eicar-Test-Signature", "clam.exe": "ClamAV-Test-File"}
 START_TIMEOUT_S = 30.0
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin", "/usr/local/sbin"])
-_INSTALL_HINT = "install the Debian packages clamav-daemon and clamav-testfiles (the Makefile's test target does)"
+_INSTALL_HINT = "install the Debian packages clamav, clamav-daemon and clamav-testfiles (the Makefile's test target does)"
 
 
 def _binary(name: str) -> str:
