@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import click
 from flask import current_app
-from rq import Worker
 from sqlalchemy.orm import configure_mappers
 
 from core.db import db
 
 from core.services import services
 from jobs import context
+from jobs.queues import QUEUE_NAMES
 from jobs.schedule import run_forever
+from jobs.worker import build_worker
 
 
 @click.command("worker")
@@ -20,19 +21,22 @@ def worker(burst: bool, queue_names: str) -> None:
     """Run an RQ worker with the app context and RQ's scheduler (for retries with back-off)."""
     svc = services()
     context.bind(current_app._get_current_object())
-    queues = [svc.queues[n.strip()] for n in queue_names.split(",") if n.strip()] or svc.queues.all()
+    names = [n.strip() for n in queue_names.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(QUEUE_NAMES))
+    if unknown:
+        raise click.ClickException(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUE_NAMES)}")
     try:
         svc.redis.ping()
     except Exception as exc:
         raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {exc}") from None
     _warm_up()
-    Worker(queues, connection=svc.redis).work(burst=burst, with_scheduler=True, logging_level="INFO")
+    build_worker(svc, names).work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 
 def _warm_up() -> None:
-    """Do once, before RQ forks a work horse per job, what every job would otherwise redo:
-    configure the ORM mappers and run the dialect's first-connect setup (the forked child opens
-    its own connections; see app._after_fork_in_child)."""
+    """Configure the ORM mappers and run the dialect's first-connect setup once, up front: jobs
+    run in this process reuse them, and forked work horses (media) inherit the mappers (they open
+    their own connections; see app._after_fork_in_child)."""
     configure_mappers()
     try:
         with db.engine.connect():

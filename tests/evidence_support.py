@@ -7,13 +7,13 @@ import os
 from datetime import date, timedelta
 
 from PIL import Image
-from rq import Worker
 
 from core.accounts import create_user
 from core.catalogue import seed_catalogue
 from core.db import db
 from core.evidence import IncomingFile
 from jobs import context
+from jobs.worker import build_worker
 
 PASSWORD = "correct-horse-battery"
 CLEAN_PDF = (
@@ -76,11 +76,10 @@ def sign_in(client, who: str) -> None:
 
 
 def run_worker(app, *, with_scheduler: bool = False) -> None:
-    """A real RQ worker (forking, as in production) in burst mode over every queue."""
+    """The production RQ worker (jobs.worker: forking only for the media queue) in burst mode over every queue."""
     context.bind(app)
     svc = app.extensions["points"]
-    Worker(svc.queues.all(), connection=svc.redis).work(burst=True, with_scheduler=with_scheduler,
-                                                        logging_level="WARNING")
+    build_worker(svc).work(burst=True, with_scheduler=with_scheduler, logging_level="WARNING")
 
 
 def stored_keys(app) -> list[str]:

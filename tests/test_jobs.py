@@ -4,8 +4,6 @@ import hashlib
 import io
 from datetime import date
 
-from rq import Worker
-
 from core.db import db
 from core.catalogue import seed_catalogue
 from core.models import EvidenceFile, Submission, User
@@ -13,6 +11,7 @@ from core.services import services
 from jobs import context
 from jobs.queues import enqueue_after_commit
 from jobs.schedule import tick
+from jobs.worker import build_worker
 
 
 def _pending_file(app, body: bytes) -> int:
@@ -54,7 +53,7 @@ def test_a_real_burst_worker_runs_the_job_in_the_app_context(app):
         db.session.commit()
         svc = services()
         context.bind(app)
-        Worker(svc.queues.all(), connection=svc.redis).work(burst=True)
+        build_worker(svc).work(burst=True)
         db.session.expire_all()
         evidence = db.session.get(EvidenceFile, clean_id)
         assert evidence.scan_state == "clean" and evidence.scanned_at is not None

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 import requests
-from rq import Worker
 from sqlalchemy import func, select
 
 from core import catalogue, kajabi, ledger
@@ -16,6 +15,7 @@ from core.accounts import create_user
 from core.db import db, utcnow
 from core.models import ActivityTag, KajabiEvent, LedgerEntry
 from jobs import context
+from jobs.worker import build_worker
 from tests.conftest import serve
 
 SECRET = "kajabi-test-secret"
@@ -48,7 +48,7 @@ def post(client, body, token=SECRET, **kwargs):
 def burst(app) -> None:
     context.bind(app)
     svc = app.extensions["points"]
-    Worker(svc.queues.all(), connection=svc.redis).work(burst=True)
+    build_worker(svc).work(burst=True)
 
 
 def events(app) -> list[KajabiEvent]:

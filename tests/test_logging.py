@@ -2,11 +2,10 @@
 job lines carry the job id."""
 import json
 
-from rq import Worker
-
 from core.logs import job_id_var
 from core.services import services
 from jobs import context
+from jobs.worker import build_worker
 
 
 def _lines(text: str) -> list[dict]:
@@ -32,7 +31,7 @@ def test_job_lines_carry_the_job_id(make_app, capfd):
         svc = services()
         job = svc.queues.enqueue("maintenance", "jobs.rollups.refresh_recent")
         context.bind(app)
-        Worker(svc.queues.all(), connection=svc.redis).work(burst=True)
+        build_worker(svc).work(burst=True)
     lines = _lines(capfd.readouterr().err)
     assert any(line.get("job_id") == job.id for line in lines), "no log line carried the job id"
     assert job_id_var.get() is None

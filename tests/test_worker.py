@@ -1,0 +1,40 @@
+"""The production worker (jobs.worker) on the machine's Redis: service-only jobs run in the
+worker's own process and are still stopped by their timeout; media jobs (Pillow) run in a forked
+work horse, so a crash there cannot take the worker down."""
+import os
+
+from rq.job import JobStatus
+
+from core.services import services
+from jobs import context
+from jobs.worker import build_worker
+
+
+def test_service_jobs_run_in_process_and_image_jobs_in_a_work_horse(app):
+    with app.app_context():
+        svc = services()
+        in_process = {name: svc.queues.enqueue(name, "os.getpid") for name in ("scans", "ledger", "outbox", "maintenance")}
+        forked = svc.queues.enqueue("media", "os.getpid")
+        context.bind(app)
+        build_worker(svc).work(burst=True)
+    for name, job in in_process.items():
+        job.refresh()
+        assert job.get_status() == JobStatus.FINISHED, name
+        assert job.return_value() == os.getpid(), f"{name} job was forked"
+    forked.refresh()
+    assert forked.get_status() == JobStatus.FINISHED
+    assert forked.return_value() != os.getpid(), "media job ran in the worker process"
+
+
+def test_an_in_process_job_past_its_timeout_is_stopped_and_the_worker_goes_on(app):
+    with app.app_context():
+        svc = services()
+        hung = svc.queues.enqueue("scans", "time.sleep", 30, timeout=1)
+        after = svc.queues.enqueue("scans", "os.getpid")
+        context.bind(app)
+        build_worker(svc, ["scans"]).work(burst=True)
+    hung.refresh()
+    after.refresh()
+    assert hung.get_status() == JobStatus.FAILED
+    assert "JobTimeoutException" in (hung.latest_result().exc_string or "")
+    assert after.get_status() == JobStatus.FINISHED and after.return_value() == os.getpid()
