@@ -12,6 +12,7 @@ from flask_migrate import Migrate
 
 from core.db import db
 from core.errors import StorageError
+from core.form_parsing import PointsRequest
 from core.logs import configure_logging
 from core.services import EXTENSION_KEY, build_services
 from core.settings import Settings, SettingsError
@@ -30,6 +31,7 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
 
     configure_logging(settings.log_level)
     app = Flask(__name__, static_folder=os.path.join(HERE, "static"), instance_path=os.path.join(HERE, "instance"))
+    app.request_class = PointsRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=_absolute_sqlite(settings.database_url),

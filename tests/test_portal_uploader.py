@@ -88,6 +88,23 @@ def test_submit_then_my_submissions_in_plain_words(app):
     assert 'data-testid="points-total">0<' in html and "No badges yet." in html
 
 
+def test_a_file_of_several_mib_goes_through_the_form(make_app):
+    # The form parser reads ~1 MiB at a time (core/form_parsing.py); its buffer must never trip the
+    # 1 MiB form-memory limit that guards the text fields.
+    app = make_app(MAX_UPLOAD_MB=8)
+    people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    body = b"day,peers\n" + b"2025-01-15,12\n" * (7 * 1024 * 1024 // 14)
+    response = client.post("/submissions/new", data={
+        "activity_code": "EXPLORE", "session_date": _yesterday(), "files": [(io.BytesIO(body), "big.csv")]},
+        content_type="multipart/form-data")
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    with app.app_context():
+        (evidence,) = db.session.query(Submission).one().files
+        assert evidence.size_bytes == len(body)
+
+
 def test_someone_elses_submission_is_not_found(app):
     ids = people(app)
     from tests.test_portal_support import insert
