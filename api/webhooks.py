@@ -7,10 +7,9 @@ from flask import jsonify, request
 
 from api import bp
 from core import kajabi
-from core.db import db
 from core.errors import PayloadTooLarge, Unavailable, ValidationError
 from core.services import settings
-from jobs.queues import enqueue_after_commit
+from jobs.queues import enqueue_committed
 
 
 def _too_large() -> PayloadTooLarge:
@@ -35,13 +34,11 @@ def kajabi_webhook():
     except (ValueError, UnicodeDecodeError):
         raise ValidationError("invalid_json", "The body is not valid JSON.") from None
     parsed = kajabi.parse(body, raw)
-    row_id, created = kajabi.store(parsed, body)
+    row_id, created = kajabi.store(parsed, body)  # committed
     if not created:
-        db.session.rollback()
         return jsonify(event_id=parsed.event_id, status="duplicate"), 200
     # One pending process_event job drains every received event (see jobs.kajabi), so a burst
-    # of hooks costs a few jobs, not one forked work horse per event; a drain that is already
-    # running clears the marker as it starts, so a second worker joins it on the next hook.
-    enqueue_after_commit("ledger", "jobs.kajabi.process_event", row_id, once=kajabi.PROCESS_KICK)
-    db.session.commit()
+    # of hooks costs a few jobs, not one per event; a drain that is already running clears the
+    # marker as it starts, so a second worker joins it on the next hook.
+    enqueue_committed("ledger", "jobs.kajabi.process_event", row_id, once=kajabi.PROCESS_KICK)
     return jsonify(event_id=parsed.event_id, status="queued"), 202

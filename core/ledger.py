@@ -12,6 +12,8 @@ there is a failed, retryable write, never an exceeded cap; `BEGIN IMMEDIATE` is 
 """
 from __future__ import annotations
 
+import functools
+
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -271,8 +273,6 @@ def record_many(grants: list[Grant]) -> list[Grant]:
     fixed number of statements per batch. Same locks, caps, duplicates, badges, outbox rows and log
     lines as record(); a duplicate gets code `duplicate_event` and the existing row's id. Raises
     BatchConflict if an insert meets a row it did not see (the caller rolls back and retries)."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
     if not grants:
         return grants
     for g in grants:
@@ -324,10 +324,7 @@ def record_many(grants: list[Grant]) -> list[Grant]:
                      "meta": g.meta, "created_at": now})
     badge_state = _badge_facts(fresh)  # read before the insert: each row then sees only rows before it
     if rows:
-        inserted = db.session.execute(
-            pg_insert(LedgerEntry).values(rows).on_conflict_do_nothing(
-                index_elements=["external_source", "external_event_id"])
-            .returning(LedgerEntry.id, LedgerEntry.external_source, LedgerEntry.external_event_id)).all()
+        inserted = db.session.execute(_batch_insert(), rows).all()
         if len(inserted) != len(rows):
             raise BatchConflict(f"{len(rows) - len(inserted)} ledger row(s) appeared while the batch ran")
         ids = {(s, e): i for i, s, e in inserted}
@@ -341,6 +338,17 @@ def record_many(grants: list[Grant]) -> list[Grant]:
     for g in fresh:
         log_recorded(g, g.badge_codes)
     return grants
+
+
+@functools.cache
+def _batch_insert():
+    """One statement for every batch size, run as executemany: SQLAlchemy compiles it once and
+    batches the rows itself (insertmanyvalues), where .values(rows) compiled anew per batch size."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    table = LedgerEntry.__table__
+    return (pg_insert(table).on_conflict_do_nothing(index_elements=[table.c.external_source, table.c.external_event_id])
+            .returning(table.c.id, table.c.external_source, table.c.external_event_id))
 
 
 def _badge_facts(fresh: list[Grant]) -> tuple[list[rules.BadgeRule], dict[int, list[set]]]:

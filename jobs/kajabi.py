@@ -16,6 +16,11 @@ log = logging.getLogger(__name__)
 DRAIN_BUDGET_S = 30.0
 IDLE_GRACE_S = 0.3
 IDLE_POLL_S = 0.05
+# A short batch means the drain has caught up. Each batch costs about a dozen statements however
+# few events it holds, so the drain then waits out the rest of this gap to let the next batch
+# fill up: under a steady stream that buys larger batches (much less CPU per event) for at most
+# this much added latency.
+BATCH_GAP_S = 0.05
 
 
 def process_event(event_row_id: int, drain: bool = True) -> dict[str, int]:
@@ -48,6 +53,7 @@ def _drain(counts: dict[str, int]) -> None:
     idle_until = None
     while time.monotonic() < deadline:
         claimed: list = []
+        started = time.monotonic()
         try:
             claimed = kajabi_batch.claim(kajabi_batch.BATCH_SIZE, failed)
             if claimed:
@@ -64,6 +70,8 @@ def _drain(counts: dict[str, int]) -> None:
             continue
         if claimed:
             idle_until = None
+            if len(claimed) < kajabi_batch.BATCH_SIZE:
+                time.sleep(max(0.0, BATCH_GAP_S - (time.monotonic() - started)))
         else:
             idle_until = idle_until or time.monotonic() + IDLE_GRACE_S
             if time.monotonic() >= idle_until:

@@ -73,14 +73,26 @@ def clear_once(name: str) -> None:
     svc.redis.delete(once_marker(svc.queues.prefix, name))
 
 
+def enqueue_committed(queue: str, func: str, *args, once: str | None = None, **options) -> None:
+    """enqueue_after_commit for work whose rows are already committed outside the ORM session
+    (a Core transaction that has ended). Never raises: see _enqueue."""
+    from core.services import services
+
+    _enqueue(services().queues, queue, func, args, options, once)
+
+
+def _enqueue(queues: Queues, queue: str, func: str, args: tuple, options: dict, once: str | None) -> None:
+    try:
+        if once is None or queues.redis.set(once_marker(queues.prefix, once), 1, nx=True, ex=ONCE_TTL_S):
+            queues.enqueue(queue, func, *args, **options)
+    except Exception:  # Redis down: the rows are committed; sweepers and the schedule catch up
+        log.exception("enqueue failed after commit", extra={"queue": queue, "func": func})
+
+
 @event.listens_for(Session, "after_commit")
 def _flush_jobs(session: Session) -> None:
     for queues, queue, func, args, options, once in session.info.pop(_PENDING, []):
-        try:
-            if once is None or queues.redis.set(once_marker(queues.prefix, once), 1, nx=True, ex=ONCE_TTL_S):
-                queues.enqueue(queue, func, *args, **options)
-        except Exception:  # Redis down: the rows are committed; sweepers and the schedule catch up
-            log.exception("enqueue failed after commit", extra={"queue": queue, "func": func})
+        _enqueue(queues, queue, func, args, options, once)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -8,8 +8,10 @@ from datetime import timedelta
 
 import pytest
 import requests
+from flask_migrate import upgrade
 from sqlalchemy import func, select
 
+from app import create_app
 from core import catalogue, kajabi, ledger
 from core.accounts import create_user
 from core.db import db, utcnow
@@ -63,6 +65,22 @@ def envelope(response, status, code):
     body = response.get_json()
     assert set(body) == {"type", "code", "message", "details"} and body["code"] == code
     return body
+
+
+def test_the_hook_stores_an_event_once_on_sqlite_too(make_app, make_settings, tmp_path):
+    # store() picks the dialect's INSERT ... ON CONFLICT DO NOTHING; `make run` uses SQLite.
+    make_app()  # a clean Redis db for the queue
+    app = create_app(make_settings(None, DATABASE_URL=f"sqlite:///{tmp_path}/hooks.db", KAJABI_WEBHOOK_SECRET=SECRET))
+    with app.app_context():
+        upgrade()
+    client = app.test_client()
+    first, again = post(client, documented("evt-sqlite")), post(client, documented("evt-sqlite"))
+    assert (first.status_code, first.get_json()["status"]) == (202, "queued")
+    assert (again.status_code, again.get_json()["status"]) == (200, "duplicate")
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(KajabiEvent)) == 1
+        assert app.extensions["points"].queues["ledger"].count == 1
+        db.engine.dispose()
 
 
 def test_documented_tag_added_is_ledgered_in_one_worker_cycle(kapp):
