@@ -9,7 +9,7 @@ from api import bp
 from core import kajabi
 from core.errors import PayloadTooLarge, Unavailable, ValidationError
 from core.services import settings
-from jobs.queues import enqueue_committed
+from jobs.kajabi import kick_drain
 
 
 def _too_large() -> PayloadTooLarge:
@@ -40,5 +40,5 @@ def kajabi_webhook():
     # One pending process_event job drains every received event (see jobs.kajabi), so a burst
     # of hooks costs a few jobs, not one per event; a drain that is already running clears the
     # marker as it starts, so a second worker joins it on the next hook.
-    enqueue_committed("ledger", "jobs.kajabi.process_event", row_id, once=kajabi.PROCESS_KICK)
+    kick_drain(row_id)
     return jsonify(event_id=parsed.event_id, status="queued"), 202

@@ -26,6 +26,7 @@ class Queues:
         self.redis = redis
         self.prefix = prefix
         self._queues = {name: Queue(prefix + name, connection=redis) for name in QUEUE_NAMES}
+        self.last_kick: dict[str, float] = {}  # this process's latest kicks (jobs.kajabi.kick_drain)
 
     def __getitem__(self, name: str) -> Queue:
         return self._queues[name]
@@ -73,20 +74,23 @@ def clear_once(name: str) -> None:
     svc.redis.delete(once_marker(svc.queues.prefix, name))
 
 
-def enqueue_committed(queue: str, func: str, *args, once: str | None = None, **options) -> None:
+def enqueue_committed(queue: str, func: str, *args, once: str | None = None, **options) -> bool:
     """enqueue_after_commit for work whose rows are already committed outside the ORM session
     (a Core transaction that has ended). Never raises: see _enqueue."""
     from core.services import services
 
-    _enqueue(services().queues, queue, func, args, options, once)
+    return _enqueue(services().queues, queue, func, args, options, once)
 
 
-def _enqueue(queues: Queues, queue: str, func: str, args: tuple, options: dict, once: str | None) -> None:
+def _enqueue(queues: Queues, queue: str, func: str, args: tuple, options: dict, once: str | None) -> bool:
+    """True when Redis answered: the job is queued, or (with `once`) one is already pending."""
     try:
         if once is None or queues.redis.set(once_marker(queues.prefix, once), 1, nx=True, ex=ONCE_TTL_S):
             queues.enqueue(queue, func, *args, **options)
+        return True
     except Exception:  # Redis down: the rows are committed; sweepers and the schedule catch up
         log.exception("enqueue failed after commit", extra={"queue": queue, "func": func})
+        return False
 
 
 @event.listens_for(Session, "after_commit")

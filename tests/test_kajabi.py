@@ -83,6 +83,18 @@ def test_the_hook_stores_an_event_once_on_sqlite_too(make_app, make_settings, tm
         db.engine.dispose()
 
 
+def test_a_burst_of_hooks_queues_one_drain_that_ledgers_them_all(kapp):
+    # Hooks right after a kick skip Redis (jobs.kajabi.kick_drain); the one drain still takes all.
+    client = kapp.test_client()
+    for i, tag in enumerate(["Elevate-AI-1-Completed", "Elevate-AI-2-Completed", "Elevate-AI-3-Completed"]):
+        assert post(client, documented(f"evt-burst-{i}", tag=tag)).status_code == 202
+    with kapp.app_context():
+        jobs = kapp.extensions["points"].queues["ledger"].jobs
+        assert [j.func_name for j in jobs].count("jobs.kajabi.process_event") == 1
+    burst(kapp)
+    assert [(e.event_id, e.state) for e in events(kapp)] == [(f"evt-burst-{i}", "ledgered") for i in range(3)]
+
+
 def test_documented_tag_added_is_ledgered_in_one_worker_cycle(kapp):
     client = kapp.test_client()
     response = post(client, documented())
