@@ -179,16 +179,21 @@ def main() -> None:
         storage.ensure_ready()
         client.upload_until_clean(csv_bytes(64 * 1024), "warmup.csv")  # first request imports, connects
         print(f"{'size':>7} {'runs':>4} {'app MB/s':>9} {'baseline MB/s':>14} {'ratio':>6} {'web VmHWM MB':>13}")
+        ratios, peaks = {}, {}
         for size, runs in ((MB, args.small_runs), (25 * MB, args.large_runs)):
             data = csv_bytes(size)
             app_s = [client.upload_until_clean(data, f"bench-{i}.csv") for i in range(runs)]
             base_s = [baseline(data, scanner, storage, i) for i in range(runs)]
             app_mbs = size * runs / MB / sum(app_s)
             base_mbs = size * runs / MB / sum(base_s)
+            ratios[size // MB], peaks[size // MB] = app_mbs / base_mbs, vm_hwm_mb(web_pid)
             print(f"{size // MB:>5}MB {runs:>4} {app_mbs:>9.1f} {base_mbs:>14.1f} {app_mbs / base_mbs:>6.2f} "
-                  f"{vm_hwm_mb(web_pid):>13.1f}")
+                  f"{peaks[size // MB]:>13.1f}")
         print("ratio = app throughput / baseline (clamd INSTREAM + storage.put of the same bytes); "
               "VmHWM is the gunicorn worker's peak RSS so far")
+        verdict = {True: "met", False: "NOT met"}
+        print("goals                " + "; ".join(f"ratio >= 0.5 at {mb} MiB: {verdict[r >= 0.5]}" for mb, r in ratios.items())
+              + f"; RSS flat (25 MiB peak within 10% of 1 MiB): {verdict[peaks[25] <= peaks[1] * 1.1]}")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
