@@ -44,3 +44,10 @@ def test_demo_seed_twice_changes_nothing(app):
     second = runner.invoke(args=["demo", "seed"])
     assert second.exit_code == 0 and "users created: 0" in second.output
     assert snapshot() == before
+
+
+def test_worker_refuses_an_unknown_queue_with_one_line(app):
+    with app.app_context():  # as `flask worker` runs it
+        result = app.test_cli_runner().invoke(args=["worker", "--burst", "--queues", "scans,nope"])
+    assert result.exit_code != 0
+    assert "unknown queue(s) nope; known: scans, media, ledger, outbox, maintenance" in result.output
