@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import selectinload
 
-from core import evidence, ledger
+from core import evidence, ledger, review
 from core.db import db
 from core.errors import DomainError, NotFound
 from core.models import Activity, Badge, Submission, UserBadge
@@ -17,6 +17,8 @@ from core.review import SCAN_WORDS, STATUS_WORDS
 from portal import bp
 from portal.access import signed_in_required
 from portal.forms import ResubmitForm, choices, submission_form_class
+
+MY_PAGE_SIZE = 50  # newest first; "Older submissions" pages on by keyset (created_at, id)
 
 # What the uploader should do next, per status, in plain words.
 NEXT_STEP = {
@@ -98,15 +100,29 @@ def new_submission():
 @bp.get("/submissions")
 @signed_in_required
 def my_submissions():
-    rows = list(db.session.scalars(select(Submission).where(Submission.user_id == current_user.id)
-                                   .options(selectinload(Submission.files))  # one query, not one per row
-                                   .order_by(Submission.created_at.desc()).limit(200)))
+    query = select(Submission).where(Submission.user_id == current_user.id)
+    try:
+        if request.args.get("after"):
+            created, row_id = review.decode_cursor(request.args["after"], "created_at")
+            query = query.where(or_(Submission.created_at < created,
+                                    and_(Submission.created_at == created, Submission.id < row_id)))
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("portal.my_submissions"))
+    rows = list(db.session.scalars(query.options(selectinload(Submission.files))  # one query, not one per row
+                                   .order_by(Submission.created_at.desc(), Submission.id.desc())
+                                   .limit(MY_PAGE_SIZE + 1)))
+    next_cursor = None
+    if len(rows) > MY_PAGE_SIZE:
+        rows = rows[:MY_PAGE_SIZE]
+        next_cursor = review.encode_cursor(rows[-1].created_at, rows[-1].id)
     totals = ledger.user_totals(current_user.id)
     badges = db.session.execute(select(Badge.name, Badge.description, UserBadge.awarded_at)
                                 .join(UserBadge, UserBadge.badge_code == Badge.code)
                                 .where(UserBadge.user_id == current_user.id).order_by(UserBadge.awarded_at)).all()
     return render_template("portal/uploader/list.html", submissions=rows, totals=totals, badges=badges,
-                           status_words=STATUS_WORDS, scan_words=SCAN_WORDS)
+                           status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_cursor=next_cursor,
+                           first_page=not request.args.get("after"))
 
 
 def _own(submission_id: int) -> Submission:

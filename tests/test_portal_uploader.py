@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import datetime, timezone
 
 from core.db import db
 from core.models import Submission
+from portal.uploader import MY_PAGE_SIZE
 from tests.test_portal_support import flashes, people, png, run_worker, sign_in
 
 
@@ -123,3 +125,28 @@ def test_home_routes_by_role(app):
         sign_in(client, who)
         assert client.get("/").headers["Location"] == where
     assert app.test_client().get("/").headers["Location"] == "/login"
+
+
+def test_my_submissions_pages_newest_first_and_a_broken_link_starts_over(app):
+    from datetime import date, timedelta
+
+    ids = people(app)
+    with app.app_context():
+        base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        for i in range(MY_PAGE_SIZE + 3):
+            db.session.add(Submission(user_id=ids["owner"], activity_code="EXPLORE", status="in_review",
+                                      session_date=date(2026, 1, 1) + timedelta(days=i % 20),
+                                      created_at=base + timedelta(minutes=i)))
+        db.session.commit()
+        newest_first = [s.id for s in db.session.query(Submission).order_by(Submission.created_at.desc())]
+    client = app.test_client()
+    sign_in(client, "owner")
+    first = client.get("/submissions").get_data(as_text=True)
+    shown = [int(n) for n in re.findall(r'href="/submissions/(\d+)"', first)]
+    assert shown == newest_first[:MY_PAGE_SIZE]
+    older = re.search(r'href="(/submissions\?after=[^"]+)" rel="next">Older submissions', first).group(1)
+    second = client.get(older.replace("&amp;", "&")).get_data(as_text=True)
+    assert [int(n) for n in re.findall(r'href="/submissions/(\d+)"', second)] == newest_first[MY_PAGE_SIZE:]
+    assert "Older submissions" not in second and ">Newest<" in second
+    broken = client.get("/submissions?after=not-a-cursor", follow_redirects=True)
+    assert any("start from the first page" in m for m in flashes(broken))
