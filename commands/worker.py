@@ -17,7 +17,9 @@ from jobs.worker import build_worker
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 @click.option("--queues", "queue_names", default="", help="Comma-separated queue names (default: all).")
-def worker(burst: bool, queue_names: str) -> None:
+@click.option("--max-jobs", type=click.IntRange(min=1), default=None,
+              help="Exit after this many jobs, for a supervisor to restart (bounds what in-process jobs leak).")
+def worker(burst: bool, queue_names: str, max_jobs: int | None) -> None:
     """Run an RQ worker with the app context and RQ's scheduler (for retries with back-off)."""
     svc = services()
     context.bind(current_app._get_current_object())
@@ -30,7 +32,7 @@ def worker(burst: bool, queue_names: str) -> None:
     except Exception as exc:
         raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {exc}") from None
     _warm_up()
-    build_worker(svc, names).work(burst=burst, with_scheduler=True, logging_level="INFO")
+    build_worker(svc, names).work(burst=burst, with_scheduler=True, logging_level="INFO", max_jobs=max_jobs)
 
 
 def _warm_up() -> None:

@@ -51,3 +51,15 @@ def test_worker_refuses_an_unknown_queue_with_one_line(app):
         result = app.test_cli_runner().invoke(args=["worker", "--burst", "--queues", "scans,nope"])
     assert result.exit_code != 0
     assert "unknown queue(s) nope; known: scans, media, ledger, outbox, maintenance" in result.output
+
+
+def test_worker_stops_after_max_jobs(app):
+    svc = app.extensions["points"]
+    first = svc.queues.enqueue("maintenance", "os.getpid")
+    second = svc.queues.enqueue("maintenance", "os.getpid")
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["worker", "--burst", "--queues", "maintenance", "--max-jobs", "1"])
+    assert result.exit_code == 0, result.output
+    first.refresh()
+    second.refresh()
+    assert (first.get_status(), second.get_status()) == ("finished", "queued")
