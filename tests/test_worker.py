@@ -38,3 +38,40 @@ def test_an_in_process_job_past_its_timeout_is_stopped_and_the_worker_goes_on(ap
     assert hung.get_status() == JobStatus.FAILED
     assert "JobTimeoutException" in (hung.latest_result().exc_string or "")
     assert after.get_status() == JobStatus.FINISHED and after.return_value() == os.getpid()
+
+
+def sleep_in_postgres(seconds: float) -> None:
+    from sqlalchemy import text
+
+    from core.db import db
+    from jobs.context import job_context
+
+    with job_context():
+        db.session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+
+
+def count_users() -> int:
+    from sqlalchemy import func, select
+
+    from core.db import db
+    from core.models import User
+    from jobs.context import job_context
+
+    with job_context():
+        return db.session.scalar(select(func.count()).select_from(User))
+
+
+def test_a_job_stopped_inside_a_postgres_query_leaves_the_worker_a_usable_pool(app):
+    # The alarm lands while psycopg waits on the server; the next job must get a working connection.
+    with app.app_context():
+        svc = services()
+        hung = svc.queues.enqueue("maintenance", "tests.test_worker.sleep_in_postgres", 30, timeout=1)
+        after = [svc.queues.enqueue("maintenance", "tests.test_worker.count_users") for _ in range(3)]
+        context.bind(app)
+        build_worker(svc, ["maintenance"]).work(burst=True)
+    hung.refresh()
+    assert hung.get_status() == JobStatus.FAILED
+    assert "JobTimeoutException" in (hung.latest_result().exc_string or "")
+    for job in after:
+        job.refresh()
+        assert job.get_status() == JobStatus.FINISHED and job.return_value() == 0, job.latest_result().exc_string
