@@ -6,6 +6,8 @@ import contextlib
 import logging
 import time
 
+from rq.timeouts import JobTimeoutException
+
 from core.logs import job_id_var
 
 log = logging.getLogger("job")
@@ -37,7 +39,15 @@ def job_context():
     outcome = "failed"
     try:
         with get_app().app_context():
-            yield
+            try:
+                yield
+            except JobTimeoutException:
+                # The alarm can land mid-statement, leaving the connection busy: close it now,
+                # rather than when garbage collection finds it still checked out of the pool.
+                from core.db import db
+
+                db.session.invalidate()
+                raise
         outcome = "finished"
     finally:
         log.info("job", extra={"func": job.func_name if job else None, "outcome": outcome,

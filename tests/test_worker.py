@@ -75,3 +75,7 @@ def test_a_job_stopped_inside_a_postgres_query_leaves_the_worker_a_usable_pool(a
     for job in after:
         job.refresh()
         assert job.get_status() == JobStatus.FINISHED and job.return_value() == 0, job.latest_result().exc_string
+    with app.app_context():
+        from core.db import db
+
+        assert db.engine.pool.checkedout() == 0, "the interrupted connection is still checked out"
