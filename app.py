@@ -98,7 +98,8 @@ def _after_fork_in_child() -> None:
             db.engine.dispose(close=False)
 
 
-# RQ forks a work horse per job; a forked child must not reuse the parent's pooled connections.
+# RQ forks a work horse for media jobs (and gunicorn forks its workers); a forked child must not
+# reuse the parent's pooled connections, and close=False leaves them working in the parent.
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
