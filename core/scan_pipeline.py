@@ -142,7 +142,7 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
         return None
     submission = _locked(file.submission_id)
     # Re-read after the lock (a sibling's job may have just committed); the same statement as
-    # above, so a forked work horse compiles it once.
+    # above, so it compiles once.
     file = db.session.get(EvidenceFile, file_id, populate_existing=True)
     if file is None or file.scan_state != "pending" or file.deleted_at is not None:  # another job won the race
         db.session.rollback()

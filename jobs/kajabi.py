@@ -11,8 +11,8 @@ from jobs.queues import clear_once, enqueue_committed
 
 log = logging.getLogger(__name__)
 
-# One job drains for this long, so the work horse's fork (~150 ms) is paid once per drain, not
-# per burst; an idle drain lingers briefly for the next hooks before it exits.
+# One job drains for this long, so a burst costs one job and its RQ bookkeeping, not one per
+# event; an idle drain lingers briefly for the next hooks before it exits.
 DRAIN_BUDGET_S = 30.0
 IDLE_GRACE_S = 0.3
 IDLE_POLL_S = 0.05
