@@ -6,11 +6,12 @@ import contextlib
 import logging
 import time
 
-from rq.timeouts import JobTimeoutException
+from psycopg.pq import TransactionStatus
 
 from core.logs import job_id_var
 
 log = logging.getLogger("job")
+_ACTIVE = TransactionStatus.ACTIVE  # psycopg: a statement is still running
 _app = None
 
 
@@ -28,6 +29,30 @@ def get_app():
     return _app
 
 
+def _release_connection() -> None:
+    """After a failed job. A timeout (SIGALRM) can land mid-statement and leave the connection
+    busy: then cancel the statement on the server and close the connection, rather than hand a
+    busy connection back to the pool. Otherwise a plain rollback."""
+    from core.db import db
+
+    session = db.session()
+    raw = None
+    if session.in_transaction():
+        try:
+            raw = session.connection().connection.dbapi_connection
+        except Exception:  # noqa: BLE001 - best effort: then there is nothing to cancel
+            raw = None
+    busy = raw is not None and getattr(getattr(raw, "info", None), "transaction_status", None) == _ACTIVE
+    if not busy:
+        session.rollback()
+        return
+    try:
+        raw.cancel_safe(timeout=2)
+    except Exception:  # noqa: BLE001 - closing the connection below is what matters
+        log.warning("could not cancel the interrupted statement", exc_info=True)
+    session.invalidate()
+
+
 @contextlib.contextmanager
 def job_context():
     """App context, the job id on every log line, and one closing line per job (like requests)."""
@@ -41,12 +66,8 @@ def job_context():
         with get_app().app_context():
             try:
                 yield
-            except JobTimeoutException:
-                # The alarm can land mid-statement, leaving the connection busy: close it now,
-                # rather than when garbage collection finds it still checked out of the pool.
-                from core.db import db
-
-                db.session.invalidate()
+            except BaseException:
+                _release_connection()
                 raise
         outcome = "finished"
     finally:

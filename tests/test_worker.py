@@ -76,6 +76,11 @@ def test_a_job_stopped_inside_a_postgres_query_leaves_the_worker_a_usable_pool(a
         job.refresh()
         assert job.get_status() == JobStatus.FINISHED and job.return_value() == 0, job.latest_result().exc_string
     with app.app_context():
+        from sqlalchemy import text
+
         from core.db import db
 
         assert db.engine.pool.checkedout() == 0, "the interrupted connection is still checked out"
+        still_sleeping = db.session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep%'"))
+        assert still_sleeping == 0, "the interrupted statement still runs on the server"
