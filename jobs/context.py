@@ -44,7 +44,11 @@ def _release_connection() -> None:
             raw = None
     busy = raw is not None and getattr(getattr(raw, "info", None), "transaction_status", None) == _ACTIVE
     if not busy:
-        session.rollback()
+        try:
+            session.rollback()
+        except Exception:  # noqa: BLE001 - e.g. the database went away; the job's own error matters more
+            log.warning("rollback after a failed job failed; closing the connection", exc_info=True)
+            session.invalidate()
         return
     try:
         raw.cancel_safe(timeout=2)
@@ -67,7 +71,10 @@ def job_context():
             try:
                 yield
             except BaseException:
-                _release_connection()
+                try:
+                    _release_connection()
+                except Exception:  # noqa: BLE001 - never hide the job's own error
+                    log.warning("could not release the failed job's connection", exc_info=True)
                 raise
         outcome = "finished"
     finally:
