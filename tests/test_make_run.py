@@ -36,7 +36,13 @@ def test_run_serves_login_and_readyz_then_stops_on_ctrl_c(tmp_path):
         assert login.status_code == 200 and "Sign in" in login.text
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
+        try:
+            rest, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            left = subprocess.run(["ps", "-o", "pid,ppid,etimes,cmd", "-s", str(proc.pid)], capture_output=True,
+                                  text=True).stdout
+            os.killpg(proc.pid, signal.SIGKILL)  # leave nothing behind for the rest of the run
+            raise AssertionError(f"still running 30 s after Ctrl-C (holding the output open):\n{left}") from None
         output = "".join(lines) + rest
     assert "admin@example.com" in output and f"http://127.0.0.1:{port}/login" in output
     assert "stopped" in output
