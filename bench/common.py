@@ -69,6 +69,11 @@ def processes(commands: list[list[str]], env: dict):
                 p.kill()
 
 
+def verdict(ok: bool) -> str:
+    """How every benchmark prints a goal's outcome."""
+    return "met" if ok else "NOT met"
+
+
 def wait_http(url: str, timeout: float = 30) -> None:
     import requests
 

@@ -26,7 +26,7 @@ import time  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench import httpload  # noqa: E402
-from bench.common import VENV_BIN, free_port, processes, temp_environment, wait_http  # noqa: E402
+from bench.common import VENV_BIN, free_port, processes, temp_environment, verdict, wait_http  # noqa: E402
 
 SECRET = "bench-kajabi-secret"
 TAGS = ("elevate-ai-1-completed", "elevate-ai-2-completed")
@@ -132,9 +132,8 @@ def main() -> int:
     print(f"latency received->ledgered  p50 {p50:.3f} s  p95 {p95:.3f} s  p99 {p99:.3f} s")
     print(f"baseline (psycopg)     {base_rate:.0f} events/s (raw + ledger + outbox rows, one transaction each)")
     print(f"ratio                  {rate / base_rate:.1%} of baseline")
-    verdict = {True: "met", False: "NOT met"}
-    print(f"goals                  >=500 events/s: {verdict[rate >= 500]}; >=25% of baseline: "
-          f"{verdict[rate / base_rate >= 0.25]}; p99 <= 2 s: {verdict[p99 <= 2.0]}")
+    print(f"goals                  >=500 events/s: {verdict(rate >= 500)}; >=25% of baseline: "
+          f"{verdict(rate / base_rate >= 0.25)}; p99 <= 2 s: {verdict(p99 <= 2.0)}")
     return 0 if ledgered == args.events else 1
 
 

@@ -23,7 +23,7 @@ import time  # noqa: E402
 
 import psycopg  # noqa: E402
 
-from bench.common import temp_environment  # noqa: E402
+from bench.common import temp_environment, verdict  # noqa: E402
 
 
 def seed(dsn: str, records: int) -> None:
@@ -72,7 +72,7 @@ def main() -> int:
     print(f"records delivered      {delivered} of {args.records} ({lines} analytics lines) by {args.workers} process(es)")
     print(f"throughput             {delivered / elapsed:.0f} records/s wall ({elapsed:.2f} s incl. start-up), "
           f"{delivered / float(span or 1):.0f} records/s between first and last delivery")
-    print(f"goal (>=2,000/s): {'met' if delivered / elapsed >= 2000 else 'NOT met'}")
+    print(f"goal (>=2,000/s): {verdict(delivered / elapsed >= 2000)}")
     return 0 if delivered == args.records else 1
 
 

@@ -33,7 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import wait_http  # noqa: E402
+from bench.common import verdict, wait_http  # noqa: E402
 from core.scanning import ClamdScanner  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.storage.local import LocalStorage  # noqa: E402
@@ -191,9 +191,8 @@ def main() -> None:
                   f"{peaks[size // MB]:>13.1f}")
         print("ratio = app throughput / baseline (clamd INSTREAM + storage.put of the same bytes); "
               "VmHWM is the gunicorn worker's peak RSS so far")
-        verdict = {True: "met", False: "NOT met"}
-        print("goals                " + "; ".join(f"ratio >= 0.5 at {mb} MiB: {verdict[r >= 0.5]}" for mb, r in ratios.items())
-              + f"; RSS flat (25 MiB peak within 10% of 1 MiB): {verdict[peaks[25] <= peaks[1] * 1.1]}")
+        print("goals                " + "; ".join(f"ratio >= 0.5 at {mb} MiB: {verdict(r >= 0.5)}" for mb, r in ratios.items())
+              + f"; RSS flat (25 MiB peak within 10% of 1 MiB): {verdict(peaks[25] <= peaks[1] * 1.1)}")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -6,7 +6,6 @@ from flask import current_app
 from sqlalchemy.orm import configure_mappers
 
 from core.db import db
-
 from core.services import services
 from jobs import context
 from jobs.queues import QUEUE_NAMES

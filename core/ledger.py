@@ -13,7 +13,6 @@ there is a failed, retryable write, never an exceeded cap; `BEGIN IMMEDIATE` is 
 from __future__ import annotations
 
 import functools
-
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime

@@ -229,24 +229,29 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
     column_name, descending = SORTS.get(f.sort, SORTS["oldest"])
     column = getattr(Submission, column_name)
     conds, anchored = _conditions(f, reviewer_id)
-    query = select(Submission).where(Submission.status == f.status, *conds)
-    if f.after:
-        value, row_id = decode_cursor(f.after, column_name)
+    # The template shows each row's uploader and claim holder: load them with the page, not per row.
+    query = (select(Submission).where(Submission.status == f.status, *conds)
+             .options(joinedload(Submission.user), joinedload(Submission.claimed_by)))
+    rows, next_cursor = keyset_page(query, column, f.after, descending=descending, page_size=page_size)
+    return QueuePage(rows, next_cursor, status_counts(conds, anchored))
+
+
+def keyset_page(query, column, after: str, *, descending: bool, page_size: int) -> tuple[list[Submission], str | None]:
+    """One page of submissions in (column, id) order, after the opaque cursor `after` (ValidationError
+    `cursor_invalid` if it is broken); returns the rows and the next page's cursor, or None."""
+    if after:
+        value, row_id = decode_cursor(after, column.key)
         # Written as `col >= v AND (col > v OR id > i)` so the index range starts at v.
         if descending:
             query = query.where(column <= value, or_(column < value, and_(column == value, Submission.id < row_id)))
         else:
             query = query.where(column >= value, or_(column > value, and_(column == value, Submission.id > row_id)))
     order = (column.desc(), Submission.id.desc()) if descending else (column.asc(), Submission.id.asc())
-    # The template shows each row's uploader and claim holder: load them with the page, not per row.
-    query = query.options(joinedload(Submission.user), joinedload(Submission.claimed_by))
     rows = list(db.session.scalars(query.order_by(*order).limit(page_size + 1)))
-    next_cursor = None
-    if len(rows) > page_size:
-        rows = rows[:page_size]
-        last = rows[-1]
-        next_cursor = encode_cursor(getattr(last, column_name), last.id)
-    return QueuePage(rows, next_cursor, status_counts(conds, anchored))
+    if len(rows) <= page_size:
+        return rows, None
+    rows = rows[:page_size]
+    return rows, encode_cursor(getattr(rows[-1], column.key), rows[-1].id)
 
 
 def _capped(state: str, conds: list, anchored: bool):

@@ -6,6 +6,7 @@ import time
 
 from core import kajabi, kajabi_batch
 from core.db import db, is_postgres
+from core.services import services
 from jobs.context import job_context
 from jobs.queues import clear_once, enqueue_committed
 
@@ -31,8 +32,6 @@ assert KICK_REUSE_S + IDLE_POLL_S < IDLE_GRACE_S
 
 def kick_drain(event_row_id: int) -> None:
     """Called by the webhook once the event is committed: make sure a drain will claim it."""
-    from core.services import services
-
     queues, now = services().queues, time.monotonic()
     if now - queues.last_kick.get(kajabi.PROCESS_KICK, float("-inf")) < KICK_REUSE_S:
         return

@@ -28,4 +28,3 @@ def role_required(*roles: str):
 reviewer_required = role_required("reviewer", "admin")
 admin_required = role_required("admin")
 signed_in_required = role_required("uploader", "reviewer", "admin")
-

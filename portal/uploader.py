@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from core import evidence, ledger, review
@@ -100,29 +100,22 @@ def new_submission():
 @bp.get("/submissions")
 @signed_in_required
 def my_submissions():
-    query = select(Submission).where(Submission.user_id == current_user.id)
+    after = request.args.get("after", "")
+    query = (select(Submission).where(Submission.user_id == current_user.id)
+             .options(selectinload(Submission.files)))  # one query, not one per row
     try:
-        if request.args.get("after"):
-            created, row_id = review.decode_cursor(request.args["after"], "created_at")
-            query = query.where(or_(Submission.created_at < created,
-                                    and_(Submission.created_at == created, Submission.id < row_id)))
+        rows, next_cursor = review.keyset_page(query, Submission.created_at, after, descending=True,
+                                               page_size=MY_PAGE_SIZE)
     except DomainError as exc:
         flash(exc.message, "error")
         return redirect(url_for("portal.my_submissions"))
-    rows = list(db.session.scalars(query.options(selectinload(Submission.files))  # one query, not one per row
-                                   .order_by(Submission.created_at.desc(), Submission.id.desc())
-                                   .limit(MY_PAGE_SIZE + 1)))
-    next_cursor = None
-    if len(rows) > MY_PAGE_SIZE:
-        rows = rows[:MY_PAGE_SIZE]
-        next_cursor = review.encode_cursor(rows[-1].created_at, rows[-1].id)
     totals = ledger.user_totals(current_user.id)
     badges = db.session.execute(select(Badge.name, Badge.description, UserBadge.awarded_at)
                                 .join(UserBadge, UserBadge.badge_code == Badge.code)
                                 .where(UserBadge.user_id == current_user.id).order_by(UserBadge.awarded_at)).all()
     return render_template("portal/uploader/list.html", submissions=rows, totals=totals, badges=badges,
                            status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_cursor=next_cursor,
-                           first_page=not request.args.get("after"))
+                           first_page=not after)
 
 
 def _own(submission_id: int) -> Submission:
