@@ -13,6 +13,9 @@ import time
 from datetime import timedelta
 from typing import BinaryIO
 
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
 from core import audit
 from core.db import db, utcnow
 from core.errors import ScannerUnavailable
@@ -135,15 +138,21 @@ def _locked(submission_id: int) -> Submission:
             .with_for_update().populate_existing().one())
 
 
+def _locked_with_files(file_id: int) -> Submission | None:
+    """The submission of `file_id`, locked as _locked does, with every one of its files read
+    after the lock in the same statement: _advance needs them all, and a sibling's job may have
+    just committed. One round trip instead of four (the scan job's ORM work used to cost more
+    than clamd's scan of a 1 MiB file)."""
+    owner = select(EvidenceFile.submission_id).where(EvidenceFile.id == file_id).scalar_subquery()
+    query = (select(Submission).where(Submission.id == owner).options(joinedload(Submission.files))
+             .with_for_update(of=Submission).execution_options(populate_existing=True))
+    return db.session.scalars(query).unique().one_or_none()
+
+
 def _apply(file_id: int, result: ScanResult) -> str | None:
     svc = services()
-    file = db.session.get(EvidenceFile, file_id)
-    if file is None:
-        return None
-    submission = _locked(file.submission_id)
-    # Re-read after the lock (a sibling's job may have just committed); the same statement as
-    # above, so it compiles once.
-    file = db.session.get(EvidenceFile, file_id, populate_existing=True)
+    submission = _locked_with_files(file_id)
+    file = next((f for f in submission.files if f.id == file_id), None) if submission else None
     if file is None or file.scan_state != "pending" or file.deleted_at is not None:  # another job won the race
         db.session.rollback()
         return None
