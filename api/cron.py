@@ -15,9 +15,9 @@ from core.accounts import tokens_equal
 from core.db import db
 from core.errors import AuthError, NotFound, Unauthenticated, Unavailable, ValidationError
 from core.models import Run
+from core.queues import enqueue_after_commit
 from core.retention import plan_batch, users_total
 from core.services import services
-from jobs.queues import enqueue_after_commit
 
 MAX_DAYS = 36500
 MAX_LIMIT = 1000

@@ -6,9 +6,9 @@ from flask import current_app
 from sqlalchemy.orm import configure_mappers
 
 from core.db import db
+from core.queues import QUEUE_NAMES
 from core.services import services
 from jobs import context
-from jobs.queues import QUEUE_NAMES
 from jobs.schedule import run_forever
 from jobs.worker import build_worker
 

@@ -29,10 +29,10 @@ from core.errors import DomainError, NotFound, PayloadTooLarge, UnsupportedMedia
 from core.filetypes import HEAD_BYTES, check as check_type, ext_of, sanitise_filename
 from core.images import image_dimensions, image_dimensions_ok
 from core.models import Activity, EvidenceFile, Submission
+from core.queues import enqueue_after_commit
 from core.services import services
 from core.settings import Settings
 from core.spooling import Body, TooLarge, read_once
-from jobs.queues import enqueue_after_commit
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from core import audit, ledger, rules
 from core.db import db, is_postgres, utcnow
 from core.errors import AuthError, Conflict, Unavailable, ValidationError
 from core.models import ActivityTag, KajabiEvent, User
-from jobs.queues import enqueue_after_commit
+from core.queues import enqueue_after_commit
 
 log = logging.getLogger("kajabi")
 
@@ -265,7 +265,7 @@ RECONCILE_KICK = "kajabi-reconcile"
 
 def reconcile_soon() -> None:
     """Call when users, contact ids or tag mappings change: reconcile runs after the commit
-    (one pending run for a burst of changes; see jobs.queues.enqueue_after_commit)."""
+    (one pending run for a burst of changes; see core.queues.enqueue_after_commit)."""
     enqueue_after_commit("ledger", "jobs.kajabi.reconcile", once=RECONCILE_KICK)
 
 

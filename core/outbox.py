@@ -15,8 +15,8 @@ from sqlalchemy import select, update
 
 from core.db import db, is_postgres, utcnow
 from core.models import OutboxRecord
+from core.queues import enqueue_after_commit
 from core.sinks import Message, build_sinks
-from jobs.queues import enqueue_after_commit
 
 MAX_BACKOFF_S = 3600
 
@@ -34,7 +34,7 @@ KICK = "outbox-deliver"
 
 
 def request_kick() -> None:
-    """Deliver soon after this transaction commits (at most one pending kick; see jobs.queues.enqueue_after_commit)."""
+    """Deliver soon after this transaction commits (at most one pending kick; see core.queues.enqueue_after_commit)."""
     enqueue_after_commit("outbox", "jobs.outbox.deliver_due", once=KICK)
 
 

@@ -19,12 +19,12 @@ from sqlalchemy.orm import joinedload
 from core import audit
 from core.db import db, utcnow
 from core.errors import ScannerUnavailable
-from core.storage.base import ObjectNotFound
 from core.evidence import IMAGE_EXTS, SCAN_TIMEOUT_S, scan_job_id, scan_retry
 from core.models import EvidenceFile, Submission
+from core.queues import enqueue_after_commit
 from core.scanning import ScanResult, scan_file_buffer
 from core.services import services
-from jobs.queues import enqueue_after_commit
+from core.storage.base import ObjectNotFound
 
 log = logging.getLogger(__name__)
 

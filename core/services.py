@@ -18,14 +18,14 @@ class Services:
     storage: Any  # core.storage.base.Storage
     scanner: Any  # core.scanning.Scanner
     redis: Redis
-    queues: Any  # jobs.queues.Queues
+    queues: Any  # core.queues.Queues
 
 
 def build_services(settings: Settings) -> Services:
     # Imported here so a bad optional backend never breaks importing core.
     from core.scanning import build_scanner
     from core.storage import build_storage
-    from jobs.queues import Queues
+    from core.queues import Queues
 
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
     return Services(

@@ -6,9 +6,9 @@ import time
 
 from core import kajabi, kajabi_batch
 from core.db import db, is_postgres
+from core.queues import clear_once, enqueue_committed
 from core.services import services
 from jobs.context import job_context
-from jobs.queues import clear_once, enqueue_committed
 
 log = logging.getLogger(__name__)
 

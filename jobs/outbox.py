@@ -5,8 +5,8 @@ import time
 
 from core import outbox
 from core.db import db
+from core.queues import clear_once
 from jobs.context import job_context
-from jobs.queues import clear_once
 
 TIME_BUDGET_S = 60.0  # under the schedule's 120 s timeout; the next kick or tick carries on
 

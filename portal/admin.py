@@ -11,8 +11,8 @@ from core import admin, retention, review
 from core.db import db
 from core.errors import DomainError
 from core.models import Activity, ActivityTag, KajabiEvent, OutboxRecord, Run, User
+from core.queues import enqueue_after_commit
 from core.services import services
-from jobs.queues import enqueue_after_commit
 from jobs.retention import RUN_ALL_TIMEOUT_S
 from portal import bp
 from portal.access import admin_required

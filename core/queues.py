@@ -3,6 +3,9 @@
 A job must never run before the row it reads exists, so routes and core call
 `enqueue_after_commit`; the jobs are handed to Redis only once the session commits, and are
 dropped if it rolls back. If Redis is down at that moment, the periodic sweepers find the work.
+
+A part like storage, built once in create_app (core.services), so core never imports a door; the
+job functions it names by dotted path live in jobs/.
 """
 from __future__ import annotations
 
