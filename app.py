@@ -35,7 +35,7 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=_absolute_sqlite(settings.database_url),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings),
         # Werkzeug refuses larger bodies before we read them; per-file limits are enforced while streaming.
         MAX_CONTENT_LENGTH=settings.max_upload_bytes * 10 + 1024 * 1024,
         MAX_FORM_MEMORY_SIZE=1024 * 1024,
@@ -79,6 +79,15 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     except StorageError as exc:  # keep serving; /readyz reports storage as failing
         logging.getLogger("startup").error("storage not ready: %s", exc.message)
     return app
+
+
+def _engine_options(settings: Settings) -> dict:
+    options: dict = {"pool_pre_ping": True}
+    if not settings.is_sqlite and settings.db_statement_timeout_ms:
+        # Set at connect, so it costs no round trip: a runaway query or a long lock wait is
+        # cancelled by the server instead of holding a web thread or a worker indefinitely.
+        options["connect_args"] = {"options": f"-c statement_timeout={settings.db_statement_timeout_ms}"}
+    return options
 
 
 def _absolute_sqlite(url: str) -> str:

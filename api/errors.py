@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify, render_template
+from psycopg.errors import QueryCanceled
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from core.errors import DomainError
@@ -61,6 +63,24 @@ def register_error_handlers(app: Flask) -> None:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
             return response
         return _html(status, message)
+
+    @app.errorhandler(OperationalError)
+    def database_error(exc: OperationalError):
+        # A statement over DB_STATEMENT_TIMEOUT_MS, or no database: nothing was committed, and
+        # the client may retry, so 503 rather than a bare 500.
+        request_id = getattr(g, "request_id", "-")
+        if isinstance(exc.orig, QueryCanceled):
+            code, message = "database_timeout", "The database took too long to answer; nothing was saved. Try again shortly."
+        else:
+            code, message = "database_unavailable", "The database cannot be reached; nothing was saved. Try again shortly."
+        log.warning("database error answered with 503", extra={"request_id": request_id, "code": code,
+                                                               "error": str(exc.orig).splitlines()[0][:200]})
+        response = error_response(503, "unavailable", code, f"{message} (request id {request_id})") \
+            if wants_json() else _html(503, message)
+        if isinstance(response, tuple):
+            response = app.make_response(response)
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

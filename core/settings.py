@@ -57,6 +57,7 @@ class Settings:
     app_env: str = "development"
     secret_key: str = ""
     database_url: str = "sqlite:///instance/app.db"
+    db_statement_timeout_ms: int = 30000
     redis_url: str = "redis://127.0.0.1:6379/0"
     storage_backend: str = "local"
     local_storage_root: str = "instance/storage"
@@ -172,6 +173,7 @@ class Settings:
             app_env=app_env,
             secret_key=secret_key,
             database_url=database_url,
+            db_statement_timeout_ms=parse_int("DB_STATEMENT_TIMEOUT_MS", get("DB_STATEMENT_TIMEOUT_MS", "30000"), minimum=0),
             redis_url=redis_url,
             storage_backend=storage_backend,
             local_storage_root=get("LOCAL_STORAGE_ROOT", cls.local_storage_root),

@@ -103,6 +103,11 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # DB_STATEMENT_TIMEOUT_MS bounds the app's own statements; a schema change on a big
+            # table may rightly take longer. Session-level, so it outlives the commit below.
+            connection.exec_driver_sql("SET statement_timeout = 0")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -110,8 +115,14 @@ def run_migrations_online():
             **conf_args
         )
 
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if connection.dialect.name == "postgresql":
+                connection.rollback()  # after a failed revision; a no-op after success
+                connection.exec_driver_sql("RESET statement_timeout")  # the pool's default again
+                connection.commit()
 
 
 if context.is_offline_mode():

@@ -1,0 +1,82 @@
+"""DB_STATEMENT_TIMEOUT_MS on the machine's PostgreSQL: a statement that runs or waits too long is
+cancelled by the server, the client gets a 503 envelope and nothing half-written, and migrations
+are exempt."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import psycopg
+import pytest
+from flask_migrate import upgrade
+from psycopg.errors import QueryCanceled
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from app import create_app
+from core.db import db
+from core.models import KajabiEvent
+from tests.conftest import DATABASE_URL
+
+SECRET = "limits-test-secret"
+
+
+def _dsn(url: str = DATABASE_URL) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_every_connection_carries_the_timeout_and_zero_turns_it_off(make_app):
+    app = make_app(DB_STATEMENT_TIMEOUT_MS="250")
+    with app.app_context():
+        assert db.session.scalar(text("SHOW statement_timeout")) == "250ms"
+        with pytest.raises(OperationalError) as caught:
+            db.session.execute(text("SELECT pg_sleep(5)"))
+        assert isinstance(caught.value.orig, QueryCanceled)
+        db.session.rollback()
+    unbounded = make_app(DB_STATEMENT_TIMEOUT_MS="0")
+    with unbounded.app_context():
+        assert db.session.scalar(text("SHOW statement_timeout")) == "0"
+
+
+def test_a_hook_stuck_behind_a_lock_gets_503_and_its_retry_is_stored_once(make_app):
+    app = make_app(KAJABI_WEBHOOK_SECRET=SECRET, DB_STATEMENT_TIMEOUT_MS="300")
+    client = app.test_client()
+    body = json.dumps({"id": "evt-locked", "event": "tag_added", "payload": [
+        {"type": "contacts", "id": "c-1", "attributes": {"email": "someone@example.com"}},
+        {"type": "contact_tags", "id": "t-1", "attributes": {"name": "elevate-ai-1-completed"}}]})
+    url = f"/api/webhooks/kajabi?token={SECRET}"
+    # Another session holds the table, as a long migration or a stuck transaction would.
+    with psycopg.connect(_dsn()) as blocker:
+        blocker.execute("LOCK TABLE kajabi_events IN ACCESS EXCLUSIVE MODE")
+        stuck = client.post(url, data=body, content_type="application/json")
+        blocker.rollback()
+    assert stuck.status_code == 503
+    assert stuck.json["type"] == "unavailable" and stuck.json["code"] == "database_timeout"
+    assert stuck.headers["Retry-After"] == "5"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(KajabiEvent)) == 0
+
+    retried = client.post(url, data=body, content_type="application/json")
+    assert retried.status_code == 202
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(KajabiEvent)) == 1
+
+
+def test_migrations_run_whatever_the_timeout_and_leave_it_in_place(make_settings):
+    name = f"points_limits_{uuid.uuid4().hex[:8]}"
+    url = make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(_dsn(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        # 1 ms: building the schema takes far longer than that per statement.
+        app = create_app(make_settings(None, DATABASE_URL=url, DB_STATEMENT_TIMEOUT_MS="1"))
+        with app.app_context():
+            upgrade()
+            assert db.session.scalar(text("SELECT count(*) FROM alembic_version")) == 1
+            assert db.session.scalar(text("SHOW statement_timeout")) == "1ms"
+            db.session.rollback()
+            db.engine.dispose()
+    finally:
+        with psycopg.connect(_dsn(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
