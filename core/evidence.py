@@ -26,7 +26,8 @@ from rq import Retry
 from core import audit
 from core.db import db
 from core.errors import DomainError, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
-from core.filetypes import HEAD_BYTES, check as check_type, ext_of, sanitise_filename
+from core.filenames import sanitise_filename
+from core.filetypes import HEAD_BYTES, check as check_type, ext_of
 from core.images import image_dimensions, image_dimensions_ok
 from core.models import Activity, EvidenceFile, Submission
 from core.queues import enqueue_after_commit

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from core.errors import UnsupportedMediaType, ValidationError
-from core.filetypes import ALLOWED, TypedFile, check, detect, ext_of, sanitise_filename
+from core.filenames import sanitise_filename
+from core.filetypes import ALLOWED, TypedFile, check, detect, ext_of
 
 ALL = ("pdf", "jpg", "jpeg", "png", "csv")
 CLAM_EXE = Path("/usr/share/clamav-testfiles/clam.exe")

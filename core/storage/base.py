@@ -16,6 +16,7 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 from core.errors import NotFound, ValidationError
+from core.filenames import sanitise_filename
 from core.settings import Settings
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
@@ -77,19 +78,12 @@ def validate_prefix(prefix: str) -> str:
 _UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._()\- ]+")
 
 
-def safe_filename(filename: str | None, fallback: str = "download") -> str:
-    """The name as sent to browsers: no path parts, no control characters."""
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().strip(".")
-    return name[:200] or fallback
-
-
 def content_disposition(filename: str | None) -> str:
     """`attachment` always, so no browser renders evidence inline (RFC 6266 + RFC 5987).
 
     filename= carries an ASCII approximation for old clients; filename*= the exact UTF-8 name.
     """
-    name = safe_filename(filename)
+    name = sanitise_filename(filename, fallback="download")
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     ascii_name = _UNSAFE_ASCII.sub("_", ascii_name).strip(" _")
     if not ascii_name.strip("."):
@@ -192,4 +186,4 @@ class Storage(abc.ABC):
 
     @staticmethod
     def _default_filename(key: str, filename: str | None) -> str:
-        return safe_filename(filename or key.rsplit("/", 1)[-1])
+        return sanitise_filename(filename or key.rsplit("/", 1)[-1], fallback="download")
