@@ -21,7 +21,7 @@ class _Collector:
 
     def collect(self):
         settings = self.services.settings
-        k2l = slo.kajabi_to_ledger()
+        k2l = slo.kajabi_to_ledger_cached(self.services.redis, settings.queue_prefix)
         g = GaugeMetricFamily("points_kajabi_to_ledger_ratio", "Share of Kajabi tag events ledgered within 60 s (28 days)")
         g.add_metric([], k2l["ratio"])
         yield g
