@@ -46,7 +46,7 @@ test: system-deps install-dev services
 # Run as modules: a script's own folder first on sys.path would let bench/queue.py shadow the
 # standard library's queue module.
 bench: system-deps install-dev services
-	$(PY) -m bench.upload && $(PY) -m bench.ingest && $(PY) -m bench.outbox && $(PY) -m bench.queue
+	$(PY) -m bench.upload && $(PY) -m bench.ingest && $(PY) -m bench.outbox && $(PY) -m bench.queue && $(PY) -m bench.slo
 
 clean:
 	rm -rf .venv instance tests/artifacts
