@@ -7,8 +7,9 @@ Decisions the corpus pins down:
   with nosniff and a sandbox CSP is the real defence.
 - A JPEG that is also an HTML page (markup in a comment) is accepted: it is a valid picture,
   always served as an attachment, and reviewers see only our re-encoded thumbnail.
-- A CSV cell that starts with "=" is accepted: it is text; spreadsheet formula injection is a
-  concern of whoever opens it, and the download is never rendered by us.
+- A CSV cell that starts with "=" is accepted: it is text, and evidence is kept byte for byte, so
+  it cannot be defused. The download is never rendered by us, and the review page tells the
+  reviewer to open CSV files as text (tests/test_portal_review.py).
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from core import review
 from core.db import db, utcnow
 from core.models import AuditEvent, LedgerEntry, Submission
+from tests.evidence_support import png, run_worker, submit
 from tests.test_portal_support import add_file, flashes, in_review, insert, people, sign_in
 
 
@@ -191,6 +192,20 @@ def test_detail_page_files_earlier_submissions_hints_and_trail(app):
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     download = client.get(f"/api/files/{fid}")
     assert download.headers["Content-Disposition"].startswith("attachment")
+
+
+def test_a_csv_download_comes_with_advice_on_opening_it_safely(app):
+    # Evidence is kept byte for byte, so a CSV cell such as =HYPERLINK(...) cannot be defused;
+    # the reviewer who opens it is told how to open it without running it.
+    ids = people(app)
+    sid, (csv_id, png_id) = submit(app, ids["owner"], [("attendance.csv", b"name,peers\n=HYPERLINK(\"x\"),3\n"),
+                                                       ("photo.png", png())])
+    run_worker(app)
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    html = client.get(f"/review/{sid}").get_data(as_text=True)
+    assert f'data-testid="csv-hint-{csv_id}"' in html and "import it as text" in html
+    assert f'data-testid="csv-hint-{png_id}"' not in html
 
 
 def test_progress_counts_decisions_today_and_this_week(app):
