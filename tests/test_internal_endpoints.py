@@ -142,3 +142,22 @@ def test_alert_rules_use_metrics_that_exist(internal_app):
     for rule in rules:
         for name in re.findall(r"points_[a-z0-9_]+", rule["expr"]):
             assert name in exposed, f"alert {rule['alert']} uses {name}, which /metrics does not expose"
+
+
+def test_every_alert_names_a_runbook_section_that_exists():
+    import os
+    import re
+
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(__file__))
+    rules = [rule for group in yaml.safe_load(open(os.path.join(root, "deploy", "prometheus", "alerts.yml")))["groups"]
+             for rule in group["rules"]]
+    doc = open(os.path.join(root, "docs", "operations.md"), encoding="utf-8").read()
+    # GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens.
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", doc, re.M)}
+    assert any(r["alert"] == "PointsMetricsDown" and "up{" in r["expr"] for r in rules)
+    for rule in rules:
+        page, _, anchor = rule["annotations"]["runbook"].partition("#")
+        assert page == "docs/operations.md" and anchor in anchors, f"{rule['alert']}: no section #{anchor}"
+
