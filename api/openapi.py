@@ -36,6 +36,8 @@ EXAMPLES = {
     "file_infected": _error("not_found", "file_infected", "This file contained malware (Eicar-Test-Signature) and was deleted."),
     "file_deleted": _error("not_found", "file_deleted", "This file was deleted under the retention policy."),
     "internal": _error("internal", "internal_error", "Something went wrong on our side. Quote request id 3f2a... when reporting it."),
+    "database_timeout": _error("unavailable", "database_timeout",
+                               "The database took too long to answer; nothing was saved. Try again shortly. (request id 3f2a...)"),
 }
 
 STATUS_EXAMPLES = {
@@ -53,12 +55,16 @@ STATUS_EXAMPLES = {
 
 
 def _errors(*statuses: str) -> dict:
+    """Every operation may also answer 500, and 503 when a statement passes DB_STATEMENT_TIMEOUT_MS
+    or the database is down (with Retry-After)."""
     out = {}
-    for status in statuses + ("500",):
+    for status in dict.fromkeys(statuses + ("500", "503")):
+        names = STATUS_EXAMPLES[status] if status in statuses or status == "500" else []
+        names = names + (["database_timeout"] if status == "503" else [])
         out[status] = {
             "description": "Error envelope",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"},
-                                             "examples": {name: EXAMPLES[name] for name in STATUS_EXAMPLES[status]}}},
+                                             "examples": {name: EXAMPLES[name] for name in names}}},
         }
     return out
 

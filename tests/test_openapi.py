@@ -39,3 +39,14 @@ def test_error_examples_are_envelopes_with_the_ledger_codes(client):
                     assert set(value) == {"type", "code", "message", "details"}
                     codes.add(value["code"])
     assert {"cap_reached", "duplicate_event", "unmatched_contact"} <= codes
+
+
+def test_every_operation_documents_the_database_timeout_answer(client):
+    doc = client.get("/api/openapi.json").get_json()
+    for path, item in doc["paths"].items():
+        if path == "/api/openapi.json":  # a static document: the one route that reads no database
+            continue
+        for method, operation in item.items():
+            examples = operation["responses"].get("503", {}).get("content", {}).get("application/json", {}).get("examples", {})
+            assert "database_timeout" in examples, f"{method.upper()} {path}"
+            assert "internal" in operation["responses"]["500"]["content"]["application/json"]["examples"], path
