@@ -1,6 +1,7 @@
-"""flask outbox replay [--since ISO] [--topic T]."""
+"""flask outbox replay [--since ISO] [--topic T], with a progress bar on stderr."""
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 
 import click
@@ -28,7 +29,9 @@ def replay(since: str | None, topic: str | None) -> None:
     """Reset records to pending so the worker delivers them again; sinks skip keys they have seen."""
     moment = _parse_since(since)
     try:
-        count = outbox.replay(since=moment, topic=topic)
+        with click.progressbar(length=outbox.replay_span(since=moment, topic=topic), label="replaying",
+                               file=sys.stderr) as bar:
+            count = outbox.replay(since=moment, topic=topic, progress=bar.update)
     except Exception as exc:
         raise click.ClickException(f"replay failed: {exc}") from None
     click.echo(f"{count} outbox record(s) reset to pending")

@@ -2,6 +2,7 @@
 
 A collector (not process-local counters) so that every gunicorn worker reports the same numbers
 and a restart loses nothing. Names are prefixed `points_`; deploy/prometheus/alerts.yml uses them.
+The costly whole-window figures come from core.slo's one-minute cache; what alerts read is live.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 
 from core import slo
 from core.db import db
-from core.models import KajabiEvent, LedgerEntry, Submission
+from core.models import LedgerEntry
 
 
 class _Collector:
@@ -31,8 +32,9 @@ class _Collector:
             if k2l[key] is not None:
                 g.add_metric([q], k2l[key])
         yield g
-        g = GaugeMetricFamily("points_kajabi_events", "Kajabi events by state", labels=["state"])
-        for state, count in db.session.execute(select(KajabiEvent.state, func.count()).group_by(KajabiEvent.state)):
+        counts = slo.table_counts_cached(self.services.redis, settings.queue_prefix)
+        g = GaugeMetricFamily("points_kajabi_events", "Kajabi events by state (at most a minute old)", labels=["state"])
+        for state, count in counts["kajabi_events"].items():
             g.add_metric([state], count)
         yield g
 
@@ -53,8 +55,8 @@ class _Collector:
         yield _gauge("points_scans_pending", "Evidence files waiting for a virus scan", scans["pending"])
         yield _gauge("points_scans_oldest_pending_age_seconds", "Age of the oldest pending scan", scans["oldest_age_s"] or 0)
 
-        g = GaugeMetricFamily("points_submissions", "Submissions by status", labels=["status"])
-        for status, count in db.session.execute(select(Submission.status, func.count()).group_by(Submission.status)):
+        g = GaugeMetricFamily("points_submissions", "Submissions by status (at most a minute old)", labels=["status"])
+        for status, count in counts["submissions"].items():
             g.add_metric([status], count)
         yield g
         # pg's reltuples would be cheaper on a huge ledger; max(id) is exact enough and index-only.

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from core.db import db, is_postgres, utcnow
 from core.models import OutboxRecord
@@ -108,21 +108,46 @@ def deliver_batch(batch_size: int = 500, *, now: datetime | None = None, sinks: 
     return result
 
 
-def replay(since: datetime | None = None, topic: str | None = None) -> int:
-    """Reset delivered and dead records to pending (the sinks skip what they have seen). Commits."""
-    query = update(OutboxRecord).values(status="pending", attempts=0, next_attempt_at=utcnow(), last_error=None)
-    if since is not None:
-        query = query.where(OutboxRecord.created_at >= since)
+REPLAY_WINDOW = 10_000  # ids per UPDATE: each statement stays short, whatever the table's size
+
+
+def _replay_scope(since: datetime | None, topic: str | None) -> tuple[list, int | None, int | None]:
+    conditions = [OutboxRecord.created_at >= since] if since is not None else []
     if topic:
-        query = query.where(OutboxRecord.topic == topic)
-    count = db.session.execute(query.execution_options(synchronize_session=False)).rowcount
-    request_kick()
-    db.session.commit()
+        conditions.append(OutboxRecord.topic == topic)
+    low, high = db.session.execute(select(func.min(OutboxRecord.id), func.max(OutboxRecord.id)).where(*conditions)).one()
+    db.session.rollback()
+    return conditions, low, high
+
+
+def replay_span(since: datetime | None = None, topic: str | None = None) -> int:
+    """How many ids replay() will walk, for a progress bar."""
+    _conditions, low, high = _replay_scope(since, topic)
+    return 0 if low is None else high - low + 1
+
+
+def replay(since: datetime | None = None, topic: str | None = None, progress=None, window: int = REPLAY_WINDOW) -> int:
+    """Reset delivered and dead records to pending (the sinks skip what they have seen).
+
+    Walks the id range in windows of `window` ids, one UPDATE and one commit each, so a replay
+    of millions of records never holds its locks (or a statement) for long, and a stopped replay
+    keeps what it did. `progress(n)` is called with the ids each window covered."""
+    conditions, low, high = _replay_scope(since, topic)
+    count = 0
+    if low is None:
+        return count
+    for start in range(low, high + 1, window):
+        end = min(start + window, high + 1)
+        query = (update(OutboxRecord).where(OutboxRecord.id >= start, OutboxRecord.id < end, *conditions)
+                 .values(status="pending", attempts=0, next_attempt_at=utcnow(), last_error=None))
+        count += db.session.execute(query.execution_options(synchronize_session=False)).rowcount
+        request_kick()
+        db.session.commit()
+        if progress:
+            progress(end - start)
     return count
 
 
 def counts() -> dict[str, int]:
-    from sqlalchemy import func
-
     rows = db.session.execute(select(OutboxRecord.status, func.count()).group_by(OutboxRecord.status)).all()
     return {status: n for status, n in rows}

@@ -63,3 +63,20 @@ def test_worker_stops_after_max_jobs(app):
     first.refresh()
     second.refresh()
     assert (first.get_status(), second.get_status()) == ("finished", "queued")
+
+
+def test_outbox_replay_reports_what_it_reset_and_refuses_a_bad_date(app):
+    from core import catalogue, ledger
+    from core.accounts import create_user
+    from core.db import db, utcnow
+
+    with app.app_context():
+        catalogue.seed_catalogue()
+        uid = create_user("replay@example.com", "uploader")[0].id
+        ledger.record(uid, "EXPLORE", "submission", "submission:1:approved:v1", utcnow())
+        db.session.commit()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["outbox", "replay", "--topic", "ledger.recorded"])
+    assert result.exit_code == 0 and "1 outbox record(s) reset to pending" in result.output
+    bad = runner.invoke(args=["outbox", "replay", "--since", "last tuesday"])
+    assert bad.exit_code != 0 and "is not an ISO date" in bad.output and len(bad.output.strip().splitlines()) == 1

@@ -95,12 +95,21 @@ def test_the_28_day_figure_is_computed_once_a_minute_for_every_reader(internal_a
     assert again == first and first["events"] == 4 and first["computed_at"]
     scraped = client.get("/metrics", headers=auth).get_data(as_text=True)
     assert "points_kajabi_to_ledger_ratio 0.75" in scraped
-    key = "slo:kajabi_to_ledger"
-    assert 0 < redis_conn.ttl(key) <= 60
-    redis_conn.delete(key)  # as if the minute had passed
+    assert 'points_kajabi_events{state="ledgered"} 5.0' in scraped  # first asked for now
+    with internal_app.app_context():  # a sixth lands; the per-state count is now cached too
+        db.session.add(KajabiEvent(event_id="e-later", event_type="tag_added", payload={}, state="received",
+                                   received_at=utcnow()))
+        db.session.commit()
+    assert 'points_kajabi_events{state="received"}' not in client.get("/metrics", headers=auth).get_data(as_text=True)
+    for key in ("slo:kajabi_to_ledger", "slo:table_counts"):
+        assert 0 < redis_conn.ttl(key) <= 60
+        redis_conn.delete(key)  # as if the minute had passed
     fresh = client.get("/api/slo", headers=auth).get_json()["kajabi_to_ledger"]
     assert (fresh["events"], fresh["within_60s"], fresh["ratio"]) == (5, 4, 0.8)
     assert fresh["computed_at"] > first["computed_at"]
+    rescraped = client.get("/metrics", headers=auth).get_data(as_text=True)
+    assert 'points_kajabi_events{state="ledgered"} 5.0' in rescraped
+    assert 'points_kajabi_events{state="received"} 1.0' in rescraped
 
 
 def test_unmatched_alert_fires_after_fifteen_minutes_above_threshold(internal_app, redis_conn):

@@ -129,7 +129,9 @@ def test_kill_9_mid_batch_then_resume_and_replay_apply_each_key_once(app, redis_
         assert 0 < pending < total
         _drain()  # the killed batch's row locks died with its connection; it is redelivered
         _check_exactly_once(app, redis_conn, user_ids)
-        assert outbox.replay() == total
+        covered: list[int] = []  # small windows: many short UPDATEs, each committed
+        assert outbox.replay(window=7, progress=covered.append) == total
+        assert sum(covered) == outbox.replay_span() and len(covered) > 1
         _drain()
         _check_exactly_once(app, redis_conn, user_ids)
         assert outbox.replay(since=utcnow() - timedelta(hours=1), topic="badge.awarded") == len(user_ids)
