@@ -18,6 +18,7 @@ from app import create_app
 from core.db import db
 from core.models import KajabiEvent
 from tests.conftest import DATABASE_URL
+from tests.evidence_support import setup_people, sign_in
 
 SECRET = "limits-test-secret"
 
@@ -61,6 +62,20 @@ def test_a_hook_stuck_behind_a_lock_gets_503_and_its_retry_is_stored_once(make_a
     assert retried.status_code == 202
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(KajabiEvent)) == 1
+
+
+def test_a_portal_page_stuck_behind_a_lock_says_to_try_again(make_app):
+    app = make_app(DB_STATEMENT_TIMEOUT_MS="300")
+    setup_people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    with psycopg.connect(_dsn()) as blocker:
+        blocker.execute("LOCK TABLE submissions IN ACCESS EXCLUSIVE MODE")
+        page = client.get("/submissions")
+        blocker.rollback()
+    assert page.status_code == 503 and page.mimetype == "text/html" and page.headers["Retry-After"] == "5"
+    assert "took too long to answer" in page.get_data(as_text=True)
+    assert client.get("/submissions").status_code == 200  # the lock gone, the same page works
 
 
 def test_migrations_run_whatever_the_timeout_and_leave_it_in_place(make_settings):
