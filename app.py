@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 from flask_migrate import Migrate
+from sqlalchemy.engine import make_url
 
 from core.db import db
 from core.errors import StorageError
@@ -86,7 +87,11 @@ def _engine_options(settings: Settings) -> dict:
     if not settings.is_sqlite and settings.db_statement_timeout_ms:
         # Set at connect, so it costs no round trip: a runaway query or a long lock wait is
         # cancelled by the server instead of holding a web thread or a worker indefinitely.
-        options["connect_args"] = {"options": f"-c statement_timeout={settings.db_statement_timeout_ms}"}
+        # connect_args would replace an `options=` the URL already carries, so extend it.
+        given = make_url(settings.database_url).query.get("options", "")
+        given = given if isinstance(given, str) else " ".join(given)
+        timeout = f"-c statement_timeout={settings.db_statement_timeout_ms}"
+        options["connect_args"] = {"options": f"{given} {timeout}".strip()}
     return options
 
 

@@ -40,6 +40,14 @@ def test_every_connection_carries_the_timeout_and_zero_turns_it_off(make_app):
         assert db.session.scalar(text("SHOW statement_timeout")) == "0"
 
 
+def test_options_already_in_the_database_url_are_kept(make_app):
+    app = make_app(DATABASE_URL=f"{DATABASE_URL}?options=-c%20application_name%3Dpoints-limits",
+                   DB_STATEMENT_TIMEOUT_MS="250")
+    with app.app_context():
+        assert db.session.scalar(text("SHOW application_name")) == "points-limits"
+        assert db.session.scalar(text("SHOW statement_timeout")) == "250ms"
+
+
 def test_a_hook_stuck_behind_a_lock_gets_503_and_its_retry_is_stored_once(make_app):
     app = make_app(KAJABI_WEBHOOK_SECRET=SECRET, DB_STATEMENT_TIMEOUT_MS="300")
     client = app.test_client()
