@@ -1,0 +1,85 @@
+"""Where the CPU goes during another benchmark: web (gunicorn), workers (`flask worker`),
+PostgreSQL, Redis and the benchmark's own process, per unit of work.
+
+Runs the benchmark as a child, polls every process's CPU time with psutil, and prints each
+group's CPU seconds and the same divided by --per (events, records...). PostgreSQL and Redis are
+counted from when the run started; their figures include whatever else they did meanwhile (for
+bench.ingest: its baseline's inserts), so they are upper bounds.
+
+    .venv/bin/python -m bench.cpu --per 8000 -- bench.ingest --events 8000
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import psutil
+
+from bench.common import ROOT
+
+POLL_S = 0.3
+
+
+def group(proc: psutil.Process, child_pid: int) -> str | None:
+    try:
+        name, cmd = proc.name(), " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    if proc.pid == child_pid:
+        return "benchmark"
+    if "gunicorn" in cmd:
+        return "web"
+    if "flask worker" in cmd:
+        return "workers"
+    if name.startswith("postgres"):
+        return "postgresql"
+    if name.startswith("redis-server"):
+        return "redis"
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per", type=int, required=True, help="units of work the benchmark does (e.g. its --events)")
+    parser.add_argument("bench", nargs=argparse.REMAINDER, help="-- then the benchmark module and its arguments")
+    args = parser.parse_args()
+    command = [a for a in args.bench if a != "--"]
+    if not command:
+        raise SystemExit("error: name the benchmark after --, e.g. -- bench.ingest --events 8000")
+
+    child = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT)
+    first: dict[int, float] = {}
+    last: dict[int, tuple[str, float]] = {}
+    polls = 0
+    while child.poll() is None:
+        for proc in psutil.process_iter():
+            kind = group(proc, child.pid)
+            if kind is None:
+                continue
+            try:
+                times = proc.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            used = times.user + times.system
+            # What ran before the first poll counts from there; what started later, in full.
+            first.setdefault(proc.pid, used if polls == 0 else 0.0)
+            last[proc.pid] = (kind, used)
+        polls += 1
+        time.sleep(POLL_S)
+    if child.returncode:
+        raise SystemExit(f"error: {' '.join(command)} exited with {child.returncode}")
+
+    totals: dict[str, float] = {}
+    for pid, (kind, used) in last.items():
+        totals[kind] = totals.get(kind, 0.0) + used - first[pid]
+    print(f"{'group':<12} {'CPU s':>8} {'ms per unit':>12}")
+    for kind in ("web", "workers", "postgresql", "redis", "benchmark"):
+        if kind in totals:
+            print(f"{kind:<12} {totals[kind]:>8.2f} {totals[kind] * 1000 / args.per:>12.2f}")
+    print(f"units: {args.per}; sampled every {POLL_S} s, so a process shorter than that may be missed")
+
+
+if __name__ == "__main__":
+    main()
