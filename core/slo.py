@@ -1,9 +1,10 @@
 """The SLO summary behind /api/slo and the gauges behind /metrics.
 
 Everything is read from the database (and Redis for the alert's "for 15 minutes"), so every web
-process answers the same, however many there are. The 28-day Kajabi figure is the one costly
-query (about 0.4 s of PostgreSQL at a million events), so it is kept in Redis for a minute:
-however many scrapers and dashboards ask, it is computed once a minute.
+process answers the same, however many there are. The costly figures (the 28-day Kajabi figure,
+about 0.4 s of PostgreSQL at a million events, and the whole-table counts) are kept in Redis for
+a minute: however many scrapers and dashboards ask, they are computed once a minute. What the
+alerts read (backlogs and their ages) is always live.
 """
 from __future__ import annotations
 
