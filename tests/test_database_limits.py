@@ -4,6 +4,7 @@ are exempt."""
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 
 import psycopg
@@ -21,6 +22,12 @@ from tests.conftest import DATABASE_URL
 from tests.evidence_support import setup_people, sign_in
 
 SECRET = "limits-test-secret"
+
+
+def hook_body(event_id: str) -> str:
+    return json.dumps({"id": event_id, "event": "tag_added", "payload": [
+        {"type": "contacts", "id": "c-1", "attributes": {"email": "someone@example.com"}},
+        {"type": "contact_tags", "id": "t-1", "attributes": {"name": "elevate-ai-1-completed"}}]})
 
 
 def _dsn(url: str = DATABASE_URL) -> str:
@@ -51,9 +58,7 @@ def test_options_already_in_the_database_url_are_kept(make_app):
 def test_a_hook_stuck_behind_a_lock_gets_503_and_its_retry_is_stored_once(make_app):
     app = make_app(KAJABI_WEBHOOK_SECRET=SECRET, DB_STATEMENT_TIMEOUT_MS="300")
     client = app.test_client()
-    body = json.dumps({"id": "evt-locked", "event": "tag_added", "payload": [
-        {"type": "contacts", "id": "c-1", "attributes": {"email": "someone@example.com"}},
-        {"type": "contact_tags", "id": "t-1", "attributes": {"name": "elevate-ai-1-completed"}}]})
+    body = hook_body("evt-locked")
     url = f"/api/webhooks/kajabi?token={SECRET}"
     # Another session holds the table, as a long migration or a stuck transaction would.
     with psycopg.connect(_dsn()) as blocker:
@@ -70,6 +75,20 @@ def test_a_hook_stuck_behind_a_lock_gets_503_and_its_retry_is_stored_once(make_a
     assert retried.status_code == 202
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(KajabiEvent)) == 1
+
+
+def test_without_a_database_the_hook_answers_503_database_unavailable(make_app):
+    make_app()  # the fixture cleans the real database through the first app
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = make_app(KAJABI_WEBHOOK_SECRET=SECRET,
+                   DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{port}/points?connect_timeout=2")
+    client = app.test_client()
+    response = client.post(f"/api/webhooks/kajabi?token={SECRET}", data=hook_body("evt-nodb"),
+                           content_type="application/json")
+    assert response.status_code == 503 and response.json["code"] == "database_unavailable"
+    assert response.headers["Retry-After"] == "5" and "nothing was saved" in response.json["message"]
 
 
 def test_a_portal_page_stuck_behind_a_lock_says_to_try_again(make_app):
