@@ -1,9 +1,10 @@
 """Reading one uploaded file once: the size limit, SHA-256 and the PDF active-content scan all
 happen in a single pass, leaving a seekable body that the type check and storage.put reread.
 
-The web door hands over werkzeug's own part container (a spooled temp file, already seekable and
-at offset 0). Copying it into a second spool cost a full extra write and read of every upload, so
-such a stream is used in place; only a forward-only stream is spooled.
+The web door's multipart parser writes each file part into an UploadSpool, which makes that pass
+as the bytes arrive and keeps nothing past the limit; read_once then only asks it for the result.
+Any other seekable stream at offset 0 is read in place (copying it into a second spool cost a
+full extra write and read); only a forward-only stream is spooled here.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import BinaryIO
 
 CHUNK = 1024 * 1024  # large reads: per-chunk Python overhead dominated at 64 KiB; memory stays one chunk
 SPOOL_MAX = 1024 * 1024  # bytes kept in memory per spooled file before the spool moves to disk
+UPLOAD_SPOOL_MAX = 500 * 1024  # as werkzeug's own spool: up to ten parts per request stay small
 
 
 class TooLarge(Exception):
@@ -41,8 +43,41 @@ def _borrowable(stream: BinaryIO) -> bool:
         return False
 
 
+class UploadSpool(tempfile.SpooledTemporaryFile):
+    """Where the web door's multipart parser writes one file part. The single pass that sizes,
+    hashes and (for a .pdf) scans the file happens here, as the bytes arrive from the client,
+    and nothing past limit+1 bytes is kept: an oversized file costs neither disk nor a reread.
+    The parser still drains the rest of the part (MAX_CONTENT_LENGTH bounds the request)."""
+
+    def __init__(self, limit: int, *, pdf: bool):
+        super().__init__(max_size=UPLOAD_SPOOL_MAX, mode="w+b")
+        self.limit, self.size = limit, 0
+        self._digest = hashlib.sha256()
+        self.finder = ActiveContentFinder() if pdf else None
+
+    def write(self, data) -> int:
+        room = self.limit + 1 - self.size
+        self.size += len(data)
+        if room > 0:
+            kept = data[:room] if len(data) > room else data
+            self._digest.update(kept)
+            if self.finder:
+                self.finder.feed(kept)
+            super().write(kept)
+        return len(data)
+
+    def body(self) -> Body:
+        """The file as read_once would have returned it; TooLarge past the limit."""
+        if self.size > self.limit:
+            raise TooLarge()
+        self.seek(0)
+        return Body(self, False, self.size, self._digest.hexdigest(), self.finder.found if self.finder else "")
+
+
 def read_once(stream: BinaryIO, limit: int, *, pdf: bool) -> Body:
     """Take at most limit+1 bytes from `stream`; raise TooLarge past the limit."""
+    if isinstance(stream, UploadSpool) and stream.limit == limit and (stream.finder or not pdf):
+        return stream.body()  # already measured as it arrived
     borrowed = _borrowable(stream)
     out = stream if borrowed else tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX)
     digest = hashlib.sha256()

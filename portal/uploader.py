@@ -49,7 +49,10 @@ def attach_errors(form, exc: DomainError, field_names: dict[str, str]) -> None:
         key = str(detail.get("field", ""))
         base = "files" if key.startswith("files") else key
         target = getattr(form, field_names.get(base, base.replace(".", "_")), None)
-        issue = detail.get("message") if base == "files" and detail.get("message") else detail.get("issue")
+        issue = detail.get("issue")
+        if base == "files":
+            # A file's own error reads as a sentence naming the file ("x.csv is larger than...").
+            issue = detail.get("message") or (exc.message if exc.code != "submission_invalid" else issue)
         if target is not None and hasattr(target, "errors"):
             target.errors = list(target.errors) + [str(issue or exc.message)]
             placed = True

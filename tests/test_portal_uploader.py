@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from core.db import db
 from core.models import Submission
 from portal.uploader import MY_PAGE_SIZE
+from tests.evidence_support import stored_keys
 from tests.test_portal_support import flashes, people, png, run_worker, sign_in
 
 
@@ -105,6 +106,25 @@ def test_a_file_of_several_mib_goes_through_the_form(make_app):
     with app.app_context():
         (evidence,) = db.session.query(Submission).one().files
         assert evidence.size_bytes == len(body)
+
+
+def test_a_file_over_the_limit_is_refused_next_to_its_field_with_the_form_kept(make_app):
+    app = make_app(MAX_UPLOAD_MB=1)
+    people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    over = b"day,peers\n" + b"2025-01-15,12\n" * (1024 * 1024 // 14 + 1)  # a little over 1 MiB
+    response = client.post("/submissions/new", data={
+        "activity_code": "EXPLORE", "session_date": _yesterday(), "note": "Lisbon workshop",
+        "files": [(io.BytesIO(over), "attendance.csv")]}, content_type="multipart/form-data")
+    assert response.status_code == 413
+    html = response.get_data(as_text=True)
+    assert _error_for(html, "files") == "attendance.csv is larger than the 1 MB limit."
+    assert "Lisbon workshop" in html, re.findall(r"<textarea[^>]*>[^<]*<", html)
+    assert re.search(r"<option[^>]*selected[^>]*value=\"EXPLORE\"|<option[^>]*value=\"EXPLORE\"[^>]*selected", html)
+    with app.app_context():
+        assert db.session.query(Submission).count() == 0
+    assert stored_keys(app) == []
 
 
 def test_someone_elses_submission_is_not_found(app):

@@ -257,3 +257,27 @@ def test_add_files_after_changes_requested(app):
         assert [f.original_name for f in submission.files] == ["a.pdf", "b.csv"]
         assert submission.files[1].scan_state == "pending"
     assert len(stored_keys(app)) == 2
+
+
+def test_the_web_spool_measures_parts_as_they_arrive_and_keeps_nothing_past_the_limit():
+    import os
+
+    from core.spooling import TooLarge, UploadSpool, read_once
+
+    def fill(spool, data: bytes, step: int = 700 * 1024):
+        for i in range(0, len(data), step):  # the parser's writes: ~1 MiB reads, arbitrary cuts
+            spool.write(data[i:i + step])
+        spool.seek(0)
+        return spool
+
+    limit = 2 * MB
+    over = fill(UploadSpool(limit, pdf=False), os.urandom(3 * MB))
+    with pytest.raises(TooLarge):
+        read_once(over, limit, pdf=False)
+    assert len(over.read()) == limit + 1  # the rest of the part was drained, not stored
+
+    pdf = b"%PDF-1.7\n" + os.urandom(MB) + b"/OpenAction << /S /JavaScript >>" + os.urandom(1000)
+    cut = pdf.index(b"/JavaScript") + 4  # the first write ends inside the name: "/Jav" | "aScript"
+    body = read_once(fill(UploadSpool(limit, pdf=True), pdf, step=cut), limit, pdf=True)
+    assert (body.size, body.sha256, body.pdf_action) == (len(pdf), hashlib.sha256(pdf).hexdigest(), "JavaScript")
+    assert body.stream.read() == pdf
