@@ -75,10 +75,10 @@ def register_error_handlers(app: Flask) -> None:
             code, message = "database_unavailable", "The database cannot be reached; nothing was saved. Try again shortly."
         log.warning("database error answered with 503", extra={"request_id": request_id, "code": code,
                                                                "error": str(exc.orig).splitlines()[0][:200]})
-        response = error_response(503, "unavailable", code, f"{message} (request id {request_id})") \
-            if wants_json() else _html(503, message)
-        if isinstance(response, tuple):
-            response = app.make_response(response)
+        if wants_json():
+            response = error_response(503, "unavailable", code, f"{message} (request id {request_id})")
+        else:
+            response = app.make_response(_html(503, message))
         response.headers["Retry-After"] = "5"
         return response
 

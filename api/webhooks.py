@@ -9,7 +9,6 @@ from api import bp
 from core import kajabi
 from core.errors import PayloadTooLarge, Unavailable, ValidationError
 from core.services import settings
-from jobs.kajabi import kick_drain
 
 
 def _too_large() -> PayloadTooLarge:
@@ -40,5 +39,5 @@ def kajabi_webhook():
     # One pending process_event job drains every received event (see jobs.kajabi), so a burst
     # of hooks costs a few jobs, not one per event; a drain that is already running clears the
     # marker as it starts, so a second worker joins it on the next hook.
-    kick_drain(row_id)
+    kajabi.kick_drain(row_id)
     return jsonify(event_id=parsed.event_id, status="queued"), 202

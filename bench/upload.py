@@ -38,7 +38,8 @@ from bench.common import verdict, wait_http  # noqa: E402
 from core.scanning import ClamdScanner  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.storage.local import LocalStorage  # noqa: E402
-from tests.services.clamd import ClamdServer, _binary, _free_port, build_database  # noqa: E402
+from tests.services.clamd import ClamdServer, _binary, build_database  # noqa: E402
+from tests.services.ports import free_port  # noqa: E402
 
 MB = 1024 * 1024
 PASSWORD = "bench-password-123"
@@ -54,7 +55,7 @@ def start_clamd(work: Path) -> ClamdServer:
     for sub in ("db", "tmp"):
         (work / sub).mkdir(parents=True)
     build_database(_binary("sigtool"), work / "db", work)
-    server = ClamdServer(binary=_binary("clamd"), workdir=work, port=_free_port())
+    server = ClamdServer(binary=_binary("clamd"), workdir=work, port=free_port())
     server.write_config()
     server.start()
     return server
@@ -159,7 +160,7 @@ def main() -> None:
     clamd = None
     try:
         clamd = start_clamd(work / "clamd")
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "APP_ENV": "development", "SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
                "DATABASE_URL": recreate_database(), "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"),
                "QUEUE_PREFIX": f"bench{os.getpid()}:", "STORAGE_BACKEND": "local",

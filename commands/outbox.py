@@ -29,9 +29,9 @@ def replay(since: str | None, topic: str | None) -> None:
     """Reset records to pending so the worker delivers them again; sinks skip keys they have seen."""
     moment = _parse_since(since)
     try:
-        with click.progressbar(length=outbox.replay_span(since=moment, topic=topic), label="replaying",
-                               file=sys.stderr) as bar:
-            count = outbox.replay(since=moment, topic=topic, progress=bar.update)
+        ids = outbox.replay_range(since=moment, topic=topic)
+        with click.progressbar(length=ids[1] - ids[0] + 1 if ids else 0, label="replaying", file=sys.stderr) as bar:
+            count = outbox.replay(since=moment, topic=topic, progress=bar.update, id_range=ids) if ids else 0
     except Exception as exc:
         raise click.ClickException(f"replay failed: {exc}") from None
     click.echo(f"{count} outbox record(s) reset to pending")

@@ -111,31 +111,33 @@ def deliver_batch(batch_size: int = 500, *, now: datetime | None = None, sinks: 
 REPLAY_WINDOW = 10_000  # ids per UPDATE: each statement stays short, whatever the table's size
 
 
-def _replay_scope(since: datetime | None, topic: str | None) -> tuple[list, int | None, int | None]:
+def _replay_conditions(since: datetime | None, topic: str | None) -> list:
     conditions = [OutboxRecord.created_at >= since] if since is not None else []
     if topic:
         conditions.append(OutboxRecord.topic == topic)
-    low, high = db.session.execute(select(func.min(OutboxRecord.id), func.max(OutboxRecord.id)).where(*conditions)).one()
+    return conditions
+
+
+def replay_range(since: datetime | None = None, topic: str | None = None) -> tuple[int, int] | None:
+    """The lowest and highest id replay() would reset, or None when nothing matches; a caller
+    that shows progress asks once and hands it to replay()."""
+    low, high = db.session.execute(select(func.min(OutboxRecord.id), func.max(OutboxRecord.id))
+                                   .where(*_replay_conditions(since, topic))).one()
     db.session.rollback()
-    return conditions, low, high
+    return None if low is None else (low, high)
 
 
-def replay_span(since: datetime | None = None, topic: str | None = None) -> int:
-    """How many ids replay() will walk, for a progress bar."""
-    _conditions, low, high = _replay_scope(since, topic)
-    return 0 if low is None else high - low + 1
-
-
-def replay(since: datetime | None = None, topic: str | None = None, progress=None, window: int = REPLAY_WINDOW) -> int:
+def replay(since: datetime | None = None, topic: str | None = None, *, progress=None, window: int = REPLAY_WINDOW,
+           id_range: tuple[int, int] | None = None) -> int:
     """Reset delivered and dead records to pending (the sinks skip what they have seen).
 
     Walks the id range in windows of `window` ids, one UPDATE and one commit each, so a replay
     of millions of records never holds its locks (or a statement) for long, and a stopped replay
     keeps what it did. `progress(n)` is called with the ids each window covered."""
-    conditions, low, high = _replay_scope(since, topic)
-    count = 0
-    if low is None:
-        return count
+    id_range = id_range or replay_range(since, topic)
+    if id_range is None:
+        return 0
+    conditions, (low, high), count = _replay_conditions(since, topic), id_range, 0
     for start in range(low, high + 1, window):
         end = min(start + window, high + 1)
         query = (update(OutboxRecord).where(OutboxRecord.id >= start, OutboxRecord.id < end, *conditions)

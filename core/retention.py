@@ -112,6 +112,9 @@ def anonymise_kajabi_raw(now: datetime | None = None) -> int | None:
     return int(result) if isinstance(result, int) else None
 
 
+RUN_ALL_TIMEOUT_S = 6 * 3600  # a run_all job: every user's objects; a stuck run is stopped, a rerun is safe
+
+
 def run_all(days: int, *, dry_run: bool = False, started_by: str | None = None,
             progress: Callable[[int], None] | None = None, batch: int = 200) -> dict:
     """Every user, inline (the CLI and the admin page). Records a Run unless dry_run; marks it

@@ -109,10 +109,10 @@ def scan_file(file_id: int) -> str | None:
 def _mark_missing(file_id: int) -> str | None:
     """The object vanished before its scan (e.g. an infected verdict whose commit failed after
     the delete). Retrying can never succeed, so the row is marked deleted instead."""
-    file = db.session.get(EvidenceFile, file_id)
+    submission, file = _locked_with_file(file_id)
     if file is None or file.scan_state != "pending":
+        db.session.rollback()
         return None
-    submission = _locked(file.submission_id)
     file.deleted_at = utcnow()
     audit.record("file.object_missing", "evidence_file", file.id, submission_id=submission.id)
     log.error("pending evidence file has no stored object; marked deleted", extra={"file_id": file_id})
@@ -131,28 +131,25 @@ def _count_failed_attempt(file_id: int, exc: Exception | None) -> None:
                 extra={"file_id": file_id, "error": str(exc) if exc else "integrity mismatch"})
 
 
-def _locked(submission_id: int) -> Submission:
-    # Jobs for files of one submission serialise here, so the last one to finish always sees
-    # every sibling's final state and moves the submission on.
-    return (db.session.query(Submission).filter_by(id=submission_id)
-            .with_for_update().populate_existing().one())
-
-
-def _locked_with_files(file_id: int) -> Submission | None:
-    """The submission of `file_id`, locked as _locked does, with every one of its files read
-    after the lock in the same statement: _advance needs them all, and a sibling's job may have
-    just committed. One round trip instead of four (the scan job's ORM work used to cost more
-    than clamd's scan of a 1 MiB file)."""
-    owner = select(EvidenceFile.submission_id).where(EvidenceFile.id == file_id).scalar_subquery()
-    query = (select(Submission).where(Submission.id == owner).options(joinedload(Submission.files))
+def _locked(criterion) -> Submission | None:
+    """The submission matching `criterion`, locked. Jobs for files of one submission serialise
+    here, so the last one to finish sees every sibling's final state and moves the submission on.
+    Its files are read after the lock in the same statement, since _advance needs them all (one
+    round trip where the scan job used to make four)."""
+    query = (select(Submission).where(criterion).options(joinedload(Submission.files))
              .with_for_update(of=Submission).execution_options(populate_existing=True))
     return db.session.scalars(query).unique().one_or_none()
 
 
+def _locked_with_file(file_id: int) -> tuple[Submission | None, EvidenceFile | None]:
+    owner = select(EvidenceFile.submission_id).where(EvidenceFile.id == file_id).scalar_subquery()
+    submission = _locked(Submission.id == owner)
+    return submission, next((f for f in submission.files if f.id == file_id), None) if submission else None
+
+
 def _apply(file_id: int, result: ScanResult) -> str | None:
     svc = services()
-    submission = _locked_with_files(file_id)
-    file = next((f for f in submission.files if f.id == file_id), None) if submission else None
+    submission, file = _locked_with_file(file_id)
     if file is None or file.scan_state != "pending" or file.deleted_at is not None:  # another job won the race
         db.session.rollback()
         return None
@@ -241,7 +238,8 @@ def _advance_stuck(cutoff) -> int:
            .filter(Submission.status == "scanning", Submission.created_at <= cutoff).limit(500)]
     moved = 0
     for sid in ids:
-        if _advance(_locked(sid)):
+        submission = _locked(Submission.id == sid)
+        if submission is not None and _advance(submission):
             moved += 1
         db.session.commit()
     return moved

@@ -43,6 +43,32 @@ def _borrowable(stream: BinaryIO) -> bool:
         return False
 
 
+class _Meter:
+    """The one pass over a file's bytes: its size against the limit, SHA-256 and the PDF check."""
+
+    def __init__(self, limit: int, pdf: bool):
+        self.limit, self.size = limit, 0
+        self.digest = hashlib.sha256()
+        self.finder = ActiveContentFinder() if pdf else None
+
+    def take(self, data: bytes) -> bytes:
+        """Count all of `data`; measure and return what of it lies within limit+1 bytes."""
+        room = self.limit + 1 - self.size
+        self.size += len(data)
+        kept = data if len(data) <= room else data[:max(room, 0)]
+        if kept:
+            self.digest.update(kept)
+            if self.finder:
+                self.finder.feed(kept)
+        return kept
+
+    def body(self, stream: BinaryIO, owned: bool) -> Body:
+        if self.size > self.limit:
+            raise TooLarge()
+        stream.seek(0)
+        return Body(stream, owned, self.size, self.digest.hexdigest(), self.finder.found if self.finder else "")
+
+
 class UploadSpool(tempfile.SpooledTemporaryFile):
     """Where the web door's multipart parser writes one file part. The single pass that sizes,
     hashes and (for a .pdf) scans the file happens here, as the bytes arrive from the client,
@@ -51,55 +77,35 @@ class UploadSpool(tempfile.SpooledTemporaryFile):
 
     def __init__(self, limit: int, *, pdf: bool):
         super().__init__(max_size=UPLOAD_SPOOL_MAX, mode="w+b")
-        self.limit, self.size = limit, 0
-        self._digest = hashlib.sha256()
-        self.finder = ActiveContentFinder() if pdf else None
+        self.meter = _Meter(limit, pdf)
 
     def write(self, data) -> int:
-        room = self.limit + 1 - self.size
-        self.size += len(data)
-        if room > 0:
-            kept = data[:room] if len(data) > room else data
-            self._digest.update(kept)
-            if self.finder:
-                self.finder.feed(kept)
+        kept = self.meter.take(data)
+        if kept:
             super().write(kept)
         return len(data)
-
-    def body(self) -> Body:
-        """The file as read_once would have returned it; TooLarge past the limit."""
-        if self.size > self.limit:
-            raise TooLarge()
-        self.seek(0)
-        return Body(self, False, self.size, self._digest.hexdigest(), self.finder.found if self.finder else "")
 
 
 def read_once(stream: BinaryIO, limit: int, *, pdf: bool) -> Body:
     """Take at most limit+1 bytes from `stream`; raise TooLarge past the limit."""
-    if isinstance(stream, UploadSpool) and stream.limit == limit and (stream.finder or not pdf):
-        return stream.body()  # already measured as it arrived
+    if isinstance(stream, UploadSpool) and stream.meter.limit == limit and (stream.meter.finder or not pdf):
+        return stream.meter.body(stream, owned=False)  # already measured as it arrived
     borrowed = _borrowable(stream)
     out = stream if borrowed else tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX)
-    digest = hashlib.sha256()
-    finder = ActiveContentFinder() if pdf else None
-    size = 0
+    meter = _Meter(limit, pdf)
     try:
-        # The limit is enforced while reading: at most limit+1 bytes are ever taken from the client.
-        while chunk := stream.read(min(CHUNK, limit + 1 - size)):
-            size += len(chunk)
-            if size > limit:
+        # The limit is enforced while reading: at most limit+1 bytes are ever taken from the stream.
+        while chunk := stream.read(min(CHUNK, limit + 1 - meter.size)):
+            kept = meter.take(chunk)
+            if meter.size > limit:
                 raise TooLarge()
-            digest.update(chunk)
-            if finder:
-                finder.feed(chunk)
             if not borrowed:
-                out.write(chunk)
-        out.seek(0)
+                out.write(kept)
+        return meter.body(out, owned=not borrowed)
     except BaseException:
         if not borrowed:
             out.close()
         raise
-    return Body(out, not borrowed, size, digest.hexdigest(), finder.found if finder else "")
 
 
 class ActiveContentFinder:

@@ -6,8 +6,7 @@ import time
 
 from core import kajabi, kajabi_batch
 from core.db import db, is_postgres
-from core.queues import clear_once, enqueue_committed
-from core.services import services
+from core.queues import clear_once
 from jobs.context import job_context
 
 log = logging.getLogger(__name__)
@@ -23,20 +22,9 @@ IDLE_POLL_S = 0.05
 # this much added latency.
 BATCH_GAP_S = 0.2
 
-# A hook this soon after its process's last kick needs none: the drain that kick queued, or found
-# pending, has not started yet or is still draining, and it keeps claiming for IDLE_GRACE_S after
-# its last event, so it will claim this one too. Spares a Redis round trip per hook in a burst.
-KICK_REUSE_S = 0.1
-assert KICK_REUSE_S + IDLE_POLL_S < IDLE_GRACE_S
-
-
-def kick_drain(event_row_id: int) -> None:
-    """Called by the webhook once the event is committed: make sure a drain will claim it."""
-    queues, now = services().queues, time.monotonic()
-    if now - queues.last_kick.get(kajabi.PROCESS_KICK, float("-inf")) < KICK_REUSE_S:
-        return
-    if enqueue_committed("ledger", "jobs.kajabi.process_event", event_row_id, once=kajabi.PROCESS_KICK):
-        queues.last_kick[kajabi.PROCESS_KICK] = now
+# A hook within core.kajabi.KICK_REUSE_S of its process's last kick skips the kick, trusting the
+# drain that kick queued to claim it: that holds while a drain lingers longer than that for more.
+assert kajabi.KICK_REUSE_S + IDLE_POLL_S < IDLE_GRACE_S
 
 
 def process_event(event_row_id: int, drain: bool = True) -> dict[str, int]:

@@ -39,9 +39,6 @@ def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
         return counts
 
 
-RUN_ALL_TIMEOUT_S = 6 * 3600  # every user's objects; a stuck run is stopped, and a rerun is safe
-
-
 def run_all(days: int, started_by: str | None = None) -> dict:
     """The admin page's "Run now": every user, as `flask retention run` does (core.retention)."""
     from core import retention

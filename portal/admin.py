@@ -13,7 +13,6 @@ from core.errors import DomainError
 from core.models import Activity, ActivityTag, KajabiEvent, OutboxRecord, Run, User
 from core.queues import enqueue_after_commit
 from core.services import services
-from jobs.retention import RUN_ALL_TIMEOUT_S
 from portal import bp
 from portal.access import admin_required
 from portal.outcomes import refused
@@ -216,7 +215,7 @@ def admin_run_retention():
         # A real run walks every user's objects: a job, not this request (gunicorn's timeout
         # would cut a long one short). It records its Run, listed below with its counts.
         enqueue_after_commit("maintenance", "jobs.retention.run_all", form.days.data, current_user.email,
-                             timeout=RUN_ALL_TIMEOUT_S)
+                             timeout=retention.RUN_ALL_TIMEOUT_S)
         db.session.commit()
         flash("Retention run queued. It is listed below once it starts, with its counts when it finishes.",
               "success")

@@ -4,7 +4,6 @@ are exempt."""
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 
 import psycopg
@@ -20,6 +19,7 @@ from core.db import db
 from core.models import KajabiEvent
 from tests.conftest import DATABASE_URL
 from tests.evidence_support import setup_people, sign_in
+from tests.services.ports import free_port
 
 SECRET = "limits-test-secret"
 
@@ -79,11 +79,8 @@ def test_a_hook_stuck_behind_a_lock_gets_503_and_its_retry_is_stored_once(make_a
 
 def test_without_a_database_the_hook_answers_503_database_unavailable(make_app):
     make_app()  # the fixture cleans the real database through the first app
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     app = make_app(KAJABI_WEBHOOK_SECRET=SECRET,
-                   DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{port}/points?connect_timeout=2")
+                   DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/points?connect_timeout=2")
     client = app.test_client()
     response = client.post(f"/api/webhooks/kajabi?token={SECRET}", data=hook_body("evt-nodb"),
                            content_type="application/json")

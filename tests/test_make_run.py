@@ -2,23 +2,18 @@
 stops everything it started."""
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import requests
 
+from tests.services.ports import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_run_serves_login_and_readyz_then_stops_on_ctrl_c(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/run.db", "LOCAL_STORAGE_ROOT": str(tmp_path / "storage"),
            "REDIS_URL": "redis://127.0.0.1:6379/14", "WEB_CONCURRENCY": "1", "QUEUE_PREFIX": "make-run-test:"}
     proc = subprocess.Popen(["bash", "scripts/run-local", str(port)], cwd=ROOT, env=env, start_new_session=True,

@@ -141,3 +141,28 @@ def test_scanning_off_marks_files_unscanned_never_clean(make_app):
     sign_in(client_on, "reviewer")
     response = client_on.get(f"/api/files/{file_id}")
     assert response.status_code == 409 and response.json["code"] == "file_not_scanned"
+
+
+def test_a_file_whose_object_vanished_is_marked_deleted_and_its_siblings_move_on(clamd_app):
+    people = setup_people(clamd_app)
+    sid, (gone_id, kept_id) = submit(clamd_app, people["owner"], [("gone.csv", CSV), ("notes.pdf", CLEAN_PDF)])
+    clamd_app.extensions["points"].storage.delete(file_row(clamd_app, gone_id).storage_key)
+    run_worker(clamd_app)
+    gone = file_row(clamd_app, gone_id)
+    assert gone.deleted_at is not None and gone.scan_state == "pending"  # never marked clean
+    assert file_row(clamd_app, kept_id).scan_state == "clean"
+    assert submission_row(clamd_app, sid).status == "in_review"  # judged on the file that is left
+    with clamd_app.app_context():
+        assert db.session.query(AuditEvent).filter_by(action="file.object_missing", subject_id=str(gone_id)).count() == 1
+
+
+def test_the_sweeper_moves_on_a_submission_left_scanning_with_every_file_done(clamd_app):
+    people = setup_people(clamd_app)
+    sid, [file_id] = submit(clamd_app, people["owner"], [("a.csv", CSV)])
+    run_worker(clamd_app)
+    with clamd_app.app_context():  # as if the job had crashed between its two commits
+        db.session.execute(text("UPDATE submissions SET status = 'scanning', created_at = now() - interval '1 hour'"))
+        db.session.commit()
+        assert sweep_pending(older_than_minutes=10)["advanced"] == 1
+        assert sweep_pending(older_than_minutes=10)["advanced"] == 0
+    assert submission_row(clamd_app, sid).status == "in_review" and file_row(clamd_app, file_id).scan_state == "clean"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from core.scanning import (
 )
 from core.settings import Settings
 
+from tests.services.ports import free_port
+
 CLAM_EXE = Path("/usr/share/clamav-testfiles/clam.exe")
 CLEAN_PDF = (
     b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
@@ -33,12 +34,6 @@ def zipped(name: str, data: bytes) -> bytes:
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(name, data)
     return out.getvalue()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -111,7 +106,7 @@ def test_clamd_stopped_fails_closed_then_recovers(clamd_server) -> None:
     ],
 )
 def test_bad_clamd_url_is_unavailable_never_clean(url: str) -> None:
-    scanner = ClamdScanner(url.format(closed=closed_port()), timeout=2)
+    scanner = ClamdScanner(url.format(closed=free_port()), timeout=2)
     with pytest.raises(ScannerUnavailable):
         scanner.check()
     with pytest.raises(ScannerUnavailable):

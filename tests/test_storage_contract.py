@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import requests
 from core.errors import StorageError
 from core.storage import BACKENDS, LocalStorage, build_storage, content_disposition
 from core.storage.base import InvalidKey, ObjectNotFound, Storage
+
+from tests.services.ports import free_port
 
 MB = 1024 * 1024
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,12 +56,6 @@ def minio_env(s3: dict, bucket: str | None = None, endpoint: str | None = None) 
     }
 
 
-def dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed on exit: connections are refused
-
-
 @pytest.fixture(params=["local", "minio"])
 def backend(request, make_settings) -> Backend:
     if request.param == "local":
@@ -79,7 +74,7 @@ def dead_storage(request, make_settings, tmp_path) -> Storage:
         blocker.write_bytes(b"")
         return build_storage(make_settings(LOCAL_STORAGE_ROOT=str(blocker)))
     s3 = request.getfixturevalue("s3_endpoint")
-    return build_storage(make_settings(**minio_env(s3, endpoint=f"127.0.0.1:{dead_port()}")))
+    return build_storage(make_settings(**minio_env(s3, endpoint=f"127.0.0.1:{free_port()}")))
 
 
 def key_for(name: str, user: str = "u1") -> str:

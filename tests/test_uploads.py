@@ -7,7 +7,6 @@ import io
 import re
 import resource
 import signal
-import socket
 import uuid
 from datetime import date, timedelta
 
@@ -22,6 +21,7 @@ from core.evidence import add_files, create_submission
 from core.models import AuditEvent, EvidenceFile, Submission
 from tests.evidence_support import (CLEAN_PDF, CSV, incoming, jpeg, minio_env, png, setup_people, stored_keys,
                                     submit, yesterday)
+from tests.services.ports import free_port
 
 MB = 1024 * 1024
 
@@ -163,15 +163,9 @@ def test_exactly_the_limit_is_accepted_one_byte_more_is_not(make_app):
     assert counts(app) == (1, 1) and len(stored_keys(app)) == 1
 
 
-def dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_unreachable_object_store_leaves_no_row(make_app, s3_endpoint):
     env = minio_env(s3_endpoint, f"t-{uuid.uuid4().hex[:12]}")
-    env["MINIO_ENDPOINT"] = f"127.0.0.1:{dead_port()}"
+    env["MINIO_ENDPOINT"] = f"127.0.0.1:{free_port()}"
     app = make_app(**env)
     people = setup_people(app)
     with pytest.raises(StorageError) as caught:

@@ -19,6 +19,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.services.ports import free_port
+
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 CLAM_EXE = Path("/usr/share/clamav-testfiles/clam.exe")
 # clamd reports these with ".UNOFFICIAL" appended, since the database is not ClamAV's own.
@@ -33,12 +35,6 @@ def _binary(name: str) -> str:
     if not found:
         pytest.fail(f"`{name}` was not found on PATH or in /usr/sbin: {_INSTALL_HINT}", pytrace=False)
     return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ping(port: int) -> bool:
@@ -163,7 +159,7 @@ def clamd_server() -> Iterator[ClamdServer]:
         for sub in ("db", "tmp"):
             (workdir / sub).mkdir()
         build_database(sigtool, workdir / "db", workdir)
-        server = ClamdServer(binary=clamd_bin, workdir=workdir, port=_free_port())
+        server = ClamdServer(binary=clamd_bin, workdir=workdir, port=free_port())
         server.write_config()
         server.start()
         try:
