@@ -183,12 +183,19 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
 
 
 def _advance(submission: Submission) -> bool:
-    """scanning -> in_review once every live file is clean (or unscanned with scanning off)."""
+    """scanning -> in_review once every live file is clean (or unscanned with scanning off);
+    scanning -> changes_requested when no file is left (every object vanished), so the uploader
+    can send them again instead of the submission waiting for ever."""
     if submission.status != "scanning":
         return False
     scanning_off = not services().settings.av_scan_enabled
     live = [f for f in submission.files if f.deleted_at is None]
-    ok = bool(live) and all(f.scan_state == "clean" or (f.scan_state == "unscanned" and scanning_off) for f in live)
+    if not live:
+        submission.status = "changes_requested"
+        submission.reason = "We could not keep any of the files of this submission. Please upload them again."
+        audit.record("submission.files_lost", "submission", submission.id)
+        return True
+    ok = all(f.scan_state == "clean" or (f.scan_state == "unscanned" and scanning_off) for f in live)
     if ok:
         submission.status = "in_review"
         audit.record("submission.ready_for_review", "submission", submission.id)

@@ -166,3 +166,16 @@ def test_the_sweeper_moves_on_a_submission_left_scanning_with_every_file_done(cl
         assert sweep_pending(older_than_minutes=10)["advanced"] == 1
         assert sweep_pending(older_than_minutes=10)["advanced"] == 0
     assert submission_row(clamd_app, sid).status == "in_review" and file_row(clamd_app, file_id).scan_state == "clean"
+
+
+def test_a_submission_whose_only_file_vanished_asks_for_it_again(clamd_app):
+    people = setup_people(clamd_app)
+    sid, [gone_id] = submit(clamd_app, people["owner"], [("gone.csv", CSV)])
+    clamd_app.extensions["points"].storage.delete(file_row(clamd_app, gone_id).storage_key)
+    run_worker(clamd_app)
+    submission = submission_row(clamd_app, sid)
+    assert submission.status == "changes_requested"  # the uploader can resubmit; nothing waits for ever
+    assert submission.reason == "We could not keep any of the files of this submission. Please upload them again."
+    client = clamd_app.test_client()
+    sign_in(client, "owner")
+    assert "Please upload them again." in client.get(f"/submissions/{sid}").get_data(as_text=True)
