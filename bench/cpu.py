@@ -1,5 +1,5 @@
 """Where the CPU goes during another benchmark: web (gunicorn), workers (`flask worker`),
-PostgreSQL, Redis and the benchmark's own process, per unit of work.
+PostgreSQL, Redis, clamd and the benchmark's own process, per unit of work.
 
 Runs the benchmark as a child, polls every process's CPU time with psutil, and prints each
 group's CPU seconds and the same divided by --per (events, records...). PostgreSQL and Redis are
@@ -37,7 +37,38 @@ def group(proc: psutil.Process, child_pid: int) -> str | None:
         return "postgresql"
     if name.startswith("redis-server"):
         return "redis"
+    if name == "clamd":
+        return "clamd"
     return None
+
+
+class Meter:
+    """CPU seconds per group between two snapshots, for a benchmark that measures its own phases
+    (bench/upload.py). The kernel counts in 10 ms ticks, so a phase should last well over that.
+    `exclude` leaves out processes that are measuring, not working (its own poller's backend)."""
+
+    def __init__(self, exclude: set[int]):
+        self.exclude = exclude
+
+    def snapshot(self) -> dict[int, tuple[str, float]]:
+        out = {}
+        for proc in psutil.process_iter():
+            kind = None if proc.pid in self.exclude else group(proc, child_pid=-1)
+            if kind is None:
+                continue
+            try:
+                times = proc.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            out[proc.pid] = (kind, times.user + times.system)
+        return out
+
+    @staticmethod
+    def used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid, (kind, cpu) in after.items():
+            totals[kind] = totals.get(kind, 0.0) + cpu - before.get(pid, (kind, 0.0))[1]
+        return totals
 
 
 def main() -> None:
@@ -75,7 +106,7 @@ def main() -> None:
     for pid, (kind, used) in last.items():
         totals[kind] = totals.get(kind, 0.0) + used - first[pid]
     print(f"{'group':<12} {'CPU s':>8} {'ms per unit':>12}")
-    for kind in ("web", "workers", "postgresql", "redis", "benchmark"):
+    for kind in ("web", "workers", "postgresql", "redis", "clamd", "benchmark"):
         if kind in totals:
             print(f"{kind:<12} {totals[kind]:>8.2f} {totals[kind] * 1000 / args.per:>12.2f}")
     print(f"units: {args.per}; sampled every {POLL_S} s, so a process shorter than that may be missed")

@@ -2,11 +2,18 @@
 
 The app path: gunicorn (deploy/gunicorn.conf.py, one worker) on loopback, the portal's upload
 form (sign-in and CSRF as a browser does), PostgreSQL, local storage, `flask worker` and a real
-clamd (started with tests/services/clamd.py's helpers). The clock runs from the first byte of the
-POST until the row says `clean`. The baseline sends the same bytes straight through clamd
-INSTREAM and storage.put. Also prints the web process's peak RSS (VmHWM) per file size.
+clamd (started with tests/services/clamd.py's helpers). The baseline sends the same bytes straight
+through clamd INSTREAM and storage.put. Two measures per file size:
 
-    .venv/bin/python bench/upload.py [--small-runs 8] [--large-runs 5]
+- one at a time: each file's clock runs from the first byte of its POST until its row says
+  `clean`, and the next file waits for that (app and baseline runs alternate);
+- back to back: one client POSTs all the files without waiting for scans, as an uploader with
+  several submissions does; the clock stops when the last is clean. The baseline does the same
+  files one after another. CPU per file is counted over this phase, per process group.
+
+Also prints the web process's peak RSS (VmHWM) per file size.
+
+    .venv/bin/python -m bench.upload [--small-runs 8] [--large-runs 5] [--stream 16]
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import verdict, wait_http  # noqa: E402
+from bench.cpu import Meter  # noqa: E402
 from core.scanning import ClamdScanner  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.storage.local import LocalStorage  # noqa: E402
@@ -119,26 +127,48 @@ class AppUnderTest:
         if r.status_code != 302:
             raise SystemExit(f"error: sign-in failed with {r.status_code}")
         self.token = csrf(self.http.get(f"{base}/submissions/new", timeout=10).text)
+        self.poller_pid = self.db.execute("SELECT pg_backend_pid()").fetchone()[0]
 
-    def upload_until_clean(self, data: bytes, name: str) -> float:
-        before = self.db.execute("SELECT coalesce(max(id), 0) FROM evidence_files").fetchone()[0]
-        # The multipart body is encoded before the clock starts, as the baseline's bytes are
-        # ready in memory: encoding 25 MiB in `requests` took 13-20 ms of this client's time.
-        request = self.http.prepare_request(requests.Request("POST", f"{self.base}/submissions/new", data={
+    def prepared(self, data: bytes, name: str) -> requests.PreparedRequest:
+        # Bodies are encoded before the clock starts, as the baseline's bytes are ready in
+        # memory: encoding 25 MiB in `requests` took 13-20 ms of this client's time.
+        return self.http.prepare_request(requests.Request("POST", f"{self.base}/submissions/new", data={
             "csrf_token": self.token, "activity_code": "EXPLORE", "session_date": time.strftime("%Y-%m-%d"),
         }, files={"files": (name, data, "text/csv")}))
-        started = time.perf_counter()
+
+    def post(self, request: requests.PreparedRequest) -> None:
         r = self.http.send(request, allow_redirects=False, timeout=300)
         if r.status_code != 302:
             raise SystemExit(f"error: upload answered {r.status_code}: {r.text[:300]}")
+
+    def last_id(self) -> int:
+        return self.db.execute("SELECT coalesce(max(id), 0) FROM evidence_files").fetchone()[0]
+
+    def wait_clean(self, after_id: int, count: int) -> None:
         while True:
-            row = self.db.execute("SELECT scan_state FROM evidence_files WHERE id > %s ORDER BY id LIMIT 1",
-                                  (before,)).fetchone()
-            if row and row[0] != "pending":
-                if row[0] != "clean":
-                    raise SystemExit(f"error: file ended {row[0]}")
-                return time.perf_counter() - started
+            states = dict(self.db.execute("SELECT scan_state, count(*) FROM evidence_files WHERE id > %s "
+                                          "GROUP BY scan_state", (after_id,)).fetchall())
+            if set(states) - {"pending", "clean"}:
+                raise SystemExit(f"error: files ended {states}")
+            if states.get("clean", 0) == count:
+                return
             time.sleep(0.001)  # a 10 ms poll added ~5 ms to every run, ~4% of a 1 MiB upload
+
+    def upload_until_clean(self, data: bytes, name: str) -> float:
+        before, request = self.last_id(), self.prepared(data, name)
+        started = time.perf_counter()
+        self.post(request)
+        self.wait_clean(before, 1)
+        return time.perf_counter() - started
+
+    def back_to_back(self, data: bytes, count: int) -> float:
+        before = self.last_id()
+        requests_ = [self.prepared(data, f"stream-{i}.csv") for i in range(count)]
+        started = time.perf_counter()
+        for request in requests_:
+            self.post(request)
+        self.wait_clean(before, count)
+        return time.perf_counter() - started
 
 
 def baseline(data: bytes, scanner: ClamdScanner, storage: LocalStorage, n: int) -> float:
@@ -149,10 +179,26 @@ def baseline(data: bytes, scanner: ClamdScanner, storage: LocalStorage, n: int) 
     return time.perf_counter() - started
 
 
+def measured(meter: Meter, work) -> tuple[float, dict[str, float]]:
+    """Run work(); return its seconds and the CPU seconds each process group used meanwhile
+    ("client" is this process, timed apart from the snapshots it takes)."""
+    before = meter.snapshot()
+    cpu = time.process_time()
+    seconds = work()
+    cpu = time.process_time() - cpu
+    used = Meter.used(before, meter.snapshot())
+    used["client"] = cpu
+    return seconds, used
+
+
+CPU_GROUPS = ("web", "workers", "clamd", "postgresql", "redis", "client")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small-runs", type=int, default=8)
     parser.add_argument("--large-runs", type=int, default=5)
+    parser.add_argument("--stream", type=int, default=16, help="files sent back to back per size (1 MiB; a fifth at 25 MiB)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
@@ -183,23 +229,37 @@ def main() -> None:
         storage = LocalStorage(Settings.from_env({"LOCAL_STORAGE_ROOT": str(work / "baseline")}))
         storage.ensure_ready()
         client.upload_until_clean(csv_bytes(64 * 1024), "warmup.csv")  # first request imports, connects
+        meter = Meter(exclude={client.poller_pid})  # the poller's backend measures, it does not work
         print(f"{'size':>7} {'runs':>4} {'app MB/s':>9} {'baseline MB/s':>14} {'ratio':>6} {'web VmHWM MB':>13} "
-              f"{'clean p50 ms':>13} {'max ms':>7}")
-        ratios, peaks = {}, {}
+              f"{'clean p50 ms':>13} {'max ms':>7} {'back-to-back ratio':>19}")
+        ratios, streams, peaks, cpu = {}, {}, {}, {}
         for size, runs in ((MB, args.small_runs), (25 * MB, args.large_runs)):
-            data = csv_bytes(size)
+            data, mb = csv_bytes(size), size // MB
             app_s, base_s = [], []
             for i in range(runs):  # interleaved, so both see the same disk and neighbours
                 app_s.append(client.upload_until_clean(data, f"bench-{i}.csv"))
                 base_s.append(baseline(data, scanner, storage, i))
-            app_mbs = size * runs / MB / sum(app_s)
-            base_mbs = size * runs / MB / sum(base_s)
-            ratios[size // MB], peaks[size // MB] = app_mbs / base_mbs, vm_hwm_mb(web_pid)
-            print(f"{size // MB:>5}MB {runs:>4} {app_mbs:>9.1f} {base_mbs:>14.1f} {app_mbs / base_mbs:>6.2f} "
-                  f"{peaks[size // MB]:>13.1f} {statistics.median(app_s) * 1000:>13.0f} {max(app_s) * 1000:>7.0f}")
-        print("ratio = app throughput / baseline (clamd INSTREAM + storage.put of the same bytes); "
-              "VmHWM is the gunicorn worker's peak RSS so far; clean = from the POST's first byte to `clean`")
-        print("goals                " + "; ".join(f"ratio >= 0.5 at {mb} MiB: {verdict(r >= 0.5)}" for mb, r in ratios.items())
+            count = max(1, args.stream if size == MB else args.stream // 5)
+            app_t, app_cpu = measured(meter, lambda: client.back_to_back(data, count))
+            base_t, base_cpu = measured(meter, lambda: sum(baseline(data, scanner, storage, 1000 + i) for i in range(count)))
+            cpu[mb] = (count, app_cpu, base_cpu)
+            ratios[mb] = sum(base_s) / sum(app_s)  # same bytes both sides, so a ratio of times
+            streams[mb], peaks[mb] = base_t / app_t, vm_hwm_mb(web_pid)
+            print(f"{mb:>5}MB {runs:>4} {size * runs / MB / sum(app_s):>9.1f} {size * runs / MB / sum(base_s):>14.1f} "
+                  f"{ratios[mb]:>6.2f} {peaks[mb]:>13.1f} {statistics.median(app_s) * 1000:>13.0f} "
+                  f"{max(app_s) * 1000:>7.0f} {streams[mb]:>19.2f}")
+        print("ratio = app throughput / baseline (clamd INSTREAM + storage.put of the same bytes), one file at a time; "
+              "back-to-back: the app sent files without waiting for scans; VmHWM is the gunicorn worker's peak RSS "
+              "so far; clean = from the POST's first byte to `clean`")
+        print(f"\nCPU ms per file, back to back {'':>3}" + "".join(f"{g:>11}" for g in CPU_GROUPS) + f"{'total':>9}")
+        for mb, (count, app_cpu, base_cpu) in cpu.items():
+            for side, used in (("app", app_cpu), ("baseline", base_cpu)):
+                per = {g: used.get(g, 0.0) * 1000 / count for g in CPU_GROUPS}
+                print(f"{mb:>5} MiB x {count:<3} {side:<17}" + "".join(f"{per[g]:>11.1f}" for g in CPU_GROUPS)
+                      + f"{sum(per.values()):>9.1f}")
+        print("(the kernel counts CPU in 10 ms ticks; PostgreSQL includes its background writers)")
+        print("goals                " + "; ".join(f"ratio >= 0.5 at {mb} MiB: {verdict(r >= 0.5)} "
+                                                 f"(back to back: {verdict(streams[mb] >= 0.5)})" for mb, r in ratios.items())
               + f"; RSS flat (25 MiB peak within 10% of 1 MiB): {verdict(peaks[25] <= peaks[1] * 1.1)}")
     finally:
         for proc in procs:

@@ -81,11 +81,13 @@ class _StoredObject:
 def scan_file(file_id: int) -> str | None:
     """Scan one pending file. Returns the new state, or None when there was nothing to do."""
     svc = services()
-    file = db.session.get(EvidenceFile, file_id)
-    if file is None or file.scan_state != "pending" or file.deleted_at is not None:
-        return None
-    key, expected_sha, expected_size = file.storage_key, file.sha256, file.size_bytes
+    row = db.session.execute(select(EvidenceFile.storage_key, EvidenceFile.sha256, EvidenceFile.size_bytes)
+                             .where(EvidenceFile.id == file_id, EvidenceFile.scan_state == "pending",
+                                    EvidenceFile.deleted_at.is_(None))).one_or_none()
     db.session.rollback()  # hold no transaction open while clamd reads the file
+    if row is None:
+        return None
+    key, expected_sha, expected_size = row
 
     reader = _StoredObject(svc.storage, key)
     try:
@@ -178,8 +180,9 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
         file.scan_state = "unscanned"
         audit.record("file.scanned", "evidence_file", file.id, state="unscanned")
     _advance(submission)
+    state = file.scan_state  # read before the commit expires it, which would cost a reload
     db.session.commit()
-    return file.scan_state
+    return state
 
 
 def _advance(submission: Submission) -> bool:

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import selectinload
 
 from core import evidence, ledger, review
@@ -88,9 +88,11 @@ def new_submission():
                 attach_errors(form, exc, {"counters.peers": "counter_peers", "counters.students": "counter_students"})
                 status = exc.status if 400 <= exc.status < 500 else 400
             else:
-                flash(f"Submission {submission.id} sent. We are checking the files; it goes to review after that.",
+                # The identity key outlives the commit; reading .id would reload the expired row.
+                (submission_id,) = inspect(submission).identity
+                flash(f"Submission {submission_id} sent. We are checking the files; it goes to review after that.",
                       "success")
-                return redirect(url_for("portal.my_submission", submission_id=submission.id))
+                return redirect(url_for("portal.my_submission", submission_id=submission_id))
         else:
             status = 400
         flash("Some fields need attention; see the messages next to them.", "error")

@@ -4,6 +4,7 @@ are exempt."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 
 import psycopg
@@ -103,19 +104,31 @@ def test_a_portal_page_stuck_behind_a_lock_says_to_try_again(make_app):
 
 
 def test_migrations_run_whatever_the_timeout_and_leave_it_in_place(make_settings):
+    """A migration waits 1.5 s on a lock, far past the app's 200 ms limit, and still completes."""
     name = f"points_limits_{uuid.uuid4().hex[:8]}"
     url = make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False)
     with psycopg.connect(_dsn(), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        # 1 ms: building the schema takes far longer than that per statement.
-        app = create_app(make_settings(None, DATABASE_URL=url, DB_STATEMENT_TIMEOUT_MS="1"))
-        with app.app_context():
-            upgrade()
-            assert db.session.scalar(text("SELECT count(*) FROM alembic_version")) == 1
-            assert db.session.scalar(text("SHOW statement_timeout")) == "1ms"
-            db.session.rollback()
-            db.engine.dispose()
+        # Another session creates the migration's first table and holds it uncommitted, so the
+        # migration's CREATE TABLE waits until that session rolls back.
+        holder = psycopg.connect(_dsn(url))
+        holder.execute("CREATE TABLE activities (code text)")
+        release = threading.Timer(1.5, holder.rollback)
+        release.start()
+        app = create_app(make_settings(None, DATABASE_URL=url, DB_STATEMENT_TIMEOUT_MS="200"))
+        try:
+            with app.app_context():
+                upgrade()
+                assert db.session.scalar(text("SELECT count(*) FROM alembic_version")) == 1
+                assert db.session.scalar(text("SHOW statement_timeout")) == "200ms"
+                with pytest.raises(OperationalError):  # the app's own statements are still bounded
+                    db.session.execute(text("SELECT pg_sleep(1)"))
+                db.session.rollback()
+                db.engine.dispose()
+        finally:
+            release.join()
+            holder.close()
     finally:
         with psycopg.connect(_dsn(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
