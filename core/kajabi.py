@@ -152,6 +152,14 @@ def match_user(contact_id: str | None, email: str | None) -> User | None:
     return user
 
 
+def grant_event_id(user_id: int, bound_contact: str | None, event_contact: str | None, tag: str) -> str:
+    """The ledger event id of a tag grant: one per tag per user. Keyed on the contact id bound to
+    the user (match_user binds the first one seen), not the hook's own: a hook from a second
+    contact with the same e-mail, or one without a contact id, is then the same grant."""
+    contact = bound_contact or event_contact or f"user-{user_id}"
+    return f"kajabi:tag:{contact}:{tag}"
+
+
 def _finish(event: KajabiEvent, state: str, result_code: str | None, *, user_id: int | None = None) -> None:
     event.state = state
     event.result_code = result_code
@@ -198,8 +206,7 @@ def process(event_row_id: int, *, skip_locked: bool = False) -> str | None:
     if mapping is None:
         _finish(event, "ignored", "unknown_tag", user_id=user.id)
         return event.state
-    contact = event.contact_id or user.kajabi_contact_id or f"user-{user.id}"
-    event_id = f"kajabi:tag:{contact}:{event.tag}"
+    event_id = grant_event_id(user.id, user.kajabi_contact_id, event.contact_id, event.tag)
     try:
         result = ledger.record(user.id, mapping.activity_code, ledger.KAJABI_SOURCE, event_id,
                                _event_time(event), tag=event.tag,

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 
 from core import audit, ledger
 from core.db import db, utcnow
-from core.kajabi import TAG_ADDED, TAG_REMOVED, _parse_time
+from core.kajabi import TAG_ADDED, TAG_REMOVED, _parse_time, grant_event_id
 from core.models import ActivityTag, KajabiEvent, User
 
 BATCH_SIZE = 100
@@ -101,8 +101,8 @@ def process_batch(events) -> dict[str, int]:
         elif not event.tag or event.tag not in mapping:
             finish(event, "ignored", "unknown_tag", user)
         else:
-            contact = event.contact_id or user.contact_id or f"user-{user.id}"
-            grant = ledger.Grant(user.id, mapping[event.tag], ledger.KAJABI_SOURCE, f"kajabi:tag:{contact}:{event.tag}",
+            grant = ledger.Grant(user.id, mapping[event.tag], ledger.KAJABI_SOURCE,
+                                 grant_event_id(user.id, user.contact_id, event.contact_id, event.tag),
                                  _event_time(event, now), tag=event.tag,
                                  meta={"kajabi_event_id": event.event_id, "kajabi_event_row": event.id})
             grants.append(grant)
