@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from commands import reason
 from core import backfill
 from core.errors import DomainError
 
@@ -24,7 +25,7 @@ def plan(file: str) -> None:
     try:
         run = backfill.plan(file, started_by="cli")
     except (DomainError, OSError, ValueError) as exc:
-        raise click.ClickException(f"plan failed: {getattr(exc, 'message', exc)}") from None
+        raise click.ClickException(f"plan failed: {reason(exc)}") from None
     click.echo(_summary(run.counts))
     for item in run.items:
         if item["plan"]["outcome"] in ("unmatched", "invalid"):

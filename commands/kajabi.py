@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
+from commands import reason
 from core import kajabi
 
 cli = AppGroup("kajabi", help="Kajabi webhook events.")
@@ -17,7 +18,7 @@ def reconcile() -> None:
         with click.progressbar(length=waiting, label="reconciling") as bar:
             counts = kajabi.reconcile(progress=bar.update)
     except Exception as exc:
-        raise click.ClickException(f"reconcile failed: {exc}") from None
+        raise click.ClickException(f"reconcile failed: {reason(exc)}") from None
     click.echo("reconciled: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "nothing to do"))
     if counts.get("failed"):
         raise click.ClickException(f"{counts['failed']} event(s) failed; see the log")

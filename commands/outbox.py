@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import click
 from flask.cli import AppGroup
 
+from commands import reason
 from core import outbox
 
 cli = AppGroup("outbox", help="The transactional outbox.")
@@ -33,5 +34,5 @@ def replay(since: str | None, topic: str | None) -> None:
         with click.progressbar(length=ids[1] - ids[0] + 1 if ids else 0, label="replaying", file=sys.stderr) as bar:
             count = outbox.replay(since=moment, topic=topic, progress=bar.update, id_range=ids) if ids else 0
     except Exception as exc:
-        raise click.ClickException(f"replay failed: {exc}") from None
+        raise click.ClickException(f"replay failed: {reason(exc)}") from None
     click.echo(f"{count} outbox record(s) reset to pending")

@@ -6,6 +6,8 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from commands import reason
+
 cli = AppGroup("retention", help="Evidence retention.")
 
 
@@ -27,8 +29,7 @@ def run(days: int | None, dry_run: bool) -> None:
             counts = run_all(days, dry_run=dry_run, started_by="cli", progress=bar.update)
     except Exception as exc:
         db.session.rollback()
-        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        raise click.ClickException(f"retention failed: {message.splitlines()[0]}") from None
+        raise click.ClickException(f"retention failed: {reason(exc)}") from None
     verb = "would delete" if dry_run else "deleted"
     anonymised = counts.get("kajabi_anonymised")
     click.echo(f"cutoff {counts['cutoff']}; {verb}: {counts['objects_deleted']} files, "

@@ -6,6 +6,7 @@ from datetime import date
 import click
 from flask.cli import AppGroup
 
+from commands import reason
 from core import rollups
 
 cli = AppGroup("rollups", help="Daily rollups behind /api/stats.")
@@ -25,5 +26,5 @@ def rebuild(since: str | None) -> None:
         with click.progressbar(length=len(days), label="rebuilding") as bar:
             written = rollups.rebuild(first, progress=bar.update)
     except Exception as exc:
-        raise click.ClickException(f"rebuild failed: {exc}") from None
+        raise click.ClickException(f"rebuild failed: {reason(exc)}") from None
     click.echo(f"{written} rollup row(s) over {len(days)} day(s)")

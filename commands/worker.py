@@ -5,6 +5,7 @@ import click
 from flask import current_app
 from sqlalchemy.orm import configure_mappers
 
+from commands import first_line
 from core.db import db
 from core.queues import QUEUE_NAMES
 from core.services import services
@@ -29,7 +30,7 @@ def worker(burst: bool, queue_names: str, max_jobs: int | None) -> None:
     try:
         svc.redis.ping()
     except Exception as exc:
-        raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {first_line(exc)}") from None
     _warm_up()
     build_worker(svc, names).work(burst=burst, with_scheduler=True, logging_level="INFO", max_jobs=max_jobs)
 
@@ -43,7 +44,7 @@ def _warm_up() -> None:
         with db.engine.connect():
             pass
     except Exception as exc:
-        raise click.ClickException(f"cannot reach the database: {exc}") from None
+        raise click.ClickException(f"cannot reach the database: {first_line(exc)}") from None
 
 
 @click.command("scheduler")
@@ -53,6 +54,6 @@ def scheduler() -> None:
     try:
         svc.redis.ping()
     except Exception as exc:
-        raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {exc}") from None
+        raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {first_line(exc)}") from None
     click.echo("scheduler running; Ctrl-C stops it")
     run_forever(svc.queues)

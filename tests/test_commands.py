@@ -1,5 +1,6 @@
 """The command line: clear output, idempotent seeding, one-line failures with a non-zero exit."""
 from core.db import db
+from tests.services.ports import free_port
 from core.models import Activity, ActivityTag, Badge, User
 
 
@@ -80,3 +81,21 @@ def test_outbox_replay_reports_what_it_reset_and_refuses_a_bad_date(app):
     assert result.exit_code == 0 and "1 outbox record(s) reset to pending" in result.output
     bad = runner.invoke(args=["outbox", "replay", "--since", "last tuesday"])
     assert bad.exit_code != 0 and "is not an ISO date" in bad.output and len(bad.output.strip().splitlines()) == 1
+
+
+def test_an_unreachable_database_or_redis_ends_a_command_with_one_line(app, make_app):
+    closed = free_port()
+    no_db = make_app(DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{closed}/points?connect_timeout=2")
+    # users and demo had no handler of their own; kajabi reconcile printed SQLAlchemy's two lines.
+    for args in (["users", "create", "someone@example.com", "--role", "uploader"], ["demo", "seed"],
+                 ["kajabi", "reconcile"]):
+        result = no_db.test_cli_runner().invoke(args=args)
+        assert result.exit_code == 1, (args, result.output)
+        [line] = result.output.strip().splitlines()
+        assert line.startswith("Error: ") and "database unavailable: " in line and str(closed) in line, line
+    no_redis = make_app(REDIS_URL=f"redis://127.0.0.1:{closed}/0")
+    with no_redis.app_context():  # as `flask worker` runs it
+        result = no_redis.test_cli_runner().invoke(args=["worker", "--burst"])
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"Error: cannot reach Redis at redis://127.0.0.1:{closed}/0: "), line
