@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import psycopg
@@ -36,6 +37,7 @@ def _dsn(url: str = DATABASE_URL) -> str:
 
 
 def test_every_connection_carries_the_timeout_and_zero_turns_it_off(make_app):
+    make_app()  # the fixture cleans the tables through the first app: not under the short limit
     app = make_app(DB_STATEMENT_TIMEOUT_MS="250")
     with app.app_context():
         assert db.session.scalar(text("SHOW statement_timeout")) == "250ms"
@@ -49,6 +51,7 @@ def test_every_connection_carries_the_timeout_and_zero_turns_it_off(make_app):
 
 
 def test_options_already_in_the_database_url_are_kept(make_app):
+    make_app()  # the fixture cleans the tables through the first app: not under the short limit
     app = make_app(DATABASE_URL=f"{DATABASE_URL}?options=-c%20application_name%3Dpoints-limits",
                    DB_STATEMENT_TIMEOUT_MS="250")
     with app.app_context():
@@ -57,6 +60,7 @@ def test_options_already_in_the_database_url_are_kept(make_app):
 
 
 def test_a_hook_stuck_behind_a_lock_gets_503_and_its_retry_is_stored_once(make_app):
+    make_app()  # the fixture cleans the tables through the first app: not under the short limit
     app = make_app(KAJABI_WEBHOOK_SECRET=SECRET, DB_STATEMENT_TIMEOUT_MS="300")
     client = app.test_client()
     body = hook_body("evt-locked")
@@ -90,8 +94,8 @@ def test_without_a_database_the_hook_answers_503_database_unavailable(make_app):
 
 
 def test_a_portal_page_stuck_behind_a_lock_says_to_try_again(make_app):
+    setup_people(make_app())  # cleaning and seeding run without the short limit
     app = make_app(DB_STATEMENT_TIMEOUT_MS="300")
-    setup_people(app)
     client = app.test_client()
     sign_in(client, "owner")
     with psycopg.connect(_dsn()) as blocker:
@@ -104,22 +108,37 @@ def test_a_portal_page_stuck_behind_a_lock_says_to_try_again(make_app):
 
 
 def test_migrations_run_whatever_the_timeout_and_leave_it_in_place(make_settings):
-    """A migration waits 1.5 s on a lock, far past the app's 200 ms limit, and still completes."""
+    """A migration waits a whole second on a lock, five times the app's limit, and completes."""
     name = f"points_limits_{uuid.uuid4().hex[:8]}"
     url = make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False)
     with psycopg.connect(_dsn(), autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         # Another session creates the migration's first table and holds it uncommitted, so the
-        # migration's CREATE TABLE waits until that session rolls back.
+        # migration's CREATE TABLE waits; it is released 1 s after the migration is seen waiting.
         holder = psycopg.connect(_dsn(url))
         holder.execute("CREATE TABLE activities (code text)")
-        release = threading.Timer(1.5, holder.rollback)
+        waited = []
+
+        def release_once_waited():
+            with psycopg.connect(_dsn(), autocommit=True) as watcher:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not waited:
+                    if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                                       "AND wait_event_type = 'Lock'", (name,)).fetchone()[0]:
+                        time.sleep(1.0)
+                        waited.append(True)
+                    else:
+                        time.sleep(0.02)
+            holder.rollback()
+
+        release = threading.Thread(target=release_once_waited)
         release.start()
         app = create_app(make_settings(None, DATABASE_URL=url, DB_STATEMENT_TIMEOUT_MS="200"))
         try:
             with app.app_context():
                 upgrade()
+                assert waited == [True]  # the migration really sat behind the lock
                 assert db.session.scalar(text("SELECT count(*) FROM alembic_version")) == 1
                 assert db.session.scalar(text("SHOW statement_timeout")) == "200ms"
                 with pytest.raises(OperationalError):  # the app's own statements are still bounded

@@ -24,7 +24,9 @@ def test_readyz_is_503_when_redis_is_down(make_app):
 
 def test_readyz_is_503_when_clamd_is_down(make_app):
     app = make_app(AV_SCANNER="clamd", CLAMD_URL="tcp://127.0.0.1:1")
-    body = app.test_client().get("/readyz").get_json()
+    response = app.test_client().get("/readyz")
+    body = response.get_json()
+    assert response.status_code == 503
     assert body["checks"]["scanner"]["ok"] is False and body["status"] == "unavailable"
 
 

@@ -4,8 +4,10 @@ progress and the job queues."""
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timedelta, timezone
 
+from core import audit
 from core.db import db
 from core.models import Activity, ActivityTag, AuditEvent, KajabiEvent, LedgerEntry, OutboxRecord, Run, User
 from tests.test_portal_support import flashes, in_review, people, run_worker, sign_in
@@ -130,10 +132,23 @@ def test_retention_dry_run_then_run_and_backfill_runs(app):
     assert "bf-2024-01" in client.get("/admin/backfills").get_data(as_text=True)
 
 
+def _progress_row(html: str, email: str) -> list[str]:
+    row = next(r for r in html.split("<tr>") if f"<span class=\"muted\">{email}</span>" in r)
+    return re.findall(r"<td>(\d+)</td>", row)
+
+
 def test_progress_and_job_queue_pages(app, redis_conn):
     ids = people(app)
     client = _admin(app)
-    assert "reviewer@example.com" in client.get("/admin/progress").get_data(as_text=True)
+    assert _progress_row(client.get("/admin/progress").get_data(as_text=True), "reviewer@example.com") == ["0", "0"]
+    with app.app_context():  # what a decision writes; the page counts these from the audit trail
+        audit.record("submission.approved", "submission", 1, actor_id=ids["reviewer"])
+        audit.record("submission.rejected", "submission", 2, actor_id=ids["reviewer"])
+        audit.record("file.uploaded", "evidence_file", 3, actor_id=ids["reviewer"])  # not a decision
+        db.session.commit()
+    html = client.get("/admin/progress").get_data(as_text=True)
+    assert _progress_row(html, "reviewer@example.com") == ["2", "2"]
+    assert _progress_row(html, "admin@example.com") == ["0", "0"]
     # A job that fails for real, run by a real worker, shows up with its error.
     svc = app.extensions["points"]
     svc.queues.enqueue("maintenance", "jobs.does_not_exist.nothing")
@@ -142,4 +157,3 @@ def test_progress_and_job_queue_pages(app, redis_conn):
     run_worker(app)
     html = client.get("/admin/jobs").get_data(as_text=True)
     assert "maintenance" in html and "jobs.does_not_exist.nothing" in html
-    assert ids  # people exist, so the progress table has rows

@@ -148,9 +148,14 @@ def test_revocation_frees_room_and_once_means_once():
     assert rules.compute_award(spec, [rules.PriorFact(50), rules.PriorFact(-50)], rules.NewEvent()).delta_points == 50
 
 
-def test_badges_are_never_taken_back():
-    facts = rules.UserFacts(frozenset(), frozenset(), frozenset({"STARTER"}))
-    assert rules.newly_earned_badges(BADGE_RULES, facts) == []
+def test_badges_are_earned_once_and_never_taken_back():
+    both_tags = frozenset(TAGS)
+    assert rules.newly_earned_badges(BADGE_RULES, rules.UserFacts(both_tags)) == ["STARTER"]
+    # Held already: its rule is still met, and it is not awarded a second time.
+    assert rules.newly_earned_badges(BADGE_RULES, rules.UserFacts(both_tags, frozenset(), frozenset({"STARTER"}))) == []
+    # Held, and the facts no longer meet the rule: nothing is taken back (there is no "lost" list).
+    held_without_tags = rules.UserFacts(frozenset(), frozenset({"EXPLORE"}), frozenset({"STARTER"}))
+    assert rules.newly_earned_badges(BADGE_RULES, held_without_tags) == ["IN_CLASS_INNOVATOR"]
 
 
 # --- the same properties through the real ledger on PostgreSQL ------------------------------------
@@ -196,4 +201,6 @@ def test_real_ledger_keeps_caps_and_totals(app, events, rnd):
         ledger_ids = set(db.session.scalars(select(LedgerEntry.id)))
         outbox_ids = set(db.session.scalars(select(OutboxRecord.ledger_id).where(OutboxRecord.topic == "ledger.recorded")))
         assert ledger_ids <= outbox_ids
-        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) >= 1
+        # Every event the model kept is one row of this example's users, duplicates none.
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)
+                                 .where(LedgerEntry.user_id.in_(users.values()))) == len(model.rows)

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from app import create_app
 from core.settings import Settings, SettingsError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,9 +56,13 @@ def test_ttl_is_clamped_to_an_hour():
     assert s.clamp_ttl(7200) == 3600 and s.clamp_ttl(60) == 60 and s.clamp_ttl(None) == 3600
 
 
-def test_production_cookies_are_secure():
-    s = Settings.from_env({"APP_ENV": "production", "SECRET_KEY": "x" * 40})
-    assert s.is_production
+def test_production_cookies_are_secure(make_settings):
+    production = create_app(make_settings({}, APP_ENV="production", SECRET_KEY="x" * 40))  # CSRF on: a session
+    development = create_app(make_settings(None, APP_ENV="development"))
+    assert production.config["SESSION_COOKIE_SECURE"] and production.config["REMEMBER_COOKIE_SECURE"]
+    assert not development.config["SESSION_COOKIE_SECURE"]  # plain http://localhost keeps working
+    response = production.test_client().get("/login", base_url="https://points.example.com")
+    assert "Secure" in response.headers["Set-Cookie"] and "HttpOnly" in response.headers["Set-Cookie"]
 
 
 def test_bad_setting_stops_the_command_line_with_one_line():

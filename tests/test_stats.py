@@ -6,6 +6,7 @@ from datetime import timedelta
 from core import catalogue, ledger, rollups
 from core.accounts import create_user
 from core.db import db, utcnow
+from core.stats import CACHE_SECONDS
 
 CACHE_CONTROL = "public, s-maxage=1800, stale-while-revalidate=60"
 
@@ -56,11 +57,14 @@ def test_body_is_cached_briefly_in_redis(app, client, redis_conn):
     _seed(app)
     first = client.get("/api/stats")
     assert redis_conn.get("stats:all") == first.data
-    with app.app_context():  # a new rollup is visible once the short cache expires
-        redis_conn.delete("stats:all")
+    assert 0 < redis_conn.ttl("stats:all") <= CACHE_SECONDS
+    with app.app_context():
         uid = create_user("t@example.com", "uploader")[0].id
         ledger.record(uid, "PRESENT", "submission", "sub-2", utcnow())
         db.session.commit()
         rollups.refresh_recent()
+    cached = client.get("/api/stats")  # within the cache's life: the same body, the new points not yet
+    assert cached.data == first.data and cached.headers["ETag"] == first.headers["ETag"]
+    redis_conn.delete("stats:all")  # as when the entry expires
     second = client.get("/api/stats")
     assert second.get_json()["total_points"] == 90 and second.headers["ETag"] != first.headers["ETag"]

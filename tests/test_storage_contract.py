@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
+from minio.error import S3Error
 
 from core.errors import StorageError
 from core.storage import BACKENDS, LocalStorage, build_storage, content_disposition
@@ -327,9 +328,9 @@ def test_minio_ensure_ready_removes_a_public_policy(make_settings, s3_endpoint):
               f'"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::{bucket}/*"]}}]}}')
     storage.client.set_bucket_policy(bucket, public)  # an operator's mistake, e.g. `mc anonymous set download`
     storage.ensure_ready()
-    with pytest.raises(Exception) as info:
+    with pytest.raises(S3Error) as info:
         storage.client.get_bucket_policy(bucket)
-    assert getattr(info.value, "code", None) == "NoSuchBucketPolicy"
+    assert info.value.code == "NoSuchBucketPolicy"
 
 
 # -- shared pieces -----------------------------------------------------------------------------

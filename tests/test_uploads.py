@@ -11,8 +11,9 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
+from psycopg.errors import RaiseException
 from sqlalchemy import event, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import db
@@ -227,8 +228,9 @@ def fail_at_commit(app):
 
 def test_database_failure_at_commit_removes_the_objects(app, fail_at_commit):
     people = setup_people(app)
-    with pytest.raises(Exception, match="refused at commit"):
+    with pytest.raises(DBAPIError, match="refused at commit") as info:
         submit(app, people["owner"], [("fine.png", png()), ("boom-at-commit.pdf", CLEAN_PDF)])
+    assert isinstance(info.value.orig, RaiseException)  # the trigger's, not some other failure
     assert counts(app) == (0, 0)
     assert stored_keys(app) == []
     assert app.extensions["points"].queues["scans"].count == 0
