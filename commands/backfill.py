@@ -1,6 +1,8 @@
 """flask backfill plan FILE | verify BACKFILL_ID --sample N | apply BACKFILL_ID."""
 from __future__ import annotations
 
+import sys
+
 import click
 from flask.cli import AppGroup
 
@@ -23,7 +25,9 @@ def plan(file: str) -> None:
     """Dry run FILE (CSV or JSON lines of email, activity_code, event_id, event_time, counters...):
     print what would be added, duplicate, capped or unmatched. Writes no ledger row."""
     try:
-        run = backfill.plan(file, started_by="cli")
+        items = backfill.read_items(file)
+        with click.progressbar(length=len(items), label="planning", file=sys.stderr) as bar:
+            run = backfill.plan(file, started_by="cli", items=items, progress=bar.update)
     except (DomainError, OSError, ValueError) as exc:
         raise click.ClickException(f"plan failed: {reason(exc)}") from None
     click.echo(_summary(run.counts))
@@ -40,7 +44,9 @@ def plan(file: str) -> None:
 def verify(backfill_id: str, sample: int) -> None:
     """Re-check a planned backfill against the database now and print a random sample."""
     try:
-        run, shown = backfill.verify(backfill_id, sample)
+        with click.progressbar(length=len(backfill.load(backfill_id).items), label="checking",
+                               file=sys.stderr) as bar:
+            run, shown = backfill.verify(backfill_id, sample, progress=bar.update)
     except DomainError as exc:
         raise click.ClickException(exc.message) from None
     for item in shown:

@@ -65,7 +65,7 @@ def _session_date(item: dict) -> date | None:
     return date.fromisoformat(item["session_date"]) if item.get("session_date") else None
 
 
-def simulate(items: list[dict]) -> list[dict]:
+def simulate(items: list[dict], progress: Callable[[int], None] | None = None) -> list[dict]:
     """Each item's outcome against the database now, earlier items of the file included."""
     specs: dict[str, rules.ActivitySpec] = {
         a.code: rules.ActivitySpec.from_values(a.code, a.points, a.cap_points, a.cap_period, a.counters)
@@ -78,36 +78,41 @@ def simulate(items: list[dict]) -> list[dict]:
     facts: dict[tuple[int, str], list[rules.PriorFact]] = {}
     outcomes = []
     for item in items:
-        result = {"line": item["line"], "event_id": item["event_id"], "email": item["email"],
-                  "activity_code": item["activity_code"], "user_id": users.get(item["email"]), "delta_points": 0}
-        try:
-            if item.get("error") or not all(item.get(f) for f in FIELDS):
-                raise ValueError(item.get("error") or "missing " + ", ".join(f for f in FIELDS if not item.get(f)))
-            _event_time(item["event_time"])  # validates; the value is parsed again when applied
-            session_date = _session_date(item)
-            spec = specs.get(item["activity_code"])
-            if spec is None:
-                raise ValueError(f"unknown activity {item['activity_code']}")
-            if spec.cap_period == "rolling_7d" and session_date is None:
-                raise ValueError("session_date required")
-        except ValueError as exc:
-            outcomes.append({**result, "outcome": "invalid", "reason": str(exc)})
-            continue
-        if result["user_id"] is None:
-            outcomes.append({**result, "outcome": "unmatched", "reason": "unmatched_contact"})
-            continue
-        if item["event_id"] in known:
-            outcomes.append({**result, "outcome": "duplicate", "reason": "duplicate_event"})
-            continue
-        known.add(item["event_id"])
-        key = (result["user_id"], spec.code)
-        if key not in facts:
-            facts[key] = ledger.prior_facts(*key)
-        award = rules.compute_award(spec, facts[key], rules.NewEvent(item["counters"], session_date))
-        facts[key].append(rules.PriorFact(award.delta_points, award.counted, session_date))
-        outcomes.append({**result, "outcome": "add" if award.code == rules.AWARDED else "capped",
-                         "delta_points": award.delta_points, "reason": award.code})
+        outcomes.append(_outcome(item, specs, users, known, facts))
+        if progress:
+            progress(1)
     return outcomes
+
+
+def _outcome(item: dict, specs: dict, users: dict, known: set, facts: dict) -> dict:
+    """One item's outcome; `known` (event ids) and `facts` (per user and activity) carry what the
+    items before it would have written."""
+    result = {"line": item["line"], "event_id": item["event_id"], "email": item["email"],
+              "activity_code": item["activity_code"], "user_id": users.get(item["email"]), "delta_points": 0}
+    try:
+        if item.get("error") or not all(item.get(f) for f in FIELDS):
+            raise ValueError(item.get("error") or "missing " + ", ".join(f for f in FIELDS if not item.get(f)))
+        _event_time(item["event_time"])  # validates; the value is parsed again when applied
+        session_date = _session_date(item)
+        spec = specs.get(item["activity_code"])
+        if spec is None:
+            raise ValueError(f"unknown activity {item['activity_code']}")
+        if spec.cap_period == "rolling_7d" and session_date is None:
+            raise ValueError("session_date required")
+    except ValueError as exc:
+        return {**result, "outcome": "invalid", "reason": str(exc)}
+    if result["user_id"] is None:
+        return {**result, "outcome": "unmatched", "reason": "unmatched_contact"}
+    if item["event_id"] in known:
+        return {**result, "outcome": "duplicate", "reason": "duplicate_event"}
+    known.add(item["event_id"])
+    key = (result["user_id"], spec.code)
+    if key not in facts:
+        facts[key] = ledger.prior_facts(*key)
+    award = rules.compute_award(spec, facts[key], rules.NewEvent(item["counters"], session_date))
+    facts[key].append(rules.PriorFact(award.delta_points, award.counted, session_date))
+    return {**result, "outcome": "add" if award.code == rules.AWARDED else "capped",
+            "delta_points": award.delta_points, "reason": award.code}
 
 
 def _counts(outcomes: list[dict]) -> dict:
@@ -119,12 +124,14 @@ def _counts(outcomes: list[dict]) -> dict:
     return counts
 
 
-def plan(path: str, started_by: str | None = None) -> Run:
-    """Dry run: no ledger row is written; the run keeps the items and their planned outcomes."""
-    items = read_items(path)
+def plan(path: str, started_by: str | None = None, *, items: list[dict] | None = None,
+         progress: Callable[[int], None] | None = None) -> Run:
+    """Dry run: no ledger row is written; the run keeps the items and their planned outcomes.
+    `items` spares a second read when the caller already has read_items(path) (for a progress bar)."""
+    items = read_items(path) if items is None else items
     if not items:
         raise ValidationError("backfill_empty", f"{path} has no items.")
-    outcomes = simulate(items)
+    outcomes = simulate(items, progress)
     backfill_id = f"bf-{utcnow():%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
     run = Run(kind="backfill", backfill_id=backfill_id, status="planned", started_by=started_by,
               params={"file": path}, counts=_counts(outcomes),
@@ -141,14 +148,15 @@ def load(backfill_id: str) -> Run:
     return run
 
 
-def verify(backfill_id: str, sample: int, rng: random.Random | None = None) -> tuple[Run, list[dict]]:
+def verify(backfill_id: str, sample: int, rng: random.Random | None = None,
+           progress: Callable[[int], None] | None = None) -> tuple[Run, list[dict]]:
     """Re-check the plan against the database now; returns a random sample for a person to read.
     Raises Conflict("plan_stale") when any outcome moved since planning."""
     run = load(backfill_id)
     if run.status not in ("planned", "verified"):
         raise Conflict("backfill_state", f"Backfill {backfill_id} is {run.status}; only a planned one can be verified.")
     items = list(run.items)
-    now = simulate(items)
+    now = simulate(items, progress)
     moved = [(item, fresh) for item, fresh in zip(items, now)
              if (item["plan"]["outcome"], item["plan"]["delta_points"]) != (fresh["outcome"], fresh["delta_points"])]
     if moved:

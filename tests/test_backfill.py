@@ -48,7 +48,8 @@ def test_plan_verify_apply_and_apply_again(app, tmp_path):
     before = _ledger_count(app)
     planned = cli.invoke(args=["backfill", "plan", path])
     assert planned.exit_code == 0, planned.output
-    assert "items=6 add=2 duplicate=1 capped=1 unmatched=1 invalid=1 points=35" in planned.output
+    assert "items=6 add=2 duplicate=1 capped=1 unmatched=1 invalid=1 points=35" in planned.stdout
+    assert "planning" in planned.stderr  # the progress bar (a terminal shows it filling)
     assert _ledger_count(app) == before  # a dry run writes no ledger row
     backfill_id = re.search(r"backfill_id: (\S+)", planned.output).group(1)
 
@@ -57,7 +58,7 @@ def test_plan_verify_apply_and_apply_again(app, tmp_path):
 
     verified = cli.invoke(args=["backfill", "verify", backfill_id, "--sample", "3"])
     assert verified.exit_code == 0, verified.output
-    assert verified.output.count("  line ") == 3 and "verified" in verified.output
+    assert verified.stdout.count("  line ") == 3 and "verified" in verified.stdout and "checking" in verified.stderr
 
     applied = cli.invoke(args=["backfill", "apply", backfill_id])
     assert applied.exit_code == 0, applied.output
@@ -87,7 +88,9 @@ def test_csv_plan_and_stale_plan_is_refused(app, tmp_path):
         db.session.commit()
     stale = cli.invoke(args=["backfill", "verify", backfill_id, "--sample", "2"])
     assert stale.exit_code != 0 and "plan again" in stale.output
-    assert len(stale.output.strip().splitlines()) == 1  # one-line reason
+    assert [line for line in stale.stderr.splitlines() if line.startswith("Error:")] == [
+        "Error: 1 of 6 items would now differ from the plan (first: line 1); plan again."]  # one-line reason
+    assert "Traceback" not in stale.output
     missing = cli.invoke(args=["backfill", "verify", "bf-nope", "--sample", "1"])
     assert missing.exit_code != 0 and "no backfill" in missing.output
 
@@ -106,3 +109,15 @@ def test_other_ledger_commands(app, tmp_path):
     assert cli.invoke(args=["rollups", "rebuild", "--since", "nope"]).exit_code != 0
     reconciled = cli.invoke(args=["kajabi", "reconcile"])
     assert reconciled.exit_code == 0 and "nothing to do" in reconciled.output
+
+
+def test_plan_and_verify_report_progress_once_per_item(app, tmp_path):
+    _, path = _setup(app, tmp_path)
+    from core import backfill
+
+    with app.app_context():
+        planned: list[int] = []
+        run = backfill.plan(path, progress=planned.append)
+        checked: list[int] = []
+        backfill.verify(run.backfill_id, 1, progress=checked.append)
+    assert sum(planned) == sum(checked) == 6  # the six items of the file, each counted once
