@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import os
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import BinaryIO, NoReturn, Union
 

@@ -153,9 +153,10 @@ def match_user(contact_id: str | None, email: str | None) -> User | None:
 
 
 def grant_event_id(user_id: int, bound_contact: str | None, event_contact: str | None, tag: str) -> str:
-    """The ledger event id of a tag grant: one per tag per user. Keyed on the contact id bound to
-    the user (match_user binds the first one seen), not the hook's own: a hook from a second
-    contact with the same e-mail, or one without a contact id, is then the same grant."""
+    """The ledger event id of a tag grant. Keyed on the contact id bound to the user (match_user
+    binds the first one seen), not the hook's own, so a hook from a second contact with the same
+    e-mail is the same event. The ledger itself also refuses a second Kajabi grant of one tag to
+    one user (ledger.tag_grant), which covers a grant recorded before any contact was bound."""
     contact = bound_contact or event_contact or f"user-{user_id}"
     return f"kajabi:tag:{contact}:{tag}"
 
@@ -216,7 +217,8 @@ def process(event_row_id: int, *, skip_locked: bool = False) -> str | None:
         if exc.code != "duplicate_event":
             raise
         existing = ledger.find(ledger.KAJABI_SOURCE, event_id)
-        event.ledger_id, code = (existing.id if existing else None), "duplicate_event"
+        event.ledger_id = existing.id if existing else ledger.tag_grant(user.id, event.tag)
+        code = "duplicate_event"
     _finish(event, "ledgered", code, user_id=user.id)
     event.ledgered_at = utcnow()
     return event.state

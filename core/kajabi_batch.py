@@ -3,7 +3,7 @@ transaction with a fixed number of statements (PostgreSQL only).
 
 Same outcomes as core.kajabi.process, event by event in id order: contact -> user (by contact id,
 then e-mail, binding the contact id on the first e-mail match), tag -> activity, then
-core.ledger.record_many (record()'s locks, caps, duplicates, badges, outbox rows and log lines).
+core.ledger_batch.record_many (record()'s locks, caps, duplicates, badges, outbox rows and log lines).
 Claiming with `FOR UPDATE SKIP LOCKED` lets any number of workers drain one backlog without ever
 taking the same event; a worker that dies mid-batch rolls back and its events stay `received`.
 Any error raises, and the caller rolls back and falls back to the per-event path, so one bad
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, func, or_, select, update
 
-from core import audit, ledger
+from core import audit, ledger, ledger_batch
 from core.db import db, utcnow
 from core.kajabi import TAG_ADDED, TAG_REMOVED, _parse_time, grant_event_id
 from core.models import ActivityTag, KajabiEvent, User
@@ -101,7 +101,7 @@ def process_batch(events) -> dict[str, int]:
         elif not event.tag or event.tag not in mapping:
             finish(event, "ignored", "unknown_tag", user)
         else:
-            grant = ledger.Grant(user.id, mapping[event.tag], ledger.KAJABI_SOURCE,
+            grant = ledger_batch.Grant(user.id, mapping[event.tag], ledger.KAJABI_SOURCE,
                                  grant_event_id(user.id, user.contact_id, event.contact_id, event.tag),
                                  _event_time(event, now), tag=event.tag,
                                  meta={"kajabi_event_id": event.event_id, "kajabi_event_row": event.id})
@@ -111,7 +111,7 @@ def process_batch(events) -> dict[str, int]:
     if binds:
         db.session.execute(update(User.__table__).where(User.__table__.c.id == bindparam("_uid"))
                            .values(kajabi_contact_id=bindparam("contact"), updated_at=now), binds)
-    ledger.record_many(grants)
+    ledger_batch.record_many(grants)
     stamp = utcnow()
     for row in updates:
         grant = row.pop("grant")

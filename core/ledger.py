@@ -12,7 +12,6 @@ there is a failed, retryable write, never an exceeded cap; `BEGIN IMMEDIATE` is 
 """
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -23,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from core import outbox, rules
 from core.db import db, is_postgres, utcnow
 from core.errors import Conflict, NotFound, ValidationError
-from core.models import Activity, Badge, LedgerEntry, OutboxRecord, UserBadge
+from core.models import Activity, Badge, LedgerEntry, UserBadge
 
 log = logging.getLogger("ledger")
 
@@ -146,15 +145,19 @@ def log_recorded(entry, badge_codes: list[str]) -> None:
 def record(user_id: int, activity_code: str, external_source: str, external_event_id: str, event_time: datetime, *,
            counters: dict | None = None, session_date: date | None = None, meta: dict | None = None,
            tag: str | None = None, reverses_id: int | None = None, code_override: str | None = None) -> RecordResult:
-    """Append one event. Raises Conflict("duplicate_event") for a known (source, event id); a
-    capped event is kept with 0 points and code `cap_reached`. With `reverses_id`, writes the
-    compensating row for that entry instead (see revoke)."""
+    """Append one event. Raises Conflict("duplicate_event") for a known (source, event id), or for
+    a Kajabi tag the user already holds; a capped event is kept with 0 points and code
+    `cap_reached`. With `reverses_id`, writes the compensating row for that entry instead."""
     if not external_event_id or not external_source:
         raise ValidationError("event_id_required", "A ledger event needs a source and an event id.")
     _lock_user(user_id)
     meta = dict(meta or {})
     if tag:
         meta["tag"] = rules.normalise_tag(tag)
+        held = tag_grant(user_id, meta["tag"]) if external_source == KAJABI_SOURCE and reverses_id is None else None
+        if held is not None:
+            raise Conflict("duplicate_event", f"The user already holds the tag {meta['tag']!r} (ledger entry {held}).",
+                           [{"field": "tag", "issue": meta["tag"]}])
     if reverses_id is not None:
         delta, counted, session_date = _reversal_amounts(reverses_id, user_id, activity_code)
         code = code_override or "revoked"
@@ -237,177 +240,14 @@ def user_totals(user_id: int) -> dict:
     return {"total": sum(by_activity.values()), "by_activity": by_activity}
 
 
+def tag_grant(user_id: int, tag: str) -> int | None:
+    """The id of the user's Kajabi grant of `tag`, if any. One grant per tag per user: a hook
+    under another event id (another contact id, or none) is a duplicate of it."""
+    return db.session.scalar(select(func.min(LedgerEntry.id)).where(
+        LedgerEntry.user_id == user_id, LedgerEntry.external_source == KAJABI_SOURCE,
+        LedgerEntry.code.in_(GRANT_CODES), LedgerEntry.meta["tag"].as_string() == rules.normalise_tag(tag)))
+
+
 def find(external_source: str, external_event_id: str) -> LedgerEntry | None:
     return db.session.scalar(select(LedgerEntry).where(LedgerEntry.external_source == external_source,
                                                        LedgerEntry.external_event_id == external_event_id))
-
-
-# --- the batch path (Kajabi drain): record()'s rules for many grants in one transaction --------
-
-@dataclass
-class Grant:
-    """One plain grant (no counters, no session date), as a Kajabi tag is."""
-    user_id: int
-    activity_code: str
-    external_source: str
-    external_event_id: str
-    event_time: datetime
-    tag: str | None = None
-    meta: dict = field(default_factory=dict)
-    # Filled by record_many: the row written (or the existing one for a duplicate).
-    id: int | None = None
-    code: str | None = None
-    delta_points: int = 0
-    badge_codes: list[str] = field(default_factory=list)
-    counters: dict = field(default_factory=dict)
-    session_date: date | None = None
-
-
-class BatchConflict(Exception):
-    """A row of the batch collided with a concurrent writer: roll back and take the per-event path."""
-
-
-def record_many(grants: list[Grant]) -> list[Grant]:
-    """record() for many grants in the caller's transaction (PostgreSQL only), in list order, with a
-    fixed number of statements per batch. Same locks, caps, duplicates, badges, outbox rows and log
-    lines as record(); a duplicate gets code `duplicate_event` and the existing row's id. Raises
-    BatchConflict if an insert meets a row it did not see (the caller rolls back and retries)."""
-    if not grants:
-        return grants
-    for g in grants:
-        if not g.external_event_id or not g.external_source:
-            raise ValidationError("event_id_required", "A ledger event needs a source and an event id.")
-    user_ids = sorted({int(g.user_id) for g in grants})
-    # Sorted, so two batches sharing users always lock in the same order and never deadlock.
-    db.session.execute(text("SELECT pg_advisory_xact_lock(:ns, u) FROM unnest(CAST(:uids AS int[])) AS u ORDER BY u"),
-                       {"ns": LOCK_NAMESPACE, "uids": user_ids})
-    codes = {g.activity_code for g in grants}
-    specs = {a.code: rules.ActivitySpec.from_values(a.code, a.points, a.cap_points, a.cap_period, a.counters)
-             for a in db.session.scalars(select(Activity).where(Activity.code.in_(codes)))}
-    for code in codes:
-        if code not in specs:
-            raise NotFound("activity_not_found", f"There is no activity {code!r}.")
-        if specs[code].cap_period == "rolling_7d":
-            raise ValidationError("session_date_required", f"{code} events need a session date.")
-    keys = {(g.external_source, g.external_event_id) for g in grants}
-    existing = {(s, e): i for i, s, e in db.session.execute(
-        select(LedgerEntry.id, LedgerEntry.external_source, LedgerEntry.external_event_id)
-        .where(LedgerEntry.external_source.in_({s for s, _ in keys}),
-               LedgerEntry.external_event_id.in_({e for _, e in keys}))) if (s, e) in keys}
-    prior: dict[tuple[int, str], list[rules.PriorFact]] = {}
-    for u, a, d, c, s in db.session.execute(
-            select(LedgerEntry.user_id, LedgerEntry.activity_code, LedgerEntry.delta_points, LedgerEntry.counters,
-                   LedgerEntry.session_date)
-            .where(LedgerEntry.user_id.in_(user_ids), LedgerEntry.activity_code.in_(codes))):
-        prior.setdefault((u, a), []).append(rules.PriorFact(d, {k: int(v) for k, v in (c or {}).items()}, s))
-
-    now, rows, fresh, seen = utcnow(), [], [], {}
-    for g in grants:
-        key = (g.external_source, g.external_event_id)
-        if key in existing or key in seen:
-            g.code = "duplicate_event"
-            seen.setdefault(key, None)
-            continue
-        seen[key] = g
-        if g.tag:
-            g.meta["tag"] = rules.normalise_tag(g.tag)
-        award = rules.compute_award(specs[g.activity_code], prior.get((g.user_id, g.activity_code), []), rules.NewEvent())
-        g.delta_points, g.counters, g.code = award.delta_points, award.counted, award.code
-        award_meta(g.meta, award, None)
-        # Later grants in this batch see this one, as they would after its commit.
-        prior.setdefault((g.user_id, g.activity_code), []).append(rules.PriorFact(g.delta_points, dict(g.counters), None))
-        fresh.append(g)
-        rows.append({"user_id": g.user_id, "activity_code": g.activity_code, "delta_points": g.delta_points,
-                     "code": g.code, "external_source": g.external_source, "external_event_id": g.external_event_id,
-                     "event_time": g.event_time, "session_date": None, "counters": g.counters, "reverses_id": None,
-                     "meta": g.meta, "created_at": now})
-    badge_state = _badge_facts(fresh)  # read before the insert: each row then sees only rows before it
-    if rows:
-        inserted = db.session.execute(_batch_insert(), rows).all()
-        if len(inserted) != len(rows):
-            raise BatchConflict(f"{len(rows) - len(inserted)} ledger row(s) appeared while the batch ran")
-        ids = {(s, e): i for i, s, e in inserted}
-        for g in fresh:
-            g.id = ids[(g.external_source, g.external_event_id)]
-    for g in grants:
-        if g.code == "duplicate_event":
-            key = (g.external_source, g.external_event_id)
-            g.id = existing.get(key) or seen[key].id
-    _award_badges_many(fresh, badge_state, now)
-    for g in fresh:
-        log_recorded(g, g.badge_codes)
-    return grants
-
-
-@functools.cache
-def _batch_insert():
-    """One statement for every batch size, run as executemany: SQLAlchemy compiles it once and
-    batches the rows itself (insertmanyvalues), where .values(rows) compiled anew per batch size."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    table = LedgerEntry.__table__
-    return (pg_insert(table).on_conflict_do_nothing(index_elements=[table.c.external_source, table.c.external_event_id])
-            .returning(table.c.id, table.c.external_source, table.c.external_event_id))
-
-
-def _badge_facts(fresh: list[Grant]) -> tuple[list[rules.BadgeRule], dict[int, list[set]]]:
-    """user_facts() for every user of the batch a badge rule could change, in three queries."""
-    rules_all = badge_rules() if fresh else []
-    wanted = {g.user_id for g in fresh if any(_could_change_values(r, g.code, g.external_source, g.meta.get("tag"),
-                                                                     g.activity_code) for r in rules_all)}
-    facts: dict[int, list[set]] = {u: [set(), set(), set()] for u in wanted}
-    if wanted:
-        for u, t in db.session.execute(select(LedgerEntry.user_id, LedgerEntry.meta["tag"].as_string()).where(
-                LedgerEntry.user_id.in_(wanted), LedgerEntry.external_source == KAJABI_SOURCE,
-                LedgerEntry.code.in_(GRANT_CODES))):
-            if t:
-                facts[u][0].add(rules.normalise_tag(t))
-        for u, a in db.session.execute(select(LedgerEntry.user_id, LedgerEntry.activity_code).distinct().where(
-                LedgerEntry.user_id.in_(wanted), LedgerEntry.external_source == SUBMISSION_SOURCE,
-                LedgerEntry.code.in_(GRANT_CODES))):
-            facts[u][1].add(a)
-        for u, b in db.session.execute(select(UserBadge.user_id, UserBadge.badge_code).where(UserBadge.user_id.in_(wanted))):
-            facts[u][2].add(b)
-    return rules_all, facts
-
-
-def _award_badges_many(fresh: list[Grant], badge_state, now: datetime) -> None:
-    """_award_badges for a batch, walking the rows in order so each badge lands on the row that
-    earned it; then the badge and outbox rows in two statements."""
-    rules_all, facts = badge_state
-    badges, records = [], []
-    for g in fresh:
-        candidates = [r for r in rules_all if _could_change_values(r, g.code, g.external_source, g.meta.get("tag"),
-                                                                   g.activity_code)]
-        if not candidates:
-            records.append(("ledger.recorded", g))
-            continue
-        tags, approved, held = facts[g.user_id]
-        if g.code in GRANT_CODES:  # this row is now a fact too, as after record()'s flush
-            if g.external_source == KAJABI_SOURCE and g.meta.get("tag"):
-                tags.add(g.meta["tag"])
-            if g.external_source == SUBMISSION_SOURCE:
-                approved.add(g.activity_code)
-        g.badge_codes = rules.newly_earned_badges(candidates, rules.UserFacts(frozenset(tags), frozenset(approved),
-                                                                              frozenset(held)))
-        held.update(g.badge_codes)
-        for code in g.badge_codes:
-            badges.append({"user_id": g.user_id, "badge_code": code, "ledger_id": g.id, "awarded_at": now})
-            records.append(("badge.awarded", (g, code)))
-        records.append(("ledger.recorded", g))
-    if badges:
-        db.session.execute(UserBadge.__table__.insert(), badges)
-    rows = []
-    for topic, item in records:
-        if topic == "badge.awarded":
-            g, code = item
-            rows.append({"topic": topic, "idempotency_key": f"badge:{g.user_id}:{code}", "ledger_id": g.id,
-                         "payload": {"user_id": g.user_id, "badge_code": code, "ledger_id": g.id}})
-        else:
-            rows.append({"topic": topic, "idempotency_key": f"ledger:{item.external_source}:{item.external_event_id}",
-                         "payload": _payload(item, item.badge_codes), "ledger_id": item.id})
-    if rows:
-        db.session.execute(OutboxRecord.__table__.insert(),
-                           [{**r, "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
-                            for r in rows])
-        outbox.request_kick()

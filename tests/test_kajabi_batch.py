@@ -1,4 +1,4 @@
-"""The batched Kajabi drain (core.kajabi_batch, ledger.record_many) on real PostgreSQL + Redis:
+"""The batched Kajabi drain (core.kajabi_batch, ledger_batch.record_many) on real PostgreSQL + Redis:
 the same outcomes as the per-event path, and two workers draining one backlog at once take
 every event exactly once without exceeding a cap."""
 from __future__ import annotations

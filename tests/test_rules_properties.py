@@ -35,13 +35,16 @@ class Row:
 
 @dataclass
 class ModelLedger:
-    """The ledger's contract in memory: unique (source, event id), caps via core.rules, badges."""
+    """The ledger's contract in memory: unique (source, event id), one Kajabi grant per tag per
+    user, caps via core.rules, badges."""
     rows: list[Row] = field(default_factory=list)
     badges: dict[int, set[str]] = field(default_factory=dict)
 
     def record(self, user: int, activity: str, source: str, event_id: str, counters: dict, session_date, tag=None):
         if any(r.source == source and r.event_id == event_id for r in self.rows):
             return None  # duplicate_event
+        if source == "kajabi" and tag and any(r.user == user and r.source == "kajabi" and r.tag == tag for r in self.rows):
+            return None  # duplicate_event: one grant per tag per user, whatever the event id
         prior = [rules.PriorFact(r.delta, r.counted, r.session_date) for r in self.rows
                  if r.user == user and r.activity == activity]
         award = rules.compute_award(SPECS[activity], prior, rules.NewEvent(counters, session_date))
