@@ -6,6 +6,7 @@ CRON_SECRET unset -> 503 `not_configured`; no bearer token -> 401 `unauthenticat
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 from flask import jsonify, request
@@ -18,6 +19,8 @@ from core.models import Run
 from core.queues import enqueue_after_commit
 from core.retention import plan_batch, users_total
 from core.services import services
+
+_DIGITS = re.compile(r"[0-9]+")
 
 MAX_DAYS = 36500
 MAX_LIMIT = 1000
@@ -45,7 +48,7 @@ def _int_params(spec: dict[str, tuple[int, int, int]]) -> dict[str, int]:
         if raw is None or raw == "":
             values[name] = default
             continue
-        if not raw.strip().isdigit() or not low <= int(raw) <= high:
+        if not _DIGITS.fullmatch(raw.strip()) or not low <= int(raw) <= high:  # ASCII only: "²".isdigit()
             problems.append({"field": name, "issue": f"must be a whole number from {low} to {high}"})
             continue
         values[name] = int(raw)

@@ -17,6 +17,8 @@ and every download is an audit event.
 """
 from __future__ import annotations
 
+import re
+
 from flask import Response, jsonify, request
 from flask_login import current_user
 
@@ -31,6 +33,7 @@ from core.services import services
 from core.storage.local import LocalStorage
 
 MAX_BATCH = 100
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class Gone(DomainError):
@@ -74,7 +77,8 @@ def _authorised(file_id: int) -> tuple[EvidenceFile, object]:
 def _ttl_arg(raw) -> int | None:
     if raw is None or raw == "":
         return None
-    if isinstance(raw, bool) or not (isinstance(raw, int) or (isinstance(raw, str) and raw.strip().isdigit())) \
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses (a 500 instead of a 400).
+    if isinstance(raw, bool) or not (isinstance(raw, int) or (isinstance(raw, str) and _DIGITS.fullmatch(raw.strip()))) \
             or int(raw) < 1:
         raise ValidationError("invalid_parameter", "ttl must be a whole number of seconds, at least 1.",
                               [{"field": "ttl", "issue": "not a positive integer"}])
@@ -158,5 +162,5 @@ def thumbnail(file_id: int):
     response = Response(data, mimetype="image/jpeg")
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, max-age=300"
+    response.headers["Cache-Control"] = "private, no-store"  # evidence: not left behind in a shared browser
     return response

@@ -1,5 +1,9 @@
-"""Liveness and readiness. /readyz reports each dependency so an operator sees which one failed."""
+"""Liveness and readiness. /readyz reports each dependency so an operator sees which one failed.
+It answers anyone (load balancers), so a failure shows only a code; the message, which can name
+hosts and ports, goes to the log with the request id."""
 from __future__ import annotations
+
+import logging
 
 from flask import Blueprint, jsonify
 from sqlalchemy import text
@@ -8,6 +12,7 @@ from core.db import db
 from core.services import services
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
@@ -15,23 +20,25 @@ def healthz():
     return jsonify(status="ok")
 
 
-def _probe(fn) -> dict:
+def _probe(name: str, fn) -> dict:
     try:
         detail = fn()
         return {"ok": True, **({"detail": detail} if detail else {})}
     except Exception as exc:  # report, don't raise: readiness must answer
-        message = getattr(exc, "message", None) or exc.__class__.__name__
-        return {"ok": False, "error": str(message)[:200]}
+        code = getattr(exc, "code", None)
+        code = code if isinstance(code, str) else type(exc).__name__
+        log.warning("readiness check failed", extra={"check": name, "error": getattr(exc, "message", None) or str(exc)})
+        return {"ok": False, "error": code}
 
 
 @bp.get("/readyz")
 def readyz():
     svc = services()
     checks = {
-        "database": _probe(lambda: db.session.execute(text("SELECT 1")).scalar() and None),
-        "redis": _probe(lambda: svc.redis.ping() and None),
-        "storage": _probe(lambda: svc.storage.check() or svc.settings.storage_backend),
-        "scanner": _probe(lambda: svc.scanner.check() or type(svc.scanner).__name__),
+        "database": _probe("database", lambda: db.session.execute(text("SELECT 1")).scalar() and None),
+        "redis": _probe("redis", lambda: svc.redis.ping() and None),
+        "storage": _probe("storage", lambda: svc.storage.check() or svc.settings.storage_backend),
+        "scanner": _probe("scanner", lambda: svc.scanner.check() or type(svc.scanner).__name__),
     }
     ok = all(c["ok"] for c in checks.values())
     return jsonify(status="ok" if ok else "unavailable", checks=checks), (200 if ok else 503)

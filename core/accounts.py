@@ -65,21 +65,34 @@ def authenticate(email: str, password: str, address: str) -> User | None:
     email = normalise_email(email)
     keys = _keys(email, address)
     limit = svc.settings.login_max_failures
-    counts = [int(v or 0) for v in svc.redis.mget(keys)]
-    # The address limit is looser: many people can share one office address.
-    if counts[0] >= limit or counts[1] >= limit * 4:
-        raise LoginThrottled("Too many failed sign-ins. Wait 15 minutes and try again.")
-    user = db.session.query(User).filter_by(email=email).first()
-    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password or "")
-    if user and ok and user.active:
-        svc.redis.delete(keys[0])
-        return user
+    # Each attempt is counted before its password is checked, so guesses sent in parallel cannot
+    # all read the old count: at most `limit` of them get as far as the hash. A success or a
+    # refused attempt takes its count back; only failures stay, for THROTTLE_WINDOW_S.
     pipe = svc.redis.pipeline()
     for key in keys:
         pipe.incr(key)
         pipe.expire(key, THROTTLE_WINDOW_S)
-    pipe.execute()
+    counts = pipe.execute()[0::2]
+    # The address limit is looser: many people can share one office address.
+    if counts[0] > limit or counts[1] > limit * 4:
+        _take_back(svc.redis, keys)
+        raise LoginThrottled("Too many failed sign-ins. Wait 15 minutes and try again.")
+    user = db.session.query(User).filter_by(email=email).first()
+    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password or "")
+    if user and ok and user.active:
+        pipe = svc.redis.pipeline()
+        pipe.delete(keys[0])
+        pipe.decr(keys[1])
+        pipe.execute()
+        return user
     return None
+
+
+def _take_back(redis, keys: list[str]) -> None:
+    pipe = redis.pipeline()
+    for key in keys:
+        pipe.decr(key)
+    pipe.execute()
 
 
 def tokens_equal(given: str | None, expected: str | None) -> bool:

@@ -39,6 +39,14 @@ def _check_status(submission: Submission, expected_status: str) -> None:
                        [{"field": "status", "issue": submission.status}])
 
 
+def refuse_own(submission: Submission, reviewer_id: int) -> None:
+    """A reviewer (or admin) who uploaded this evidence may not decide it: that would be awarding
+    themselves points. Another reviewer does."""
+    if submission.user_id == reviewer_id:
+        raise Conflict("own_submission", "This is your own submission, so another reviewer has to decide it.",
+                       [{"field": "submission_id", "issue": str(submission.id)}])
+
+
 def _decide(submission: Submission, status: str, reviewer_id: int, reason: str | None) -> None:
     submission.status = status
     submission.reason = reason
@@ -59,6 +67,7 @@ def _require_reason(reason: str | None) -> str:
 def approve_submission(submission_id: int, reviewer_id: int, *, reason: str | None = None,
                        expected_status: str = "in_review") -> ApprovalResult:
     submission = _load(submission_id)
+    refuse_own(submission, reviewer_id)
     _check_status(submission, expected_status)
     _decide(submission, "approved", reviewer_id, reason)
     result = ledger.record(submission.user_id, submission.activity_code, ledger.SUBMISSION_SOURCE,
@@ -86,6 +95,7 @@ def _decide_with_reason(submission_id: int, reviewer_id: int, reason: str | None
     """Reject or ask for changes: no points move, and the uploader must be told why."""
     reason = _require_reason(reason)
     submission = _load(submission_id)
+    refuse_own(submission, reviewer_id)
     _check_status(submission, expected_status)
     _decide(submission, status, reviewer_id, reason)
     audit.record(f"submission.{status}", "submission", submission.id, actor_id=reviewer_id, reason=reason)

@@ -41,6 +41,7 @@ def claim(submission_id: int, reviewer_id: int, *, now: datetime | None = None, 
     won = db.session.execute(
         update(Submission)
         .where(Submission.id == submission_id, Submission.status == "in_review",
+               Submission.user_id != reviewer_id,  # nobody reviews their own evidence
                or_(Submission.claimed_by_id.is_(None), Submission.claim_expires_at < now,
                    Submission.claimed_by_id == reviewer_id))
         .values(claimed_by_id=reviewer_id, claim_expires_at=now + LEASE)
@@ -57,6 +58,7 @@ def claim(submission_id: int, reviewer_id: int, *, now: datetime | None = None, 
 
 
 def _explain_refusal(submission: Submission, reviewer_id: int, now: datetime) -> None:
+    approvals.refuse_own(submission, reviewer_id)
     if submission.status != "in_review":
         raise Conflict("already_decided", f"Submission {submission.id} is already {label(submission.status)}; "
                                           "nothing was changed.")

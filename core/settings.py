@@ -50,6 +50,7 @@ def parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
 
 KNOWN_FILE_TYPES = ("pdf", "jpg", "jpeg", "png", "csv")
 MAX_SIGNED_URL_TTL = 3600
+MIN_ENDPOINT_SECRET = 16  # webhook, cron and metrics secrets, in production
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,13 @@ class Settings:
         app_env = parse_choice("APP_ENV", get("APP_ENV", "development"), ("development", "testing", "production"))
         production = app_env == "production"
 
+        def secret(name: str) -> str:
+            # Blank (spaces included) is unset, so the endpoint stays off rather than open to " ".
+            value = get(name).strip()
+            if production and value and len(value) < MIN_ENDPOINT_SECRET:
+                raise SettingsError(f"{name} must be at least {MIN_ENDPOINT_SECRET} characters in production")
+            return value
+
         secret_key = get("SECRET_KEY")
         if not secret_key:
             if production:
@@ -192,10 +200,10 @@ class Settings:
             max_upload_mb=parse_int("MAX_UPLOAD_MB", get("MAX_UPLOAD_MB", "25"), minimum=1, maximum=1024),
             evidence_retention_days=parse_int("EVIDENCE_RETENTION_DAYS", get("EVIDENCE_RETENTION_DAYS", "730"), minimum=1),
             kajabi_raw_retention_days=parse_int("KAJABI_RAW_RETENTION_DAYS", get("KAJABI_RAW_RETENTION_DAYS", "365"), minimum=1),
-            kajabi_webhook_secret=get("KAJABI_WEBHOOK_SECRET"),
-            cron_secret=get("CRON_SECRET"),
+            kajabi_webhook_secret=secret("KAJABI_WEBHOOK_SECRET"),
+            cron_secret=secret("CRON_SECRET"),
             enable_internal_endpoints=parse_bool("ENABLE_INTERNAL_ENDPOINTS", get("ENABLE_INTERNAL_ENDPOINTS", "0")),
-            internal_metrics_token=get("INTERNAL_METRICS_TOKEN"),
+            internal_metrics_token=secret("INTERNAL_METRICS_TOKEN"),
             unmatched_alert_threshold=parse_int("UNMATCHED_ALERT_THRESHOLD", get("UNMATCHED_ALERT_THRESHOLD", "50"), minimum=0),
             analytics_sink_url=get("ANALYTICS_SINK_URL"),
             analytics_file=get("ANALYTICS_FILE", cls.analytics_file) or cls.analytics_file,

@@ -39,9 +39,10 @@ def admin_home():
 
 # ---- users --------------------------------------------------------------------------------
 
-def _users_page(form: NewUserForm, status: int = 200):
+def _users_page(form: NewUserForm, status: int = 200, created: tuple[User, str] | None = None):
     users = db.session.scalars(select(User).order_by(User.email)).all()
-    return render_template("portal/admin/users.html", users=users, form=form, role_form=RoleForm), status
+    return render_template("portal/admin/users.html", users=users, form=form, role_form=RoleForm,
+                           created=created), status
 
 
 @bp.get("/admin/users")
@@ -65,8 +66,13 @@ def admin_create_user():
         if not any(f.errors for f in form):
             form.email.errors = [exc.message]
         return _users_page(form, 400)
-    note = "" if form.password.data else f" Their password is {password} (shown once)."
-    return _done(f"Created {user.email} as {user.role}.{note}", "portal.admin_users")
+    if form.password.data:
+        return _done(f"Created {user.email} as {user.role}.", "portal.admin_users")
+    # A generated password goes into this page only: a flash would carry it in the session
+    # cookie, which is signed, not encrypted. The page is not cached.
+    db.session.commit()
+    body, status = _users_page(NewUserForm(formdata=None), 201, created=(user, password))
+    return body, status, {"Cache-Control": "no-store"}
 
 
 @bp.post("/admin/users/<int:user_id>/role")

@@ -1,6 +1,8 @@
 """Sign-in and sign-out. Repeated failures are throttled per e-mail and per address, in Redis."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
@@ -10,9 +12,13 @@ from portal.forms import LoginForm, LogoutForm
 
 
 def _safe_next(target: str | None) -> str:
-    # Only same-site relative paths: never an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only a same-site path, never an open redirect. Browsers drop tabs and newlines from a URL,
+    so "/<TAB>/evil.com" would become "//evil.com": control characters are refused outright."""
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("portal.home")
 
 

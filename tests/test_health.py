@@ -28,6 +28,8 @@ def test_readyz_is_503_when_clamd_is_down(make_app):
     body = response.get_json()
     assert response.status_code == 503
     assert body["checks"]["scanner"]["ok"] is False and body["status"] == "unavailable"
+    assert body["checks"]["scanner"]["error"] == "scanner_unavailable"
+    assert "127.0.0.1" not in response.get_data(as_text=True)  # anyone may ask: no hosts or ports
 
 
 def test_readyz_with_real_clamd_and_minio(make_app, clamd_server, s3_endpoint):

@@ -32,9 +32,17 @@ def test_users_and_roles(app):
                        follow_redirects=True)
     assert any("cannot remove your own admin role" in m for m in flashes(page))
 
-    page = client.post("/admin/users", data={"email": "New.Person@Example.com", "name": "New", "role": "uploader"},
-                       follow_redirects=True)
-    assert any(m.startswith("Created new.person@example.com as uploader. Their password is") for m in flashes(page))
+    page = client.post("/admin/users", data={"email": "New.Person@Example.com", "name": "New", "role": "uploader"})
+    assert page.status_code == 201 and page.headers["Cache-Control"] == "no-store"
+    [password] = re.findall(r"Their password is <code>([^<]+)</code>", page.get_data(as_text=True))
+    # Shown on that page only: not in the session cookie (signed, not encrypted), not on the next page.
+    assert password not in page.headers.get("Set-Cookie", "") and not flashes(client.get("/admin/users"))
+    with app.app_context():
+        from core.accounts import authenticate
+        assert authenticate("new.person@example.com", password, "127.0.0.1").role == "uploader"
+    page = client.post("/admin/users", data={"email": "chosen@example.com", "role": "uploader",
+                                             "password": "a-chosen-password"}, follow_redirects=True)
+    assert "Created chosen@example.com as uploader." in flashes(page)
     duplicate = client.post("/admin/users", data={"email": "new.person@example.com", "role": "uploader"})
     assert duplicate.status_code == 400 and "already exists" in duplicate.get_data(as_text=True)
     with app.app_context():

@@ -120,6 +120,29 @@ def test_reject_needs_a_reason_and_request_changes_keeps_history(app):
     assert "submission.changes_requested" in html and "Add the slides" in html  # the trail keeps it
 
 
+def test_nobody_decides_their_own_submission(app):
+    ids = people(app)
+    own, _ = in_review(app, ids["reviewer"], "EXPLORE")  # reviewers may upload evidence too
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    for data in ({"approve": "Approve"}, {"reject": "Reject", "reason": "no"}):
+        page = client.post(f"/review/{own}/decide", data=data, follow_redirects=True)
+        assert any("your own submission" in m for m in flashes(page)), flashes(page)
+    page = client.post(f"/review/{own}/claim", follow_redirects=True)
+    assert any("your own submission" in m for m in flashes(page))
+    page = client.post("/review/bulk", data={"submission_ids": [str(own)], "approve": "1"}, follow_redirects=True)
+    assert any(m.startswith(f"Submission {own} was not changed") and "your own" in m for m in flashes(page))
+    s = _row(app, own)
+    assert (s.status, s.claimed_by_id, s.decided_by_id) == ("in_review", None, None)
+    with app.app_context():
+        assert db.session.query(LedgerEntry).count() == 0  # no points to oneself
+    # Another reviewer decides it as usual.
+    colleague = app.test_client()
+    sign_in(colleague, "reviewer2")
+    page = colleague.post(f"/review/{own}/decide", data={"approve": "Approve"}, follow_redirects=True)
+    assert any(m.startswith("Approved: +50 points") for m in flashes(page))
+
+
 def test_bulk_decisions_report_each_conflict_and_do_the_rest(app):
     ids = people(app)
     sids = insert(app, ids["owner"], 3, activity="PRESENT")

@@ -134,6 +134,8 @@ def test_cron_auth_and_parameters(make_app):
     assert response.status_code == 400 and response.json["code"] == "invalid_parameter"
     assert [d["field"] for d in response.json["details"]] == ["days", "limit", "offset"]
     assert cron(client, "/api/cron/enforce-retention?limit=1001").status_code == 400
+    superscript = cron(client, "/api/cron/enforce-retention?days=%C2%B2")  # "²": a digit to str.isdigit()
+    assert superscript.status_code == 400 and superscript.json["code"] == "invalid_parameter"
     assert cron(client, "/api/cron/enforce-retention").status_code == 202
     response = cron(client, "/api/cron/jobs/nope")
     assert response.status_code == 404 and response.json["code"] == "job_not_found"

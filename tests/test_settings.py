@@ -72,3 +72,20 @@ def test_bad_setting_stops_the_command_line_with_one_line():
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == ["error: bad setting: MAX_UPLOAD_MB='abc' is not a whole number"]
+
+
+def test_blank_endpoint_secrets_count_as_unset_and_production_wants_long_ones():
+    spaces = Settings.from_env({"KAJABI_WEBHOOK_SECRET": "   ", "CRON_SECRET": "\t", "INTERNAL_METRICS_TOKEN": " "})
+    assert (spaces.kajabi_webhook_secret, spaces.cron_secret, spaces.internal_metrics_token) == ("", "", "")
+    assert Settings.from_env({"CRON_SECRET": "  padded-secret  "}).cron_secret == "padded-secret"
+    production = {"APP_ENV": "production", "SECRET_KEY": "x" * 40}
+    with pytest.raises(SettingsError, match="CRON_SECRET must be at least 16 characters in production"):
+        Settings.from_env({**production, "CRON_SECRET": "short"})
+    assert Settings.from_env({**production, "CRON_SECRET": "c" * 16}).cron_secret == "c" * 16
+    assert Settings.from_env(production).cron_secret == ""  # unset is allowed: the endpoint is off
+
+
+def test_a_webhook_secret_of_spaces_keeps_the_webhook_off(make_app):
+    app = make_app(KAJABI_WEBHOOK_SECRET="   ")
+    response = app.test_client().post("/api/webhooks/kajabi?token=%20%20%20", data="{}", content_type="application/json")
+    assert response.status_code == 503 and response.get_json()["code"] == "not_configured"

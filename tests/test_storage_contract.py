@@ -198,6 +198,7 @@ def test_signed_link_downloads_as_attachment(backend):
     # The same cleaner as at upload (core/filenames.py): quotes become "_" in both forms.
     assert "filename*=UTF-8''R%C3%A9sum%C3%A9%20_final_.pdf" in disposition
     assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.headers["Cache-Control"] == "private, no-store"  # MinIO sets it from the signed link
     if backend.kind == "local":
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"

@@ -78,7 +78,7 @@ def test_thumbnail_has_no_exif_and_the_original_is_unchanged(app):
     assert response.status_code == 200 and response.data == thumb
     assert response.headers["Content-Type"] == "image/jpeg"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Cache-Control"] == "private, max-age=300"
+    assert response.headers["Cache-Control"] == "private, no-store"
 
 
 def test_thumbnail_job_is_idempotent_and_skips_non_images(app):

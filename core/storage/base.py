@@ -38,8 +38,9 @@ class SignedUrl:
 
 
 class ObjectNotFound(NotFound):
+    # The key stays on the exception for logs; error bodies never show the storage layout.
     def __init__(self, key: str):
-        super().__init__("object_not_found", "The stored file does not exist.", [{"key": key}])
+        super().__init__("object_not_found", "The stored file does not exist.")
         self.key = key
 
 
@@ -47,7 +48,8 @@ class InvalidKey(ValidationError):
     """Keys are made by the app (never chosen by users); a bad one is a bug, refused loudly."""
 
     def __init__(self, key: str, reason: str):
-        super().__init__("invalid_storage_key", f"Storage key is not allowed: {reason}.", [{"key": key}])
+        super().__init__("invalid_storage_key", f"Storage key is not allowed: {reason}.")
+        self.key = key
 
 
 def validate_key(key: str) -> str:

@@ -170,6 +170,7 @@ class MinioStorage(Storage):
         headers = {
             "response-content-disposition": content_disposition(self._default_filename(key, filename)),
             "response-content-type": "application/octet-stream",
+            "response-cache-control": "private, no-store",
         }
         with _translated():
             url = self.client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=ttl),
