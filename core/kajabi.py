@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, or_, select
 
 from core import audit, ledger, rules
@@ -230,12 +231,16 @@ def _event_time(event: KajabiEvent) -> datetime:
 
 
 def reconcile_candidates() -> list[int]:
-    """Unmatched contacts, unknown tags that have a mapping now (unmapped ones stay put, so they
-    do not pile up the work), and events left received for over a minute."""
+    """Unmatched contacts that a user now matches (by contact id or e-mail), unknown tags that
+    have a mapping now, and events left received for over a minute. Only events whose outcome can
+    have changed are picked, so an unmatched backlog (people who never sign up, or anonymised
+    events without an e-mail) costs one query per run, not one processing attempt per event."""
     stale = utcnow() - timedelta(seconds=STALE_RECEIVED_S)
     return list(db.session.scalars(
         select(KajabiEvent.id).where(or_(
-            KajabiEvent.state == "queued_unmatched",
+            (KajabiEvent.state == "queued_unmatched")
+            & or_(KajabiEvent.contact_id.in_(select(User.kajabi_contact_id).where(User.kajabi_contact_id.is_not(None))),
+                  func.lower(KajabiEvent.email).in_(select(func.lower(User.email)))),
             # A safety net: received but never processed (Redis was down when it was queued).
             (KajabiEvent.state == "received") & (KajabiEvent.received_at < stale),
             (KajabiEvent.state == "ignored") & (KajabiEvent.result_code == "unknown_tag")
@@ -263,6 +268,9 @@ def process_and_commit(event_row_id: int, counts: dict[str, int], *, skip_locked
     try:
         state = process(event_row_id, skip_locked=skip_locked) or unchanged
         db.session.commit()
+    except JobTimeoutException:
+        db.session.rollback()
+        raise  # RQ is stopping the job: stop, rather than carry on past the timeout
     except Exception:
         db.session.rollback()
         log.exception("kajabi event failed", extra={"kajabi_event_row": event_row_id})

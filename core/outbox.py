@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, select, update
 
 from core.db import db, is_postgres, utcnow
@@ -46,6 +47,7 @@ class BatchResult:
     delivered: int = 0
     failed: int = 0
     dead: int = 0
+    untried: int = 0  # left pending, unattempted, because a sink ran out of time
 
 
 def backoff_seconds(attempts: int, rng: random.Random | None = None) -> float:
@@ -78,15 +80,19 @@ def deliver_batch(batch_size: int = 500, *, now: datetime | None = None, sinks: 
         return result
     messages = [Message(r.id, r.topic, r.idempotency_key, r.payload) for r in records]
     errors: dict[int, str] = {}
+    untried: set[int] = set()  # a sink ran out of time before these: no attempt is counted
     for sink in sinks:
         try:
             outcome = sink.deliver(messages)
+        except JobTimeoutException:
+            raise  # RQ stopping the job: roll back, the batch stays pending; never "failed" for all
         except Exception as exc:  # a sink down fails the whole batch for that sink
             outcome = {m.id: f"{sink.name}: {type(exc).__name__}: {exc}"[:500] for m in messages}
+        untried.update(m.id for m in messages if m.id not in outcome)
         for record_id, error in outcome.items():
             if error and record_id not in errors:
                 errors[record_id] = f"{sink.name}: {error}" if not error.startswith(sink.name) else error
-    delivered_ids = [r.id for r in records if r.id not in errors]
+    delivered_ids = [r.id for r in records if r.id not in errors and r.id not in untried]
     stamp = utcnow()
     if delivered_ids:
         db.session.execute(update(OutboxRecord).where(OutboxRecord.id.in_(delivered_ids))
@@ -104,6 +110,7 @@ def deliver_batch(batch_size: int = 500, *, now: datetime | None = None, sinks: 
                 record.next_attempt_at = stamp + timedelta(seconds=backoff_seconds(attempts))
                 result.failed += 1
     result.delivered = len(delivered_ids)
+    result.untried = len(untried - set(errors))
     db.session.commit()
     return result
 

@@ -104,4 +104,9 @@ def _flush_jobs(session: Session) -> None:
 
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_jobs(session: Session, previous_transaction) -> None:
+    # Only the whole transaction's rollback drops its jobs. A savepoint that rolls back (a
+    # duplicate caught by ledger._insert, one item of a bulk decision) leaves the outer work, and
+    # its jobs, to commit; a job queued inside that savepoint finds its rows gone and returns.
+    if previous_transaction.nested:
+        return
     session.info.pop(_PENDING, None)

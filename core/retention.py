@@ -47,7 +47,9 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
     old_originals = {o.key for o in storage.list(f"evidence/{user_id}/", older_than=cutoff)}
     old_thumbs = {o.key for o in storage.list(f"thumbnails/{user_id}/", older_than=cutoff)}
 
-    rows = (db.session.query(EvidenceFile)
+    # Locked, so a thumbnail job cannot attach a new thumbnail to a row being deleted (it waits,
+    # then sees deleted_at and removes its own object).
+    rows = (db.session.query(EvidenceFile).with_for_update()
             .filter(EvidenceFile.user_id == user_id, EvidenceFile.deleted_at.is_(None))
             .filter(or_(EvidenceFile.storage_key.in_(old_originals) if old_originals else false(),
                         EvidenceFile.thumbnail_key.in_(old_thumbs) if old_thumbs else false(),
@@ -74,8 +76,10 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
         if row.id in doomed_ids and row.storage_key not in failed:
             row.deleted_at = now
             marked += 1
-        elif row.thumbnail_key in old_thumbs and row.thumbnail_key not in failed:
-            row.thumbnail_key = None  # only the thumbnail was old: the original stays servable
+        elif row.thumbnail_key in thumbs and row.thumbnail_key not in failed:
+            # The thumbnail is gone (it was old, or its original was due but could not be
+            # deleted): the row keeps its original, without a key to a missing thumbnail.
+            row.thumbnail_key = None
     counts.rows_marked = marked
     if any(asdict(counts).values()):
         audit.record("retention.enforced", "user", user_id, cutoff=cutoff.isoformat(), **counts.as_dict())

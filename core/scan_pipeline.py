@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import time
 from datetime import timedelta
 from typing import BinaryIO
@@ -19,7 +20,7 @@ from sqlalchemy.orm import joinedload
 from core import audit
 from core.db import db, utcnow
 from core.errors import ScannerUnavailable
-from core.evidence import IMAGE_EXTS, SCAN_TIMEOUT_S, scan_job_id, scan_retry
+from core.evidence import IMAGE_EXTS, SCAN_RETRY, SCAN_TIMEOUT_S, scan_job_id, scan_retry
 from core.models import EvidenceFile, Submission
 from core.queues import enqueue_after_commit
 from core.scanning import ScanResult, scan_file_buffer
@@ -81,13 +82,17 @@ class _StoredObject:
 def scan_file(file_id: int) -> str | None:
     """Scan one pending file. Returns the new state, or None when there was nothing to do."""
     svc = services()
-    row = db.session.execute(select(EvidenceFile.storage_key, EvidenceFile.sha256, EvidenceFile.size_bytes)
-                             .where(EvidenceFile.id == file_id, EvidenceFile.scan_state == "pending",
-                                    EvidenceFile.deleted_at.is_(None))).one_or_none()
+    row = db.session.execute(select(EvidenceFile.storage_key, EvidenceFile.sha256, EvidenceFile.size_bytes,
+                                    EvidenceFile.scan_state)
+                             .where(EvidenceFile.id == file_id, EvidenceFile.deleted_at.is_(None))).one_or_none()
     db.session.rollback()  # hold no transaction open while clamd reads the file
-    if row is None:
+    if row is None or row.scan_state not in ("pending", "infected"):
         return None
-    key, expected_sha, expected_size = row
+    key, expected_sha, expected_size, state = row
+    if state == "infected":
+        # A retry after the verdict's commit: the object may still be there if its delete failed.
+        svc.storage.delete(key)
+        return None
 
     reader = _StoredObject(svc.storage, key)
     try:
@@ -109,8 +114,8 @@ def scan_file(file_id: int) -> str | None:
 
 
 def _mark_missing(file_id: int) -> str | None:
-    """The object vanished before its scan (e.g. an infected verdict whose commit failed after
-    the delete). Retrying can never succeed, so the row is marked deleted instead."""
+    """The object vanished before its scan (deleted by hand, or lost by the store). Retrying can
+    never succeed, so the row is marked deleted instead."""
     submission, file = _locked_with_file(file_id)
     if file is None or file.scan_state != "pending":
         db.session.rollback()
@@ -158,9 +163,6 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
     file.scan_attempts = (file.scan_attempts or 0) + 1
     file.scanned_at = utcnow()
     if result.state == "infected":
-        # Deleted before the row says so: if this fails, the job retries and the file, still
-        # pending, is never served meanwhile.
-        svc.storage.delete(file.storage_key)
         file.scan_state, file.scan_signature = "infected", result.signature or "unknown"
         audit.record("file.infected", "evidence_file", file.id, submission_id=submission.id,
                      signature=file.scan_signature, name=file.original_name)
@@ -180,8 +182,12 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
         file.scan_state = "unscanned"
         audit.record("file.scanned", "evidence_file", file.id, state="unscanned")
     _advance(submission)
-    state = file.scan_state  # read before the commit expires it, which would cost a reload
+    state, key = file.scan_state, file.storage_key  # read before the commit expires them
     db.session.commit()
+    if state == "infected":
+        # Only after the verdict and the rejection are committed (a file that is not clean is never
+        # served meanwhile). If this delete fails, the job fails and RQ's retry deletes it (above).
+        svc.storage.delete(key)
     return state
 
 
@@ -209,29 +215,29 @@ def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = 
     """Re-enqueue scans of files still pending after `older_than_minutes` (Redis may have lost
     the job, or RQ gave up retrying), and move on submissions whose files are all done.
 
-    Job ids are deterministic per file and sweep window, and a job that is still queued,
-    scheduled or running is left alone, so repeated sweeps never pile up work."""
-    from rq.exceptions import NoSuchJobError
+    Job ids are deterministic per file and sweep window. A file is left alone while any of its
+    jobs is queued, scheduled (waiting for a retry) or running: the upload's, or a sweep's from
+    any window whose retry chain (SCAN_RETRY, about 34 minutes) may still be going, so repeated
+    sweeps never start a second chain beside a live one."""
     from rq.job import Job
 
     svc = services()
     minutes = svc.settings.scan_sweep_minutes if older_than_minutes is None else older_than_minutes
     cutoff = utcnow() - timedelta(minutes=minutes)
-    window = int((now or time.time()) // (max(minutes, 1) * 60))
-    rows = (db.session.query(EvidenceFile.id).filter(EvidenceFile.scan_state == "pending",
-                                                     EvidenceFile.deleted_at.is_(None),
-                                                     EvidenceFile.created_at <= cutoff)
-            .order_by(EvidenceFile.id).limit(1000).all())
+    window_s = max(minutes, 1) * 60
+    window = int((now or time.time()) // window_s)
+    chain_windows = math.ceil(sum(SCAN_RETRY[1]) / window_s) + 1
+    file_ids = [i for (i,) in db.session.query(EvidenceFile.id).filter(
+        EvidenceFile.scan_state == "pending", EvidenceFile.deleted_at.is_(None), EvidenceFile.created_at <= cutoff)
+        .order_by(EvidenceFile.id).limit(1000)]
+    job_ids = {f: [scan_job_id(f)] + [scan_job_id(f, f"sweep-{w}") for w in range(window - chain_windows, window + 1)]
+               for f in file_ids}
+    # One pipelined read for every job of every file, not a round trip each.
+    jobs = iter(Job.fetch_many([j for ids in job_ids.values() for j in ids], connection=svc.redis))
     enqueued = skipped = 0
-    for (file_id,) in rows:
-        busy = False
-        for job_id in (scan_job_id(file_id), scan_job_id(file_id, f"sweep-{window}")):
-            try:
-                status = Job.fetch(job_id, connection=svc.redis).get_status()
-            except NoSuchJobError:
-                continue
-            busy = busy or status in ("queued", "started", "scheduled", "deferred")
-        if busy:
+    for file_id, ids in job_ids.items():
+        statuses = [job.get_status(refresh=False) if job else None for job in (next(jobs) for _ in ids)]
+        if any(status in ("queued", "started", "scheduled", "deferred") for status in statuses):
             skipped += 1
             continue
         svc.queues.enqueue("scans", "jobs.scans.scan_file", file_id, retry=scan_retry(),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,9 @@ from redis import Redis
 from core.settings import Settings
 
 HTTP_TIMEOUT = (2, 5)  # connect, read: a slow sink must not hold the claimed batch for long
+# Per batch: with one last POST's 7 s it ends well inside the delivery job's 120 s timeout, even
+# when the job's own 60 s budget (jobs/outbox.py) runs out just as a batch starts.
+HTTP_BUDGET_S = 45.0
 
 _CACHE_APPLY = """
 -- KEYS: seen set, user totals hash, leaderboard zset, user badges set
@@ -134,15 +138,22 @@ class AnalyticsFileSink:
 
 
 class AnalyticsHttpSink:
+    """One POST per message. A slow receiver must not hold a claimed batch past the delivery job's
+    timeout: after `budget_s` the rest of the batch is left out of the result (not tried), so its
+    records stay pending with no attempt counted and the next run carries on."""
     name = "analytics"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, budget_s: float = HTTP_BUDGET_S):
         self.url = url
+        self.budget_s = budget_s
         self.session = requests.Session()
 
     def deliver(self, messages: Sequence[Message]) -> dict[int, str | None]:
         results: dict[int, str | None] = {}
+        stop_at = time.monotonic() + self.budget_s
         for m in messages:
+            if time.monotonic() >= stop_at:
+                break
             try:
                 response = self.session.post(self.url, json={"topic": m.topic, "idempotency_key": m.key, **m.payload},
                                              headers={"Idempotency-Key": m.key}, timeout=HTTP_TIMEOUT)

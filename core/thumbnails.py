@@ -49,7 +49,7 @@ def make_file_thumbnail(file_id: int) -> str | None:
 
     storage.put(key, io.BytesIO(data), len(data), "image/jpeg")
     try:
-        file = db.session.get(EvidenceFile, file_id)
+        file = db.session.get(EvidenceFile, file_id, with_for_update=True, populate_existing=True)
         if file is None or file.deleted_at is not None or file.scan_state != "clean":
             # Retention or a rescan got there while we worked: leave no stray thumbnail.
             db.session.rollback()

@@ -4,6 +4,9 @@ import hashlib
 import io
 from datetime import date
 
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from core.db import db
 from core.catalogue import seed_catalogue
 from core.models import EvidenceFile, Submission, User
@@ -44,6 +47,20 @@ def test_rolled_back_work_is_never_enqueued(app):
         assert queue.count == 0, "enqueued before the commit"
         db.session.commit()
         assert queue.count == 1
+
+
+def test_a_savepoint_rolling_back_keeps_the_jobs_of_the_work_around_it(app):
+    file_id = _pending_file(app, b"a,b\n1,2\n")
+    with app.app_context():
+        queue = services().queues["scans"]
+        enqueue_after_commit("scans", "jobs.scans.scan_file", file_id)
+        try:
+            with db.session.begin_nested():  # as ledger._insert does around a possible duplicate
+                db.session.execute(text("SELECT 1 / 0"))
+        except DBAPIError:
+            pass
+        db.session.commit()
+        assert queue.count == 1, "the outer transaction's job was dropped with the savepoint"
 
 
 def test_a_real_burst_worker_runs_the_job_in_the_app_context(app):

@@ -192,6 +192,22 @@ def test_unknown_email_waits_then_is_reconciled_when_the_user_is_created(kapp):
         assert user.kajabi_contact_id == "c-200"  # bound on the first e-mail match
 
 
+def test_reconcile_only_retries_events_a_user_now_matches(kapp):
+    client = kapp.test_client()
+    for n in range(25):  # people who bought a course and never signed up
+        assert post(client, documented(f"evt-{n}", email=f"stranger{n}@example.com", contact=f"c-{n}")).status_code == 202
+    burst(kapp)
+    assert {e.state for e in events(kapp)} == {"queued_unmatched"}
+    with kapp.app_context():
+        assert kajabi.reconcile_candidates() == []  # nothing can have changed: no processing at all
+        assert kajabi.reconcile() == {}
+        create_user("Stranger7@Example.com", "uploader")
+        db.session.commit()
+        [candidate] = kajabi.reconcile_candidates()
+        assert kajabi.reconcile() == {"ledgered": 1}
+    assert [e.event_id for e in events(kapp) if e.state == "ledgered"] == ["evt-7"]
+
+
 def test_flat_form_unknown_tag_and_tag_removed(kapp):
     client = kapp.test_client()
     flat = {"event_id": "flat-1", "created_at": "2024-05-01T10:00:00Z",

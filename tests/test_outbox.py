@@ -191,6 +191,47 @@ def test_http_sink_sends_the_idempotency_key(make_app):
     assert all(body["idempotency_key"] == key for key, body in received)
 
 
+def test_a_slow_http_sink_leaves_the_rest_of_the_batch_pending_not_failed(make_app):
+    """A receiver that accepts everything, slowly: what the sink had no time for is not marked
+    failed (which, repeated, would end as dead letters) but stays pending for the next run."""
+    from core.sinks import AnalyticsHttpSink
+
+    received: list[str] = []
+
+    @Request.application
+    def slow_receiver(request):
+        time.sleep(0.3)
+        received.append(request.headers.get("Idempotency-Key"))
+        return Response(status=202)
+
+    server = make_server("127.0.0.1", 0, slow_receiver, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        app = make_app()
+        with app.app_context():
+            catalogue.seed_catalogue()
+            uid = create_user("slow@example.com", "uploader")[0].id
+            for n in range(8):
+                ledger.record(uid, "LEARN", "backfill", f"slow-{n}", utcnow())
+            db.session.commit()
+            sink = AnalyticsHttpSink(f"http://127.0.0.1:{server.server_port}/events", budget_s=1.0)
+            first = outbox.deliver_batch(sinks=[sink])
+            assert first.failed == first.dead == 0 and first.delivered + first.untried == first.claimed
+            assert 1 <= first.delivered < first.claimed  # it stopped at its budget
+            untouched = db.session.scalars(select(OutboxRecord).where(OutboxRecord.status == "pending")).all()
+            assert len(untouched) == first.untried
+            assert all(r.attempts == 0 and r.last_error is None for r in untouched)
+            for _ in range(10):  # later runs carry on until every record is delivered
+                if outbox.deliver_batch(sinks=[sink]).claimed == 0:
+                    break
+            assert set(db.session.scalars(select(OutboxRecord.status))) == {"delivered"}
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert len(received) == len(set(received))  # each record posted once
+
+
 @pytest.mark.parametrize("attempts", [1, 5, 11, 12, 30])
 def test_backoff_is_exponential_capped_with_jitter(attempts):
     base = min(2 ** attempts, 3600)

@@ -1,6 +1,7 @@
 """The scan pipeline through a real clamd and a real (forking, burst) RQ worker."""
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
@@ -61,6 +62,22 @@ def test_infected_file_is_deleted_at_once_and_rejects_the_submission(clamd_app):
     assert response.status_code == 410 and response.json["code"] == "file_infected"
 
 
+def test_a_retry_after_the_verdict_deletes_an_infected_object_that_survived(clamd_app):
+    """The verdict is committed before the object is deleted; if that delete fails, the job fails
+    and RQ runs it again. The second run finds the row infected and deletes what is left."""
+    people = setup_people(clamd_app)
+    sid, (infected_id,) = submit(clamd_app, people["owner"], [("eicar.csv", EICAR)])
+    run_worker(clamd_app)
+    row = file_row(clamd_app, infected_id)
+    assert row.scan_state == "infected" and stored_keys(clamd_app) == []
+    storage = clamd_app.extensions["points"].storage
+    storage.put(row.storage_key, io.BytesIO(EICAR), len(EICAR), "text/csv")  # as if the delete had failed
+    with clamd_app.app_context():
+        assert scan_file(infected_id) is None
+    assert stored_keys(clamd_app) == []
+    assert file_row(clamd_app, infected_id).scan_state == "infected" and submission_row(clamd_app, sid).status == "rejected"
+
+
 def test_clean_files_move_the_submission_to_review_and_images_get_thumbnails(clamd_app):
     people = setup_people(clamd_app)
     sid, (pdf_id, png_id) = submit(clamd_app, people["owner"], [("a.pdf", CLEAN_PDF), ("b.png", png())])
@@ -114,6 +131,8 @@ def test_the_sweeper_recovers_a_scan_job_redis_lost(make_app, clamd_server):
         db.session.commit()
         assert sweep_pending()["enqueued"] == 1
         assert sweep_pending() == {"enqueued": 0, "skipped": 1, "advanced": 0}  # no pile-up
+        # Three windows later that sweep's job (or its retry chain) is still alive: no second chain.
+        assert sweep_pending(now=time.time() + 180) == {"enqueued": 0, "skipped": 1, "advanced": 0}
     assert svc.queues["scans"].count == 1
     svc.queues["scans"].empty()
     # The periodic entry (jobs/schedule.py) as the scheduler enqueues it.
