@@ -17,15 +17,13 @@ from core.db import db
 from core.errors import AuthError, NotFound, Unauthenticated, Unavailable, ValidationError
 from core.models import Run
 from core.queues import enqueue_after_commit
-from core.retention import plan_batch, users_total
+from core.retention import BATCH_JOB_PREFIX, BATCH_JOB_TIMEOUT_S, plan_batch, users_total
 from core.services import services
 
 _DIGITS = re.compile(r"[0-9]+")
 
 MAX_DAYS = 36500
 MAX_LIMIT = 1000
-JOB_PREFIX = "retention-"
-RETENTION_JOB_TIMEOUT_S = 3600
 
 
 def _require_cron_secret() -> None:
@@ -72,9 +70,9 @@ def enforce_retention():
               params={**params, "cutoff": cutoff.isoformat(), "users": len(user_ids)})
     db.session.add(run)
     db.session.flush()
-    job_id = f"{JOB_PREFIX}{run.id}"
+    job_id = f"{BATCH_JOB_PREFIX}{run.id}"
     enqueue_after_commit("maintenance", "jobs.retention.enforce_batch", user_ids, cutoff.isoformat(), run.id,
-                         job_id=job_id, timeout=RETENTION_JOB_TIMEOUT_S)
+                         job_id=job_id, timeout=BATCH_JOB_TIMEOUT_S)
     db.session.commit()
     response = jsonify({"job_id": job_id, "run_id": run.id, "cutoff": cutoff.isoformat(), "offset": params["offset"],
                         "limit": params["limit"], "users_in_batch": len(user_ids), "next_offset": next_offset})
@@ -91,8 +89,8 @@ def job_status(job_id: str):
     from rq.job import Job
 
     run = None
-    if job_id.startswith(JOB_PREFIX) and job_id[len(JOB_PREFIX):].isdigit():
-        run = db.session.get(Run, int(job_id[len(JOB_PREFIX):]))
+    if job_id.startswith(BATCH_JOB_PREFIX) and job_id[len(BATCH_JOB_PREFIX):].isdigit():
+        run = db.session.get(Run, int(job_id[len(BATCH_JOB_PREFIX):]))
     try:
         job = Job.fetch(job_id, connection=services().redis)
     except NoSuchJobError:

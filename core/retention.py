@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import false, or_
+from sqlalchemy import false, or_, select
 
 from core import audit
 from core.db import db, utcnow
@@ -117,6 +117,37 @@ def anonymise_kajabi_raw(now: datetime | None = None) -> int | None:
 
 
 RUN_ALL_TIMEOUT_S = 6 * 3600  # a run_all job: every user's objects; a stuck run is stopped, a rerun is safe
+BATCH_JOB_PREFIX = "retention-"  # + the Run's id: one cron batch's job (api/cron.py)
+BATCH_JOB_TIMEOUT_S = 3600
+LOST_AFTER_S = 2 * BATCH_JOB_TIMEOUT_S  # a batch still queued or running this long after its call was lost
+
+
+def requeue_lost_batches(now: datetime | None = None) -> int:
+    """Cron batches whose job Redis lost (the run stays `queued`) or whose worker died (`running`),
+    enqueued again under the same job id; a batch is idempotent. Returns how many."""
+    from rq.job import Job
+
+    from core.models import Run
+
+    svc = services()
+    cutoff = (now or utcnow()) - timedelta(seconds=LOST_AFTER_S)
+    runs = db.session.scalars(select(Run).where(Run.kind == "retention", Run.status.in_(("queued", "running")),
+                                                Run.started_by == "cron", Run.created_at < cutoff)
+                              .order_by(Run.id).limit(100)).all()
+    jobs = Job.fetch_many([f"{BATCH_JOB_PREFIX}{run.id}" for run in runs], connection=svc.redis) if runs else []
+    requeued = 0
+    for run, job in zip(runs, jobs):
+        if job is not None and job.get_status(refresh=False) in ("queued", "started", "scheduled", "deferred"):
+            continue  # alive, only slow
+        params = run.params or {}
+        # The same page of users as the call that made the run (ids only grow, so it is stable).
+        user_ids = plan_batch(int(params.get("limit", 200)), int(params.get("offset", 0)))
+        svc.queues.enqueue("maintenance", "jobs.retention.enforce_batch", user_ids, params["cutoff"], run.id,
+                           job_id=f"{BATCH_JOB_PREFIX}{run.id}", timeout=BATCH_JOB_TIMEOUT_S)
+        log.warning("retention batch requeued", extra={"run_id": run.id, "status": run.status})
+        requeued += 1
+    db.session.rollback()
+    return requeued
 
 
 def run_all(days: int, *, dry_run: bool = False, started_by: str | None = None,

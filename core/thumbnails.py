@@ -8,6 +8,8 @@ import io
 import logging
 import tempfile
 
+from rq.timeouts import JobTimeoutException
+
 from core import audit
 from core.db import db
 from core.errors import ValidationError
@@ -44,6 +46,8 @@ def make_file_thumbnail(file_id: int) -> str | None:
         try:
             data = make_thumbnail(spool, max_px=MAX_PX)
         except ValidationError as exc:
+            if isinstance(exc.__cause__, JobTimeoutException):
+                raise exc.__cause__ from None  # RQ stopped a slow decode: a failed job, not a bad image
             log.warning("no thumbnail for evidence file", extra={"file_id": file_id, "code": exc.code})
             return None
 

@@ -39,6 +39,14 @@ def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
         return counts
 
 
+def requeue_lost() -> int:
+    """Scheduled: cron batches whose job was lost are enqueued again (core.retention)."""
+    from core import retention
+
+    with job_context():
+        return retention.requeue_lost_batches()
+
+
 def run_all(days: int, started_by: str | None = None) -> dict:
     """The admin page's "Run now": every user, as `flask retention run` does (core.retention)."""
     from core import retention

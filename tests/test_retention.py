@@ -182,3 +182,30 @@ def test_cron_pages_cover_every_user_once_and_jobs_report_counts(make_app):
     again = cron(client, "/api/cron/enforce-retention?days=30&limit=200")
     run_worker(app)
     assert cron(client, f"/api/cron/jobs/{again.json['job_id']}").json["counts"]["objects_deleted"] == 0
+
+
+def test_a_batch_whose_job_was_lost_is_queued_again_and_finishes(make_app):
+    app = make_app(CRON_SECRET=SECRET)
+    people = setup_people(app)
+    _, [file_id] = submit(app, people["owner"], [("old.pdf", CLEAN_PDF)])
+    run_worker(app)
+    key = rows(app, file_id)[0].storage_key
+    backdate(app, key, datetime.now(timezone.utc) - timedelta(days=40))
+    client = app.test_client()
+    answer = cron(client, "/api/cron/enforce-retention?days=30&limit=200").json
+    queue = app.extensions["points"].queues["maintenance"]
+    queue.empty()  # Redis lost the job: the run would stay "queued" for ever
+    from core.retention import requeue_lost_batches
+
+    with app.app_context():
+        assert requeue_lost_batches() == 0  # too young to call lost
+        later = datetime.now(timezone.utc) + timedelta(hours=3)
+        assert requeue_lost_batches(now=later) == 1
+        assert requeue_lost_batches(now=later) == 0  # queued now: not twice
+    assert [job.id for job in queue.jobs] == [answer["job_id"]]
+    run_worker(app)
+    assert key not in stored_keys(app)
+    status = cron(client, f"/api/cron/jobs/{answer['job_id']}").json
+    assert status["state"] == "finished" and status["run"]["status"] == "finished"
+    with app.app_context():
+        assert requeue_lost_batches(now=datetime.now(timezone.utc) + timedelta(hours=3)) == 0  # finished
