@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from core.db import db
+from core.errors import DomainError
 from core.services import services
 
 bp = Blueprint("health", __name__)
@@ -25,8 +26,8 @@ def _probe(name: str, fn) -> dict:
         detail = fn()
         return {"ok": True, **({"detail": detail} if detail else {})}
     except Exception as exc:  # report, don't raise: readiness must answer
-        code = getattr(exc, "code", None)
-        code = code if isinstance(code, str) else type(exc).__name__
+        # Our own errors carry a stable code; SQLAlchemy's `.code` is a docs link id, so not those.
+        code = exc.code if isinstance(exc, DomainError) else type(exc).__name__
         log.warning("readiness check failed", extra={"check": name, "error": getattr(exc, "message", None) or str(exc)})
         return {"ok": False, "error": code}
 

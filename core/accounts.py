@@ -67,32 +67,35 @@ def authenticate(email: str, password: str, address: str) -> User | None:
     limit = svc.settings.login_max_failures
     # Each attempt is counted before its password is checked, so guesses sent in parallel cannot
     # all read the old count: at most `limit` of them get as far as the hash. A success or a
-    # refused attempt takes its count back; only failures stay, for THROTTLE_WINDOW_S.
-    pipe = svc.redis.pipeline()
-    for key in keys:
-        pipe.incr(key)
-        pipe.expire(key, THROTTLE_WINDOW_S)
-    counts = pipe.execute()[0::2]
+    # refused attempt takes its count back; only failures stay. The window starts at the first
+    # counted attempt and is not extended by later ones.
+    counts = [int(svc.redis.eval(_COUNT, 1, key, THROTTLE_WINDOW_S)) for key in keys]
     # The address limit is looser: many people can share one office address.
     if counts[0] > limit or counts[1] > limit * 4:
         _take_back(svc.redis, keys)
         raise LoginThrottled("Too many failed sign-ins. Wait 15 minutes and try again.")
-    user = db.session.query(User).filter_by(email=email).first()
-    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password or "")
+    try:
+        user = db.session.query(User).filter_by(email=email).first()
+        ok = check_password_hash(user.password_hash if user else _dummy_hash(), password or "")
+    except Exception:
+        _take_back(svc.redis, keys)  # not a failed guess: the database, not the password, failed
+        raise
     if user and ok and user.active:
-        pipe = svc.redis.pipeline()
-        pipe.delete(keys[0])
-        pipe.decr(keys[1])
-        pipe.execute()
+        svc.redis.delete(keys[0])
+        _take_back(svc.redis, keys[1:])
         return user
     return None
 
 
+# INCR, starting the window on the first count; and a DECR that never goes below zero nor
+# recreates a key that expired or was cleared meanwhile.
+_COUNT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+_UNCOUNT = "local n = tonumber(redis.call('GET', KEYS[1]) or '0') if n > 0 then return redis.call('DECR', KEYS[1]) end return 0"
+
+
 def _take_back(redis, keys: list[str]) -> None:
-    pipe = redis.pipeline()
     for key in keys:
-        pipe.decr(key)
-    pipe.execute()
+        redis.eval(_UNCOUNT, 1, key)
 
 
 def tokens_equal(given: str | None, expected: str | None) -> bool:

@@ -110,3 +110,24 @@ def _drop_jobs(session: Session, previous_transaction) -> None:
     if previous_transaction.nested:
         return
     session.info.pop(_PENDING, None)
+
+
+ALIVE_STATES = ("queued", "started", "scheduled", "deferred")  # a job that may still run
+
+
+def job_statuses(redis, job_ids: list[str]) -> list[str | None]:
+    """RQ's status of each job id (None when Redis does not know it), in one pipelined read. A
+    job whose record is damaged counts as unknown rather than failing the whole read."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        jobs = Job.fetch_many(job_ids, connection=redis)
+    except NoSuchJobError:  # a record without its data: read them one by one instead
+        jobs = []
+        for job_id in job_ids:
+            try:
+                jobs.append(Job.fetch(job_id, connection=redis))
+            except NoSuchJobError:
+                jobs.append(None)
+    return [job.get_status(refresh=False) if job is not None else None for job in jobs]

@@ -17,6 +17,7 @@ from sqlalchemy import false, or_, select
 from core import audit
 from core.db import db, utcnow
 from core.models import EvidenceFile, User
+from core.queues import ALIVE_STATES, job_statuses
 from core.services import services
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,6 @@ LOST_AFTER_S = 2 * BATCH_JOB_TIMEOUT_S  # a batch still queued or running this l
 def requeue_lost_batches(now: datetime | None = None) -> int:
     """Cron batches whose job Redis lost (the run stays `queued`) or whose worker died (`running`),
     enqueued again under the same job id; a batch is idempotent. Returns how many."""
-    from rq.job import Job
-
     from core.models import Run
 
     svc = services()
@@ -134,10 +133,10 @@ def requeue_lost_batches(now: datetime | None = None) -> int:
     runs = db.session.scalars(select(Run).where(Run.kind == "retention", Run.status.in_(("queued", "running")),
                                                 Run.started_by == "cron", Run.created_at < cutoff)
                               .order_by(Run.id).limit(100)).all()
-    jobs = Job.fetch_many([f"{BATCH_JOB_PREFIX}{run.id}" for run in runs], connection=svc.redis) if runs else []
+    statuses = job_statuses(svc.redis, [f"{BATCH_JOB_PREFIX}{run.id}" for run in runs]) if runs else []
     requeued = 0
-    for run, job in zip(runs, jobs):
-        if job is not None and job.get_status(refresh=False) in ("queued", "started", "scheduled", "deferred"):
+    for run, status in zip(runs, statuses):
+        if status in ALIVE_STATES:
             continue  # alive, only slow
         params = run.params or {}
         # The same page of users as the call that made the run (ids only grow, so it is stable).

@@ -22,12 +22,13 @@ from core.db import db, utcnow
 from core.errors import ScannerUnavailable
 from core.evidence import IMAGE_EXTS, SCAN_RETRY, SCAN_TIMEOUT_S, scan_job_id, scan_retry
 from core.models import EvidenceFile, Submission
-from core.queues import enqueue_after_commit
+from core.queues import ALIVE_STATES, enqueue_after_commit, job_statuses
 from core.scanning import ScanResult, scan_file_buffer
 from core.services import services
 from core.storage.base import ObjectNotFound
 
 log = logging.getLogger(__name__)
+INFECTED_LEFTOVER_DAYS = timedelta(days=7)  # how far back the sweeper looks for undeleted infected objects
 
 
 class IntegrityMismatch(RuntimeError):
@@ -213,31 +214,33 @@ def _advance(submission: Submission) -> bool:
 
 def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = None) -> dict:
     """Re-enqueue scans of files still pending after `older_than_minutes` (Redis may have lost
-    the job, or RQ gave up retrying), and move on submissions whose files are all done.
+    the job, or RQ gave up retrying), and of recently infected files whose object is still
+    stored (every delete after the verdict failed; the job deletes it), and move on submissions
+    whose files are all done.
 
     Job ids are deterministic per file and sweep window. A file is left alone while any of its
     jobs is queued, scheduled (waiting for a retry) or running: the upload's, or a sweep's from
-    any window whose retry chain (SCAN_RETRY, about 34 minutes) may still be going, so repeated
-    sweeps never start a second chain beside a live one."""
-    from rq.job import Job
-
+    any window whose retry chain (SCAN_RETRY's waits plus every attempt's timeout) may still be
+    going, so repeated sweeps never start a second chain beside a live one."""
     svc = services()
     minutes = svc.settings.scan_sweep_minutes if older_than_minutes is None else older_than_minutes
     cutoff = utcnow() - timedelta(minutes=minutes)
     window_s = max(minutes, 1) * 60
     window = int((now or time.time()) // window_s)
-    chain_windows = math.ceil(sum(SCAN_RETRY[1]) / window_s) + 1
+    # A chain lasts its retry waits plus, at worst, every attempt running to its timeout.
+    chain_s = sum(SCAN_RETRY[1]) + (SCAN_RETRY[0] + 1) * SCAN_TIMEOUT_S
+    chain_windows = math.ceil(chain_s / window_s) + 1
     file_ids = [i for (i,) in db.session.query(EvidenceFile.id).filter(
         EvidenceFile.scan_state == "pending", EvidenceFile.deleted_at.is_(None), EvidenceFile.created_at <= cutoff)
         .order_by(EvidenceFile.id).limit(1000)]
+    file_ids += _infected_leftovers(cutoff, svc.storage)
     job_ids = {f: [scan_job_id(f)] + [scan_job_id(f, f"sweep-{w}") for w in range(window - chain_windows, window + 1)]
                for f in file_ids}
     # One pipelined read for every job of every file, not a round trip each.
-    jobs = iter(Job.fetch_many([j for ids in job_ids.values() for j in ids], connection=svc.redis))
+    statuses = iter(job_statuses(svc.redis, [j for ids in job_ids.values() for j in ids]))
     enqueued = skipped = 0
     for file_id, ids in job_ids.items():
-        statuses = [job.get_status(refresh=False) if job else None for job in (next(jobs) for _ in ids)]
-        if any(status in ("queued", "started", "scheduled", "deferred") for status in statuses):
+        if any(status in ALIVE_STATES for status in [next(statuses) for _ in ids]):
             skipped += 1
             continue
         svc.queues.enqueue("scans", "jobs.scans.scan_file", file_id, retry=scan_retry(),
@@ -245,6 +248,16 @@ def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = 
         enqueued += 1
     advanced = _advance_stuck(cutoff)
     return {"enqueued": enqueued, "skipped": skipped, "advanced": advanced}
+
+
+def _infected_leftovers(cutoff, storage) -> list[int]:
+    """Infected files of the last week (verdicts older than the sweep's cutoff, so their own
+    job's retries have had their turn) whose object is still in the store."""
+    rows = db.session.execute(select(EvidenceFile.id, EvidenceFile.storage_key).where(
+        EvidenceFile.scan_state == "infected", EvidenceFile.deleted_at.is_(None),
+        EvidenceFile.scanned_at <= cutoff, EvidenceFile.scanned_at >= utcnow() - INFECTED_LEFTOVER_DAYS)
+        .order_by(EvidenceFile.id).limit(100)).all()
+    return [file_id for file_id, key in rows if storage.exists(key)]
 
 
 def _advance_stuck(cutoff) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import time
 
+from rq.timeouts import JobTimeoutException
+
 from core import kajabi, kajabi_batch
 from core.db import db, is_postgres
 from core.queues import clear_once
@@ -64,6 +66,9 @@ def _drain(counts: dict[str, int]) -> None:
                 for state, n in kajabi_batch.process_batch(claimed).items():
                     counts[state] = counts.get(state, 0) + n
             db.session.commit()
+        except JobTimeoutException:
+            db.session.rollback()
+            raise  # RQ is stopping the job: the batch stays received for the next drain
         except Exception:
             db.session.rollback()
             log.warning("kajabi batch failed; retrying its events one by one", exc_info=True,

@@ -1,5 +1,7 @@
 """/healthz and /readyz on real dependencies; /readyz names the one that failed."""
 
+from tests.services.ports import free_port
+
 
 def test_healthz(client):
     response = client.get("/healthz")
@@ -20,6 +22,14 @@ def test_readyz_is_503_when_redis_is_down(make_app):
     body = response.get_json()
     assert response.status_code == 503 and body["status"] == "unavailable"
     assert body["checks"]["redis"]["ok"] is False and body["checks"]["database"]["ok"] is True
+
+
+def test_readyz_names_a_database_failure_by_its_kind(make_app):
+    make_app()  # the fixture cleans the tables through the first app
+    app = make_app(DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/points?connect_timeout=2")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["database"] == {"ok": False, "error": "OperationalError"}
 
 
 def test_readyz_is_503_when_clamd_is_down(make_app):

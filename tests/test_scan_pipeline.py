@@ -62,9 +62,10 @@ def test_infected_file_is_deleted_at_once_and_rejects_the_submission(clamd_app):
     assert response.status_code == 410 and response.json["code"] == "file_infected"
 
 
-def test_a_retry_after_the_verdict_deletes_an_infected_object_that_survived(clamd_app):
+def test_an_infected_object_that_survived_its_delete_is_removed_by_a_retry_or_the_sweeper(clamd_app):
     """The verdict is committed before the object is deleted; if that delete fails, the job fails
-    and RQ runs it again. The second run finds the row infected and deletes what is left."""
+    and RQ runs it again, and the run finds the row infected and deletes what is left. If every
+    retry failed too, the sweeper queues it once more."""
     people = setup_people(clamd_app)
     sid, (infected_id,) = submit(clamd_app, people["owner"], [("eicar.csv", EICAR)])
     run_worker(clamd_app)
@@ -73,7 +74,14 @@ def test_a_retry_after_the_verdict_deletes_an_infected_object_that_survived(clam
     storage = clamd_app.extensions["points"].storage
     storage.put(row.storage_key, io.BytesIO(EICAR), len(EICAR), "text/csv")  # as if the delete had failed
     with clamd_app.app_context():
-        assert scan_file(infected_id) is None
+        assert scan_file(infected_id) is None  # RQ's retry of the same job
+    assert stored_keys(clamd_app) == []
+    storage.put(row.storage_key, io.BytesIO(EICAR), len(EICAR), "text/csv")  # and every retry failed
+    with clamd_app.app_context():
+        db.session.execute(text("UPDATE evidence_files SET scanned_at = now() - interval '1 hour'"))
+        db.session.commit()
+        assert sweep_pending()["enqueued"] == 1
+    run_worker(clamd_app)
     assert stored_keys(clamd_app) == []
     assert file_row(clamd_app, infected_id).scan_state == "infected" and submission_row(clamd_app, sid).status == "rejected"
 
