@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy.engine import make_url
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.db import db
 from core.errors import StorageError
@@ -49,6 +50,10 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
         TESTING=settings.app_env == "testing",
     )
     app.config.update(dict(settings.flask_overrides))
+    if settings.proxy_count:
+        # Behind N trusted proxies: the client's address (sign-in throttle, logs) and scheme come
+        # from their X-Forwarded-* headers. Never on by default: anyone could forge them.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count)
     os.makedirs(app.instance_path, exist_ok=True)
 
     db.init_app(app)

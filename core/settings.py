@@ -87,6 +87,7 @@ class Settings:
     scan_sweep_minutes: int = 10
     outbox_max_attempts: int = 8
     login_max_failures: int = 5
+    proxy_count: int = 0
     queue_prefix: str = ""
     log_level: str = "INFO"
     # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
@@ -210,6 +211,7 @@ class Settings:
             scan_sweep_minutes=parse_int("SCAN_SWEEP_MINUTES", get("SCAN_SWEEP_MINUTES", "10"), minimum=1),
             outbox_max_attempts=parse_int("OUTBOX_MAX_ATTEMPTS", get("OUTBOX_MAX_ATTEMPTS", "8"), minimum=1, maximum=30),
             login_max_failures=parse_int("LOGIN_MAX_FAILURES", get("LOGIN_MAX_FAILURES", "5"), minimum=1),
+            proxy_count=parse_int("PROXY_COUNT", get("PROXY_COUNT", "0"), minimum=0, maximum=5),
             queue_prefix=get("QUEUE_PREFIX"),
             log_level=parse_choice("LOG_LEVEL", get("LOG_LEVEL", "INFO"), ("debug", "info", "warning", "error")).upper(),
         )

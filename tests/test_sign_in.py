@@ -67,3 +67,19 @@ def test_guesses_sent_in_parallel_get_no_more_tries_than_the_limit(make_app):
         t.join()
     # Each 200 is a password that was checked; the rest were refused before the hash.
     assert sorted(statuses) == [200] * 3 + [429] * 9
+
+
+def test_behind_a_proxy_the_throttle_counts_the_client_not_the_proxy(make_app, redis_conn):
+    app = make_app(PROXY_COUNT=1)
+    setup_people(app)
+    client = app.test_client()
+    client.post("/login", data={"email": "owner@example.com", "password": "wrong-password"},
+                headers={"X-Forwarded-For": "203.0.113.7"})
+    assert int(redis_conn.get("login:fail:addr:203.0.113.7")) == 1
+    assert redis_conn.get("login:fail:addr:127.0.0.1") is None
+    # Without PROXY_COUNT the header is ignored: anyone could send it.
+    direct = make_app()
+    direct.test_client().post("/login", data={"email": "owner@example.com", "password": "wrong-password"},
+                              headers={"X-Forwarded-For": "198.51.100.9"})
+    assert redis_conn.get("login:fail:addr:198.51.100.9") is None
+    assert int(redis_conn.get("login:fail:addr:127.0.0.1")) == 1
