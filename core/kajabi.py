@@ -269,8 +269,7 @@ def process_and_commit(event_row_id: int, counts: dict[str, int], *, skip_locked
         state = process(event_row_id, skip_locked=skip_locked) or unchanged
         db.session.commit()
     except JobTimeoutException:
-        db.session.rollback()
-        raise  # RQ is stopping the job: stop, rather than carry on past the timeout
+        raise  # RQ is stopping the job: stop here; the job's context releases the busy connection
     except Exception:
         db.session.rollback()
         log.exception("kajabi event failed", extra={"kajabi_event_row": event_row_id})

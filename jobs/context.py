@@ -59,7 +59,10 @@ def _release_connection() -> None:
 
 @contextlib.contextmanager
 def job_context():
-    """App context, the job id on every log line, and one closing line per job (like requests)."""
+    """App context, the job id on every log line, and one closing line per job (like requests).
+    A failed job's connection is released here (a statement RQ's timeout interrupted is cancelled
+    first, so nothing tries a rollback on a busy connection), and the app context's teardown
+    removes the session: job functions need no cleanup of their own."""
     from rq import get_current_job
 
     job = get_current_job()

@@ -38,19 +38,16 @@ def process_event(event_row_id: int, drain: bool = True) -> dict[str, int]:
     with job_context():
         clear_once(kajabi.PROCESS_KICK)  # before draining: a hook from now on kicks again
         counts: dict[str, int] = {}
-        try:
-            if drain and is_postgres():
-                _drain(counts)
-            else:  # SQLite (one writer anyway) or a single event: the per-event path
-                kajabi.process_and_commit(event_row_id, counts)
-                if drain:
-                    for row_id in kajabi.next_received():
-                        kajabi.process_and_commit(row_id, counts, skip_locked=True)
-            if counts.get("failed"):
-                raise RuntimeError(f"kajabi process_event: {counts['failed']} event(s) failed: {counts}")
-            return counts
-        finally:
-            db.session.remove()
+        if drain and is_postgres():
+            _drain(counts)
+        else:  # SQLite (one writer anyway) or a single event: the per-event path
+            kajabi.process_and_commit(event_row_id, counts)
+            if drain:
+                for row_id in kajabi.next_received():
+                    kajabi.process_and_commit(row_id, counts, skip_locked=True)
+        if counts.get("failed"):
+            raise RuntimeError(f"kajabi process_event: {counts['failed']} event(s) failed: {counts}")
+        return counts
 
 
 def _drain(counts: dict[str, int]) -> None:
@@ -67,8 +64,9 @@ def _drain(counts: dict[str, int]) -> None:
                     counts[state] = counts.get(state, 0) + n
             db.session.commit()
         except JobTimeoutException:
-            db.session.rollback()
-            raise  # RQ is stopping the job: the batch stays received for the next drain
+            # RQ is stopping the job, perhaps mid-statement: no rollback on a busy connection here;
+            # job_context cancels the statement and drops the connection. The batch stays received.
+            raise
         except Exception:
             db.session.rollback()
             log.warning("kajabi batch failed; retrying its events one by one", exc_info=True,
@@ -91,10 +89,7 @@ def _drain(counts: dict[str, int]) -> None:
 def reconcile() -> dict[str, int]:
     with job_context():
         clear_once(kajabi.RECONCILE_KICK)  # before reading: a change from now on kicks again
-        try:
-            counts = kajabi.reconcile()
-            if counts.get("failed"):  # the others are committed; RQ records the failure
-                raise RuntimeError(f"kajabi reconcile: {counts['failed']} event(s) failed: {counts}")
-            return counts
-        finally:
-            db.session.remove()
+        counts = kajabi.reconcile()
+        if counts.get("failed"):  # the others are committed; RQ records the failure
+            raise RuntimeError(f"kajabi reconcile: {counts['failed']} event(s) failed: {counts}")
+        return counts

@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 from core import outbox
-from core.db import db
 from core.queues import clear_once
 from jobs.context import job_context
 
@@ -16,16 +15,10 @@ def deliver_due(batch_size: int = 500, time_budget_s: float = TIME_BUDGET_S) -> 
         clear_once(outbox.KICK)  # before claiming: a commit from now on kicks again
         totals = {"claimed": 0, "delivered": 0, "failed": 0, "dead": 0}
         deadline = time.monotonic() + time_budget_s
-        try:
-            while time.monotonic() < deadline:
-                result = outbox.deliver_batch(batch_size)
-                for name in totals:
-                    totals[name] += getattr(result, name)
-                if result.claimed < batch_size:
-                    break
-            return totals
-        except Exception:
-            db.session.rollback()
-            raise
-        finally:
-            db.session.remove()
+        while time.monotonic() < deadline:
+            result = outbox.deliver_batch(batch_size)
+            for name in totals:
+                totals[name] += getattr(result, name)
+            if result.claimed < batch_size:
+                break
+        return totals

@@ -4,22 +4,15 @@ from __future__ import annotations
 from datetime import date
 
 from core import rollups
-from core.db import db
 from jobs.context import job_context
 
 
 def refresh_recent() -> int:
     with job_context():
-        try:
-            return rollups.refresh_recent()
-        finally:
-            db.session.remove()
+        return rollups.refresh_recent()
 
 
 def rebuild(since: str | None = None) -> int:
     """`since` is an ISO date (job arguments stay plain data)."""
     with job_context():
-        try:
-            return rollups.rebuild(date.fromisoformat(since) if since else None)
-        finally:
-            db.session.remove()
+        return rollups.rebuild(date.fromisoformat(since) if since else None)

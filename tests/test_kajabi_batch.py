@@ -134,3 +134,43 @@ def test_two_workers_drain_one_backlog_exactly_once_within_the_caps(kapp, make_s
         orphans = db.session.scalar(select(func.count()).select_from(LedgerEntry).where(
             ~LedgerEntry.id.in_(select(OutboxRecord.ledger_id).where(OutboxRecord.topic == "ledger.recorded"))))
         assert orphans == 0
+
+
+def test_a_drain_that_rq_times_out_stops_there_and_leaves_its_events_received(kapp):
+    """RQ's timeout lands while the batch waits for a user's ledger lock. The drain must stop (a
+    failed job; the events stay received for the next drain), not swallow the timeout and carry on
+    past it event by event."""
+    import threading
+
+    import psycopg
+    from rq.job import JobStatus
+    from sqlalchemy.engine import make_url
+
+    from jobs import context
+    from jobs.worker import build_worker
+    from tests.conftest import DATABASE_URL
+
+    client = kapp.test_client()
+    for n in (1, 2):
+        assert post(client, documented(f"evt-{n}", tag=f"elevate-ai-{n}-completed")).status_code == 202
+    with kapp.app_context():
+        uid = db.session.scalar(select(User.id).where(User.email == "known@example.com"))
+    dsn = make_url(DATABASE_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    holder = psycopg.connect(dsn)  # another writer holds the user's ledger lock for 6 s
+    holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (ledger.LOCK_NAMESPACE, uid))
+    release = threading.Timer(6.0, holder.rollback)
+    release.start()
+    try:
+        svc = kapp.extensions["points"]
+        svc.queues["ledger"].empty()  # the hooks' own kicks: this test runs one drain, with a short timeout
+        job = svc.queues.enqueue("ledger", "jobs.kajabi.process_event", events(kapp)[0].id, timeout=2)
+        context.bind(kapp)
+        build_worker(svc, ["ledger"]).work(burst=True)
+    finally:
+        release.join()
+        holder.close()
+    job.refresh()
+    # The job ends with the timeout itself, not with a rollback tried on the interrupted connection.
+    last_line = job.latest_result().exc_string.strip().splitlines()[-1]
+    assert job.get_status() == JobStatus.FAILED and last_line.startswith("rq.timeouts.JobTimeoutException"), last_line
+    assert {e.state for e in events(kapp)} == {"received"}  # nothing half-done; the next drain takes them
