@@ -125,6 +125,10 @@ def test_nobody_decides_their_own_submission(app):
     own, _ = in_review(app, ids["reviewer"], "EXPLORE")  # reviewers may upload evidence too
     client = app.test_client()
     sign_in(client, "reviewer")
+    assert f'data-testid="own-{own}"' in client.get("/review").get_data(as_text=True)
+    page = client.get(f"/review/{own}").get_data(as_text=True)
+    assert "your own submission, so another reviewer has to decide it" in page
+    assert "Claim for 30 minutes" not in page and 'name="approve"' not in page  # no controls that would fail
     for data in ({"approve": "Approve"}, {"reject": "Reject", "reason": "no"}):
         page = client.post(f"/review/{own}/decide", data=data, follow_redirects=True)
         assert any("your own submission" in m for m in flashes(page)), flashes(page)
@@ -139,6 +143,8 @@ def test_nobody_decides_their_own_submission(app):
     # Another reviewer decides it as usual.
     colleague = app.test_client()
     sign_in(colleague, "reviewer2")
+    page = colleague.get(f"/review/{own}").get_data(as_text=True)
+    assert "Claim for 30 minutes" in page and 'name="approve"' in page and "your own submission" not in page
     page = colleague.post(f"/review/{own}/decide", data={"approve": "Approve"}, follow_redirects=True)
     assert any(m.startswith("Approved: +50 points") for m in flashes(page))
 
