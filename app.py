@@ -51,9 +51,11 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     )
     app.config.update(dict(settings.flask_overrides))
     if settings.proxy_count:
-        # Behind N trusted proxies: the client's address (sign-in throttle, logs) and scheme come
-        # from their X-Forwarded-* headers. Never on by default: anyone could forge them.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count)
+        # Behind N trusted proxies: the client's address (the sign-in throttle), scheme and host come
+        # from their X-Forwarded-* headers; the host matters because Flask-WTF checks an HTTPS
+        # form's Referer against it. Never on by default: anyone could forge them.
+        n = settings.proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     os.makedirs(app.instance_path, exist_ok=True)
 
     db.init_app(app)

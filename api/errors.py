@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, jsonify, render_template
-from psycopg.errors import QueryCanceled
+from psycopg.errors import DeadlockDetected, QueryCanceled, SerializationFailure
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -69,8 +69,14 @@ def register_error_handlers(app: Flask) -> None:
         # A statement over DB_STATEMENT_TIMEOUT_MS, or no database: nothing was committed, and
         # the client may retry, so 503 rather than a bare 500.
         request_id = getattr(g, "request_id", "-")
+        retry_after = "5"
         if isinstance(exc.orig, QueryCanceled):
             code, message = "database_timeout", "The database took too long to answer; nothing was saved. Try again shortly."
+        elif isinstance(exc.orig, (DeadlockDetected, SerializationFailure)):
+            # PostgreSQL broke a lock cycle with another change (two bulk decisions that overlap):
+            # this one was rolled back whole, and trying again normally just works.
+            code, message = "database_conflict", "Another change to the same records collided with this one; nothing was saved. Try again."
+            retry_after = "1"
         else:
             code, message = "database_unavailable", "The database cannot be reached; nothing was saved. Try again shortly."
         log.warning("database error answered with 503", extra={"request_id": request_id, "code": code,
@@ -79,7 +85,7 @@ def register_error_handlers(app: Flask) -> None:
             response = error_response(503, "unavailable", code, f"{message} (request id {request_id})")
         else:
             response = app.make_response(_html(503, message))
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = retry_after
         return response
 
     @app.errorhandler(Exception)

@@ -16,14 +16,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from rq.timeouts import JobTimeoutException
 from sqlalchemy import func, or_, select
 
 from core import audit, ledger, rules
 from core.db import db, is_postgres, utcnow
 from core.errors import AuthError, Conflict, Unavailable, ValidationError
 from core.models import ActivityTag, KajabiEvent, User
-from core.queues import enqueue_after_commit, enqueue_committed
+from core.queues import enqueue_after_commit, enqueue_committed, rq_timeout_in
 from core.services import services
 
 log = logging.getLogger("kajabi")
@@ -268,9 +267,10 @@ def process_and_commit(event_row_id: int, counts: dict[str, int], *, skip_locked
     try:
         state = process(event_row_id, skip_locked=skip_locked) or unchanged
         db.session.commit()
-    except JobTimeoutException:
-        raise  # RQ is stopping the job: stop here; the job's context releases the busy connection
-    except Exception:
+    except Exception as exc:
+        timeout = rq_timeout_in(exc)
+        if timeout is not None:
+            raise timeout from None  # RQ is stopping the job; its context releases the busy connection
         db.session.rollback()
         log.exception("kajabi event failed", extra={"kajabi_event_row": event_row_id})
         state = "failed"

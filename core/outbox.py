@@ -85,7 +85,7 @@ def deliver_batch(batch_size: int = 500, *, now: datetime | None = None, sinks: 
         try:
             outcome = sink.deliver(messages)
         except JobTimeoutException:
-            raise  # RQ stopping the job: roll back, the batch stays pending; never "failed" for all
+            raise  # RQ stopping the job: nothing is marked, the batch stays pending; never "failed" for all
         except Exception as exc:  # a sink down fails the whole batch for that sink
             outcome = {m.id: f"{sink.name}: {type(exc).__name__}: {exc}"[:500] for m in messages}
         untried.update(m.id for m in messages if m.id not in outcome)

@@ -131,3 +131,18 @@ def job_statuses(redis, job_ids: list[str]) -> list[str | None]:
             except NoSuchJobError:
                 jobs.append(None)
     return [job.get_status(refresh=False) if job is not None else None for job in jobs]
+
+
+def rq_timeout_in(exc: BaseException) -> BaseException | None:
+    """RQ's job timeout, if it is `exc` or behind it: a savepoint or rollback that ran as the
+    timeout unwound (on a connection still busy with the interrupted statement) raises its own
+    error with the timeout as its context. Such a job must stop, not count one more failure."""
+    from rq.timeouts import JobTimeoutException
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, JobTimeoutException):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -17,7 +17,7 @@ from sqlalchemy import false, or_, select
 from core import audit
 from core.db import db, utcnow
 from core.models import EvidenceFile, User
-from core.queues import ALIVE_STATES, job_statuses
+from core.queues import ALIVE_STATES, job_statuses, rq_timeout_in
 from core.services import services
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,9 @@ def run_all(days: int, *, dry_run: bool = False, started_by: str | None = None,
             offset += len(ids)
         anonymised = None if dry_run else anonymise_kajabi_raw()
     except Exception as exc:
+        timeout = rq_timeout_in(exc)
+        if timeout is not None:  # stopped mid-statement: no rollback on the busy connection
+            raise timeout from None
         db.session.rollback()
         _close_run(run_id, "failed", {**totals.as_dict(), "users": users, "error": str(exc)[:500]})
         raise

@@ -16,6 +16,7 @@ from core.errors import ValidationError
 from core.evidence import IMAGE_EXTS
 from core.images import make_thumbnail
 from core.models import EvidenceFile
+from core.queues import rq_timeout_in
 from core.services import services
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,12 @@ def make_file_thumbnail(file_id: int) -> str | None:
         file.thumbnail_key = key
         audit.record("file.thumbnail_made", "evidence_file", file.id, key=key, size=len(data))
         db.session.commit()
-    except Exception:
+    except Exception as exc:
+        timeout = rq_timeout_in(exc)
+        if timeout is not None:
+            # Stopped mid-statement: no rollback on the busy connection (job_context handles it).
+            # The unattached thumbnail is left for retention's age sweep of thumbnails/.
+            raise timeout from None
         db.session.rollback()
         storage.delete(key)
         raise

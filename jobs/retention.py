@@ -11,6 +11,7 @@ def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
     running a batch twice deletes nothing more. Raises on failure (the Run is marked failed)."""
     from core.db import db
     from core.models import Run
+    from core.queues import rq_timeout_in
     from core.retention import RetentionCounts, anonymise_kajabi_raw, enforce_user_retention
     from core.services import services
 
@@ -31,6 +32,11 @@ def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
                 users_done += 1
             anonymised = anonymise_kajabi_raw()
         except Exception as exc:
+            timeout = rq_timeout_in(exc)
+            if timeout is not None:
+                # Stopped mid-statement: the run stays `running`, and the scheduled re-queue of
+                # lost batches (core.retention.requeue_lost_batches) runs it again later.
+                raise timeout from None
             db.session.rollback()
             _finish(run_id, "failed", {**totals.as_dict(), "users": users_done, "error": str(exc)[:500]})
             raise

@@ -151,3 +151,43 @@ def test_migrations_run_whatever_the_timeout_and_leave_it_in_place(make_settings
     finally:
         with psycopg.connect(_dsn(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_deadlock_answers_503_database_conflict_and_saves_nothing(make_app):
+    """A real lock cycle: the reviewer's approval holds the submission row and waits for the
+    uploader's ledger lock, which another session holds while it waits for that row. PostgreSQL
+    breaks the cycle by rolling back the approval (the other session waits 10 s before checking)."""
+    from core.ledger import LOCK_NAMESPACE
+    from core.models import LedgerEntry, Submission
+    from tests.test_portal_support import in_review, people
+
+    app = make_app()
+    ids = people(app)
+    sid, _ = in_review(app, ids["owner"], "EXPLORE")
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    other = psycopg.connect(_dsn())
+    other.execute("SET deadlock_timeout = '10s'")
+    other.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, ids["owner"]))
+    answer = {}
+    approving = threading.Thread(target=lambda: answer.setdefault(
+        "r", client.post(f"/review/{sid}/decide", data={"approve": "Approve"}, headers={"Accept": "application/json"})))
+    approving.start()
+    try:
+        with psycopg.connect(_dsn(), autocommit=True) as watcher:
+            deadline = time.monotonic() + 30
+            while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                      "AND wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock%'").fetchone()[0]:
+                assert time.monotonic() < deadline, "the approval never waited for the ledger lock"
+                time.sleep(0.02)
+        other.execute("SELECT id FROM submissions WHERE id = %s FOR UPDATE", (sid,))  # closes the cycle
+    finally:
+        approving.join(30)
+        other.rollback()
+        other.close()
+    response = answer["r"]
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.json["code"] == "database_conflict" and "nothing was saved" in response.json["message"]
+    with app.app_context():
+        assert db.session.get(Submission, sid).status == "in_review"
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == 0

@@ -125,7 +125,8 @@ def test_nobody_decides_their_own_submission(app):
     own, _ = in_review(app, ids["reviewer"], "EXPLORE")  # reviewers may upload evidence too
     client = app.test_client()
     sign_in(client, "reviewer")
-    assert f'data-testid="own-{own}"' in client.get("/review").get_data(as_text=True)
+    queue = client.get("/review").get_data(as_text=True)
+    assert f'data-testid="own-{own}"' in queue and f'id="pick-{own}"' not in queue  # not bulk-selectable
     page = client.get(f"/review/{own}").get_data(as_text=True)
     assert "your own submission, so another reviewer has to decide it" in page
     assert "Claim for 30 minutes" not in page and 'name="approve"' not in page  # no controls that would fail

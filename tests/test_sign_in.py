@@ -2,6 +2,7 @@
 throttled in Redis, including guesses sent in parallel."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -83,3 +84,23 @@ def test_behind_a_proxy_the_throttle_counts_the_client_not_the_proxy(make_app, r
                               headers={"X-Forwarded-For": "198.51.100.9"})
     assert redis_conn.get("login:fail:addr:198.51.100.9") is None
     assert int(redis_conn.get("login:fail:addr:127.0.0.1")) == 1
+
+
+def test_behind_a_tls_proxy_forms_pass_the_https_referrer_check(make_app):
+    """Behind a TLS terminator the app sees https (X-Forwarded-Proto), so Flask-WTF checks each
+    form's Referer against the host; the host comes from X-Forwarded-Host, as the browser saw it."""
+    app = make_app({}, PROXY_COUNT=1)  # {}: CSRF on, as in production
+    setup_people(app)
+    client = app.test_client()
+    proxy = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "points.example.com", "X-Forwarded-For": "203.0.113.7"}
+    page = client.get("/login", headers=proxy).get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    form = {"email": "owner@example.com", "password": PASSWORD, "csrf_token": token}
+    signed_in = client.post("/login", data=form, headers={**proxy, "Referer": "https://points.example.com/login"})
+    assert signed_in.status_code == 302
+    # A form posted from another site is still refused.
+    client = app.test_client()
+    page = client.get("/login", headers=proxy).get_data(as_text=True)
+    form["csrf_token"] = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    elsewhere = client.post("/login", data=form, headers={**proxy, "Referer": "https://evil.example/login"})
+    assert elsewhere.status_code == 400
