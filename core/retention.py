@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import false, or_, select
+from sqlalchemy import false, or_, select, update
 
 from core import audit
 from core.db import db, utcnow
@@ -179,7 +179,10 @@ def run_all(days: int, *, dry_run: bool = False, started_by: str | None = None,
         anonymised = None if dry_run else anonymise_kajabi_raw()
     except Exception as exc:
         timeout = rq_timeout_in(exc)
-        if timeout is not None:  # stopped mid-statement: no rollback on the busy connection
+        if timeout is not None:
+            # Perhaps mid-statement: the session's connection may be busy, so the run is marked
+            # failed on a connection of its own; job_context then cancels the statement.
+            _close_run_apart(run_id, {**totals.as_dict(), "users": users, "error": "stopped by the job's timeout"})
             raise timeout from None
         db.session.rollback()
         _close_run(run_id, "failed", {**totals.as_dict(), "users": users, "error": str(exc)[:500]})
@@ -188,6 +191,15 @@ def run_all(days: int, *, dry_run: bool = False, started_by: str | None = None,
               "cutoff": cutoff.isoformat(), "dry_run": dry_run}
     _close_run(run_id, "finished", counts)
     return counts
+
+
+def _close_run_apart(run_id: int | None, counts: dict) -> None:
+    from core.models import Run
+
+    if run_id is None:
+        return
+    with db.engine.begin() as conn:
+        conn.execute(update(Run).where(Run.id == run_id).values(status="failed", counts=counts, finished_at=utcnow()))
 
 
 def _close_run(run_id: int | None, status: str, counts: dict) -> None:

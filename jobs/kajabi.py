@@ -4,11 +4,9 @@ from __future__ import annotations
 import logging
 import time
 
-from rq.timeouts import JobTimeoutException
-
 from core import kajabi, kajabi_batch
 from core.db import db, is_postgres
-from core.queues import clear_once
+from core.queues import clear_once, rq_timeout_in
 from jobs.context import job_context
 
 log = logging.getLogger(__name__)
@@ -63,11 +61,12 @@ def _drain(counts: dict[str, int]) -> None:
                 for state, n in kajabi_batch.process_batch(claimed).items():
                     counts[state] = counts.get(state, 0) + n
             db.session.commit()
-        except JobTimeoutException:
-            # RQ is stopping the job, perhaps mid-statement: no rollback on a busy connection here;
-            # job_context cancels the statement and drops the connection. The batch stays received.
-            raise
-        except Exception:
+        except Exception as exc:
+            timeout = rq_timeout_in(exc)  # also behind the error a flush's own rollback raised over it
+            if timeout is not None:
+                # RQ is stopping the job, perhaps mid-statement: no rollback on a busy connection
+                # here; job_context cancels the statement and drops it. The batch stays received.
+                raise timeout from None
             db.session.rollback()
             log.warning("kajabi batch failed; retrying its events one by one", exc_info=True,
                         extra={"kajabi_events": len(claimed)})

@@ -209,3 +209,44 @@ def test_a_batch_whose_job_was_lost_is_queued_again_and_finishes(make_app):
     assert status["state"] == "finished" and status["run"]["status"] == "finished"
     with app.app_context():
         assert requeue_lost_batches(now=datetime.now(timezone.utc) + timedelta(hours=3)) == 0  # finished
+
+
+def test_a_run_now_job_stopped_by_its_timeout_is_marked_failed(app):
+    """The admin's "Run now" job waits on a file row another session has locked, and RQ stops it.
+    The run is marked failed on a connection of its own (the job's is still busy with the
+    interrupted statement), so it does not stay `running` for ever."""
+    import threading
+
+    import psycopg
+    from rq.job import JobStatus
+    from sqlalchemy.engine import make_url
+
+    from jobs import context
+    from jobs.worker import build_worker
+    from tests.conftest import DATABASE_URL
+
+    people = setup_people(app)
+    _, [file_id] = submit(app, people["owner"], [("a.pdf", CLEAN_PDF)])
+    run_worker(app)
+    with app.app_context():  # old enough that retention looks at (and locks) its row
+        db.session.execute(text("UPDATE evidence_files SET created_at = now() - interval '800 days'"))
+        db.session.commit()
+    dsn = make_url(DATABASE_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    holder = psycopg.connect(dsn)  # another session holds the owner's file row for 6 s
+    holder.execute("SELECT id FROM evidence_files WHERE id = %s FOR UPDATE", (file_id,))
+    release = threading.Timer(6.0, holder.rollback)
+    release.start()
+    try:
+        svc = app.extensions["points"]
+        job = svc.queues.enqueue("maintenance", "jobs.retention.run_all", 730, "admin@example.com", timeout=2)
+        context.bind(app)
+        build_worker(svc, ["maintenance"]).work(burst=True)
+    finally:
+        release.join()
+        holder.close()
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED
+    assert job.latest_result().exc_string.strip().splitlines()[-1].startswith("rq.timeouts.JobTimeoutException")
+    with app.app_context():
+        run = db.session.query(Run).filter_by(kind="retention").one()
+        assert (run.status, run.counts["error"]) == ("failed", "stopped by the job's timeout")
