@@ -43,17 +43,18 @@ def group(proc: psutil.Process, child_pid: int) -> str | None:
 
 
 class Meter:
-    """CPU seconds per group between two snapshots, for a benchmark that measures its own phases
-    (bench/upload.py). The kernel counts in 10 ms ticks, so a phase should last well over that.
-    `exclude` leaves out processes that are measuring, not working (its own poller's backend)."""
+    """CPU seconds per group between two snapshots: for this script's polling, and for a benchmark
+    that measures its own phases (bench/upload.py). The kernel counts in 10 ms ticks, so a phase
+    should last well over that. `benchmark_pid` is counted as "benchmark"; `exclude` leaves out
+    processes that are measuring, not working (a poller's database backend)."""
 
-    def __init__(self, exclude: set[int]):
-        self.exclude = exclude
+    def __init__(self, exclude: set[int] = frozenset(), benchmark_pid: int = -1):
+        self.exclude, self.benchmark_pid = exclude, benchmark_pid
 
     def snapshot(self) -> dict[int, tuple[str, float]]:
         out = {}
         for proc in psutil.process_iter():
-            kind = None if proc.pid in self.exclude else group(proc, child_pid=-1)
+            kind = None if proc.pid in self.exclude else group(proc, self.benchmark_pid)
             if kind is None:
                 continue
             try:
@@ -81,30 +82,17 @@ def main() -> None:
         raise SystemExit("error: name the benchmark after --, e.g. -- bench.ingest --events 8000")
 
     child = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT)
-    first: dict[int, float] = {}
-    last: dict[int, tuple[str, float]] = {}
-    polls = 0
+    meter = Meter(benchmark_pid=child.pid)
+    # What ran before the first poll counts from there; what started later, in full; what ended
+    # between polls, up to its last reading.
+    first = meter.snapshot()
+    last = dict(first)
     while child.poll() is None:
-        for proc in psutil.process_iter():
-            kind = group(proc, child.pid)
-            if kind is None:
-                continue
-            try:
-                times = proc.cpu_times()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            used = times.user + times.system
-            # What ran before the first poll counts from there; what started later, in full.
-            first.setdefault(proc.pid, used if polls == 0 else 0.0)
-            last[proc.pid] = (kind, used)
-        polls += 1
         time.sleep(POLL_S)
+        last.update(meter.snapshot())
     if child.returncode:
         raise SystemExit(f"error: {' '.join(command)} exited with {child.returncode}")
-
-    totals: dict[str, float] = {}
-    for pid, (kind, used) in last.items():
-        totals[kind] = totals.get(kind, 0.0) + used - first[pid]
+    totals = Meter.used(first, last)
     print(f"{'group':<12} {'CPU s':>8} {'ms per unit':>12}")
     for kind in ("web", "workers", "postgresql", "redis", "clamd", "benchmark"):
         if kind in totals:

@@ -69,7 +69,7 @@ def authenticate(email: str, password: str, address: str) -> User | None:
     # all read the old count: at most `limit` of them get as far as the hash. A success or a
     # refused attempt takes its count back; only failures stay. The window starts at the first
     # counted attempt and is not extended by later ones.
-    counts = [int(svc.redis.eval(_COUNT, 1, key, THROTTLE_WINDOW_S)) for key in keys]
+    counts = [int(n) for n in svc.redis.eval(_COUNT, len(keys), *keys, THROTTLE_WINDOW_S)]
     # The address limit is looser: many people can share one office address.
     if counts[0] > limit or counts[1] > limit * 4:
         _take_back(svc.redis, keys)
@@ -87,15 +87,17 @@ def authenticate(email: str, password: str, address: str) -> User | None:
     return None
 
 
-# INCR, starting the window on the first count; and a DECR that never goes below zero nor
-# recreates a key that expired or was cleared meanwhile.
-_COUNT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
-_UNCOUNT = "local n = tonumber(redis.call('GET', KEYS[1]) or '0') if n > 0 then return redis.call('DECR', KEYS[1]) end return 0"
+# For every key, in one round trip: INCR, starting the window on the first count; and a DECR
+# that never goes below zero nor recreates a key that expired or was cleared meanwhile.
+_COUNT = ("local out = {} for i, k in ipairs(KEYS) do local n = redis.call('INCR', k) "
+          "if n == 1 then redis.call('EXPIRE', k, ARGV[1]) end out[i] = n end return out")
+_UNCOUNT = ("for _, k in ipairs(KEYS) do local n = tonumber(redis.call('GET', k) or '0') "
+            "if n > 0 then redis.call('DECR', k) end end return 0")
 
 
 def _take_back(redis, keys: list[str]) -> None:
-    for key in keys:
-        redis.eval(_UNCOUNT, 1, key)
+    if keys:
+        redis.eval(_UNCOUNT, len(keys), *keys)
 
 
 def tokens_equal(given: str | None, expected: str | None) -> bool:

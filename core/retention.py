@@ -182,31 +182,30 @@ def run_all(days: int, *, dry_run: bool = False, started_by: str | None = None,
         if timeout is not None:
             # Perhaps mid-statement: the session's connection may be busy, so the run is marked
             # failed on a connection of its own; job_context then cancels the statement.
-            _close_run_apart(run_id, {**totals.as_dict(), "users": users, "error": "stopped by the job's timeout"})
+            close_run(run_id, "failed", {**totals.as_dict(), "users": users, "error": "stopped by the job's timeout"},
+                      own_connection=True)
             raise timeout from None
         db.session.rollback()
-        _close_run(run_id, "failed", {**totals.as_dict(), "users": users, "error": str(exc)[:500]})
+        close_run(run_id, "failed", {**totals.as_dict(), "users": users, "error": str(exc)[:500]})
         raise
     counts = {**totals.as_dict(), "users": users, "kajabi_anonymised": anonymised,
               "cutoff": cutoff.isoformat(), "dry_run": dry_run}
-    _close_run(run_id, "finished", counts)
+    close_run(run_id, "finished", counts)
     return counts
 
 
-def _close_run_apart(run_id: int | None, counts: dict) -> None:
+def close_run(run_id: int | None, status: str, counts: dict, *, own_connection: bool = False) -> None:
+    """Record how a retention run ended (the inline run here, and the cron batch jobs). With
+    `own_connection`, on a connection of its own: the session's may be busy with a statement
+    that RQ's timeout interrupted."""
     from core.models import Run
 
     if run_id is None:
         return
-    with db.engine.begin() as conn:
-        conn.execute(update(Run).where(Run.id == run_id).values(status="failed", counts=counts, finished_at=utcnow()))
-
-
-def _close_run(run_id: int | None, status: str, counts: dict) -> None:
-    from core.models import Run
-
-    run = db.session.get(Run, run_id) if run_id is not None else None
-    if run is None:
+    change = update(Run).where(Run.id == run_id).values(status=status, counts=counts, finished_at=utcnow())
+    if own_connection:
+        with db.engine.begin() as conn:
+            conn.execute(change)
         return
-    run.status, run.counts, run.finished_at = status, counts, utcnow()
+    db.session.execute(change)
     db.session.commit()

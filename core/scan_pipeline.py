@@ -28,7 +28,10 @@ from core.services import services
 from core.storage.base import ObjectNotFound
 
 log = logging.getLogger(__name__)
-INFECTED_LEFTOVER_DAYS = timedelta(days=7)  # how far back the sweeper looks for undeleted infected objects
+# How long one file's retry chain can last: SCAN_RETRY's waits plus every attempt at its timeout.
+RETRY_CHAIN = timedelta(seconds=sum(SCAN_RETRY[1]) + (SCAN_RETRY[0] + 1) * SCAN_TIMEOUT_S)
+# After its own chain, how long the sweeper keeps checking an infected file's object is gone.
+INFECTED_LEFTOVER_WINDOW = timedelta(days=1)
 
 
 class IntegrityMismatch(RuntimeError):
@@ -227,13 +230,11 @@ def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = 
     cutoff = utcnow() - timedelta(minutes=minutes)
     window_s = max(minutes, 1) * 60
     window = int((now or time.time()) // window_s)
-    # A chain lasts its retry waits plus, at worst, every attempt running to its timeout.
-    chain_s = sum(SCAN_RETRY[1]) + (SCAN_RETRY[0] + 1) * SCAN_TIMEOUT_S
-    chain_windows = math.ceil(chain_s / window_s) + 1
+    chain_windows = math.ceil(RETRY_CHAIN.total_seconds() / window_s) + 1
     file_ids = [i for (i,) in db.session.query(EvidenceFile.id).filter(
         EvidenceFile.scan_state == "pending", EvidenceFile.deleted_at.is_(None), EvidenceFile.created_at <= cutoff)
         .order_by(EvidenceFile.id).limit(1000)]
-    file_ids += _infected_leftovers(cutoff, svc.storage)
+    file_ids += _infected_leftovers(svc.storage)
     job_ids = {f: [scan_job_id(f)] + [scan_job_id(f, f"sweep-{w}") for w in range(window - chain_windows, window + 1)]
                for f in file_ids}
     # One pipelined read for every job of every file, not a round trip each.
@@ -250,12 +251,14 @@ def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = 
     return {"enqueued": enqueued, "skipped": skipped, "advanced": advanced}
 
 
-def _infected_leftovers(cutoff, storage) -> list[int]:
-    """Infected files of the last week (verdicts older than the sweep's cutoff, so their own
-    job's retries have had their turn) whose object is still in the store."""
+def _infected_leftovers(storage) -> list[int]:
+    """Infected files whose own job's retry chain is over (and at most a day past it) but whose
+    object is still in the store: every delete after the verdict failed. Infected files are few,
+    and each is checked for one day only, so the store is asked little on each sweep."""
+    ended = utcnow() - RETRY_CHAIN
     rows = db.session.execute(select(EvidenceFile.id, EvidenceFile.storage_key).where(
         EvidenceFile.scan_state == "infected", EvidenceFile.deleted_at.is_(None),
-        EvidenceFile.scanned_at <= cutoff, EvidenceFile.scanned_at >= utcnow() - INFECTED_LEFTOVER_DAYS)
+        EvidenceFile.scanned_at <= ended, EvidenceFile.scanned_at >= ended - INFECTED_LEFTOVER_WINDOW)
         .order_by(EvidenceFile.id).limit(100)).all()
     return [file_id for file_id, key in rows if storage.exists(key)]
 

@@ -12,7 +12,7 @@ def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
     from core.db import db
     from core.models import Run
     from core.queues import rq_timeout_in
-    from core.retention import RetentionCounts, anonymise_kajabi_raw, enforce_user_retention
+    from core.retention import RetentionCounts, anonymise_kajabi_raw, close_run, enforce_user_retention
     from core.services import services
 
     with job_context():
@@ -38,10 +38,10 @@ def enforce_batch(user_ids: list[int], cutoff_iso: str, run_id: int) -> dict:
                 # lost batches (core.retention.requeue_lost_batches) runs it again later.
                 raise timeout from None
             db.session.rollback()
-            _finish(run_id, "failed", {**totals.as_dict(), "users": users_done, "error": str(exc)[:500]})
+            close_run(run_id, "failed", {**totals.as_dict(), "users": users_done, "error": str(exc)[:500]})
             raise
         counts = {**totals.as_dict(), "users": users_done, "kajabi_anonymised": anonymised}
-        _finish(run_id, "finished", counts)
+        close_run(run_id, "finished", counts)
         return counts
 
 
@@ -60,13 +60,3 @@ def run_all(days: int, started_by: str | None = None) -> dict:
     with job_context():
         return retention.run_all(days=int(days), started_by=started_by)
 
-
-def _finish(run_id: int, status: str, counts: dict) -> None:
-    from core.db import db, utcnow
-    from core.models import Run
-
-    run = db.session.get(Run, run_id)
-    if run is None:
-        return
-    run.status, run.counts, run.finished_at = status, counts, utcnow()
-    db.session.commit()

@@ -219,6 +219,8 @@ def test_a_slow_http_sink_leaves_the_rest_of_the_batch_pending_not_failed(make_a
             first = outbox.deliver_batch(sinks=[sink])
             assert first.failed == first.dead == 0 and first.delivered + first.untried == first.claimed
             assert 1 <= first.delivered < first.claimed  # it stopped at its budget
+            # Each POST takes at least 0.3 s, so within the 1 s budget at most four can start.
+            assert first.claimed == 8 and first.delivered <= 4 and first.untried >= 4
             untouched = db.session.scalars(select(OutboxRecord).where(OutboxRecord.status == "pending")).all()
             assert len(untouched) == first.untried
             assert all(r.attempts == 0 and r.last_error is None for r in untouched)

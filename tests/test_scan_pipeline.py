@@ -78,7 +78,7 @@ def test_an_infected_object_that_survived_its_delete_is_removed_by_a_retry_or_th
     assert stored_keys(clamd_app) == []
     storage.put(row.storage_key, io.BytesIO(EICAR), len(EICAR), "text/csv")  # and every retry failed
     with clamd_app.app_context():
-        db.session.execute(text("UPDATE evidence_files SET scanned_at = now() - interval '1 hour'"))
+        db.session.execute(text("UPDATE evidence_files SET scanned_at = now() - interval '3 hours'"))  # chain over
         db.session.commit()
         assert sweep_pending()["enqueued"] == 1
     run_worker(clamd_app)
