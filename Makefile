@@ -41,6 +41,7 @@ run: install
 	@bash scripts/run-local $(PORT)
 
 test: system-deps install-dev services
+	.venv/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Run as modules: a script's own folder first on sys.path would let bench/queue.py shadow the

@@ -1,6 +1,5 @@
-"""JSON blueprint under /api. Each module registers its routes on `bp` when imported."""
-from flask import Blueprint
+"""JSON blueprint under /api. Each route module registers its routes on `bp` when imported."""
+from api import cron, files, internal, local_links, openapi, stats, webhooks  # noqa: F401  (routes register on import)
+from api.blueprint import bp
 
-bp = Blueprint("api", __name__, url_prefix="/api")
-
-from api import cron, files, internal, local_links, openapi, stats, webhooks  # noqa: E402,F401
+__all__ = ["bp"]

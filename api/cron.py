@@ -11,14 +11,14 @@ from datetime import datetime, timedelta, timezone
 
 from flask import jsonify, request
 
-from api import bp
-from core.accounts import tokens_equal
-from core.db import db
-from core.errors import AuthError, NotFound, Unauthenticated, Unavailable, ValidationError
-from core.models import Run
-from core.queues import enqueue_after_commit
-from core.retention import BATCH_JOB_PREFIX, BATCH_JOB_TIMEOUT_S, plan_batch, users_total
-from core.services import services
+from api.blueprint import bp
+from core.accounts.users import tokens_equal
+from core.platform.db import db
+from core.platform.errors import AuthError, NotFound, Unauthenticated, Unavailable, ValidationError
+from core.platform.models import Run
+from core.platform.queues import enqueue_after_commit
+from core.retention.enforcement import BATCH_JOB_PREFIX, BATCH_JOB_TIMEOUT_S, plan_batch, users_total
+from core.platform.services import services
 
 _DIGITS = re.compile(r"[0-9]+")
 

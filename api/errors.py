@@ -9,8 +9,8 @@ from psycopg.errors import DeadlockDetected, QueryCanceled, SerializationFailure
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from core.errors import DomainError
-from core.web import wants_json
+from core.platform.errors import DomainError
+from core.platform.web import wants_json
 
 log = logging.getLogger(__name__)
 

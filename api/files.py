@@ -4,7 +4,7 @@ Who: a signed-in portal user (Flask-Login session) who uploaded the file, or a r
 Anonymous -> 401 `unauthenticated`; another uploader -> 404 `file_not_found`, so the existence of
 someone else's file is never revealed.
 
-When: only a servable file (core.evidence.servable). Otherwise:
+When: only a servable file (core.evidence.uploads.servable). Otherwise:
 - 409 `file_not_ready`   scan still pending (it may become servable; ask again later)
 - 409 `file_not_scanned` uploaded while scanning was off, and scanning is on now
 - 410 `file_infected`    the scanner found malware; the object was deleted and never comes back
@@ -22,14 +22,14 @@ import re
 from flask import Response, jsonify, request
 from flask_login import current_user
 
-from api import bp
+from api.blueprint import bp
 from api.attachments import attachment_response
-from core import audit
-from core.db import db
-from core.errors import Conflict, DomainError, NotFound, Unauthenticated, ValidationError
-from core.evidence import servable
-from core.models import EvidenceFile
-from core.services import services
+from core.platform import audit
+from core.platform.db import db
+from core.platform.errors import Conflict, DomainError, NotFound, Unauthenticated, ValidationError
+from core.evidence.uploads import servable
+from core.platform.models import EvidenceFile
+from core.platform.services import services
 from core.storage.local import LocalStorage
 
 MAX_BATCH = 100

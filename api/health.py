@@ -8,9 +8,9 @@ import logging
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from core.db import db
-from core.errors import DomainError
-from core.services import services
+from core.platform.db import db
+from core.platform.errors import DomainError
+from core.platform.services import services
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)

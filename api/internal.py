@@ -8,11 +8,11 @@ from functools import wraps
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api import bp
-from core import metrics, slo
-from core.accounts import tokens_equal
-from core.errors import AuthError, NotFound
-from core.services import services
+from api.blueprint import bp
+from core.monitoring import metrics, slo
+from core.accounts.users import tokens_equal
+from core.platform.errors import AuthError, NotFound
+from core.platform.services import services
 
 metrics_bp = Blueprint("metrics", __name__)
 

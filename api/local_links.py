@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from api import bp
+from api.blueprint import bp
 from api.attachments import attachment_response
-from core.errors import NotFound
+from core.platform.errors import NotFound
 from core.storage.local import LocalStorage
 
 

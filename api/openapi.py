@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import jsonify
 
-from api import bp
+from api.blueprint import bp
 
 
 def _error(type_: str, code: str, message: str, details: list | None = None) -> dict:

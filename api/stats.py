@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Response, request
 
-from api import bp
-from core import stats
+from api.blueprint import bp
+from core.points import stats
 
 
 @bp.get("/stats")

@@ -5,10 +5,10 @@ import json
 
 from flask import jsonify, request
 
-from api import bp
-from core import kajabi
-from core.errors import PayloadTooLarge, Unavailable, ValidationError
-from core.services import settings
+from api.blueprint import bp
+from core.points import kajabi
+from core.platform.errors import PayloadTooLarge, Unavailable, ValidationError
+from core.platform.services import settings
 
 
 def _too_large() -> PayloadTooLarge:

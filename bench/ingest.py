@@ -34,8 +34,8 @@ TAGS = ("elevate-ai-1-completed", "elevate-ai-2-completed")
 
 def seed(env: dict, dsn: str, users: int) -> None:
     from app import create_app
-    from core import catalogue
-    from core.db import db
+    from core.points import catalogue
+    from core.platform.db import db
 
     app = create_app({k: v for k, v in env.items()})
     with app.app_context():

@@ -39,7 +39,7 @@ def seed(dsn: str, records: int) -> None:
 
 def deliver_loop(env: dict, batch: int) -> None:
     from app import create_app
-    from core import outbox
+    from core.delivery import outbox
 
     app = create_app(env)
     with app.app_context():

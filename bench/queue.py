@@ -28,9 +28,9 @@ import psycopg  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 from app import create_app  # noqa: E402
-from core.accounts import create_user  # noqa: E402
-from core.catalogue import seed_catalogue  # noqa: E402
-from core.db import db  # noqa: E402
+from core.accounts.users import create_user  # noqa: E402
+from core.points.catalogue import seed_catalogue  # noqa: E402
+from core.platform.db import db  # noqa: E402
 
 USERS = 10_000
 REVIEWERS = 20
@@ -183,8 +183,8 @@ def run(url: str, args) -> int:
     assert client.post("/login", data={"email": "reviewer0@example.com", "password": PASSWORD}).status_code == 302
     uploader = app.test_client()
     with app.app_context():
-        from core.accounts import set_password
-        from core.models import User
+        from core.accounts.users import set_password
+        from core.platform.models import User
 
         set_password(db.session.query(User).filter_by(email="uploader1@example.com").one(), PASSWORD)
         db.session.commit()

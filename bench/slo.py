@@ -50,8 +50,8 @@ def main() -> None:
         print(f"seeded {args.events:,} Kajabi events over 28 days in {time.time() - started:.0f} s")
 
         from app import create_app
-        from core import metrics, slo
-        from core.services import services
+        from core.monitoring import metrics, slo
+        from core.platform.services import services
 
         app = create_app(dict(env))
         with app.app_context():

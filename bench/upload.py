@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import verdict, wait_http  # noqa: E402
 from bench.cpu import Meter  # noqa: E402
-from core.scanning import ClamdScanner  # noqa: E402
-from core.settings import Settings  # noqa: E402
+from core.evidence.scanning import ClamdScanner  # noqa: E402
+from core.platform.settings import Settings  # noqa: E402
 from core.storage.local import LocalStorage  # noqa: E402
 from tests.services.clamd import ClamdServer, _binary, build_database  # noqa: E402
 from tests.services.ports import free_port  # noqa: E402
@@ -81,9 +81,9 @@ def prepare_app(env: dict) -> None:
     from flask_migrate import upgrade
 
     from app import create_app
-    from core.accounts import create_user
-    from core.catalogue import seed_catalogue
-    from core.db import db
+    from core.accounts.users import create_user
+    from core.points.catalogue import seed_catalogue
+    from core.platform.db import db
 
     app = create_app(Settings.from_env(env))
     with app.app_context():

@@ -6,9 +6,9 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from commands import reason
-from core import backfill
-from core.errors import DomainError
+from commands.failures import reason
+from core.points import backfill
+from core.platform.errors import DomainError
 
 cli = AppGroup("backfill", help="Supervised backfills: plan (dry run) -> verify (sample) -> apply.")
 

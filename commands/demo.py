@@ -4,10 +4,10 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from core.accounts import create_user
-from core.catalogue import seed_catalogue
-from core.db import db
-from core.models import User
+from core.accounts.users import create_user
+from core.points.catalogue import seed_catalogue
+from core.platform.db import db
+from core.platform.models import User
 
 cli = AppGroup("demo", help="Demo data for a local run.")
 

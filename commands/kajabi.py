@@ -4,8 +4,8 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from commands import reason
-from core import kajabi
+from commands.failures import reason
+from core.points import kajabi
 
 cli = AppGroup("kajabi", help="Kajabi webhook events.")
 

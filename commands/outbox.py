@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import click
 from flask.cli import AppGroup
 
-from commands import reason
-from core import outbox
+from commands.failures import reason
+from core.delivery import outbox
 
 cli = AppGroup("outbox", help="The transactional outbox.")
 

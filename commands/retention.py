@@ -6,7 +6,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from commands import reason
+from commands.failures import reason
 
 cli = AppGroup("retention", help="Evidence retention.")
 
@@ -17,9 +17,9 @@ cli = AppGroup("retention", help="Evidence retention.")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; change nothing.")
 def run(days: int | None, dry_run: bool) -> None:
     """Delete evidence objects and thumbnails older than the cutoff and mark their rows deleted."""
-    from core.db import db
-    from core.retention import run_all, users_total
-    from core.services import services
+    from core.platform.db import db
+    from core.retention.enforcement import run_all, users_total
+    from core.platform.services import services
 
     days = days or services().settings.evidence_retention_days
     try:

@@ -6,8 +6,8 @@ from datetime import date
 import click
 from flask.cli import AppGroup
 
-from commands import reason
-from core import rollups
+from commands.failures import reason
+from core.points import rollups
 
 cli = AppGroup("rollups", help="Daily rollups behind /api/stats.")
 

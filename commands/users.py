@@ -4,10 +4,10 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from core.accounts import create_user
-from core.db import db
-from core.errors import DomainError
-from core.models import ROLES
+from core.accounts.users import create_user
+from core.platform.db import db
+from core.platform.errors import DomainError
+from core.platform.models import ROLES
 
 cli = AppGroup("users", help="Manage portal users.")
 

@@ -5,10 +5,10 @@ import click
 from flask import current_app
 from sqlalchemy.orm import configure_mappers
 
-from commands import first_line
-from core.db import db
-from core.queues import QUEUE_NAMES
-from core.services import services
+from commands.failures import first_line
+from core.platform.db import db
+from core.platform.queues import QUEUE_NAMES
+from core.platform.services import services
 from jobs import context
 from jobs.schedule import run_forever
 from jobs.worker import build_worker

@@ -1,5 +1,6 @@
-"""The app a job runs in. `flask worker` binds the app it was started with; a worker started
-some other way (plain `rq worker`) builds one from the environment, once per process."""
+"""The app a job runs in. `flask worker` binds the app it was started with (and a forked work
+horse inherits it). Jobs never build an app themselves: that would make this door import the app
+factory, which imports every door (an import circle)."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +9,7 @@ import time
 
 from psycopg.pq import TransactionStatus
 
-from core.logs import job_id_var
+from core.platform.logs import job_id_var
 
 log = logging.getLogger("job")
 _ACTIVE = TransactionStatus.ACTIVE  # psycopg: a statement is still running
@@ -21,11 +22,8 @@ def bind(app) -> None:
 
 
 def get_app():
-    global _app
     if _app is None:
-        from app import create_app
-
-        _app = create_app()
+        raise RuntimeError("no app bound for jobs: run workers with `flask worker`, which binds one")
     return _app
 
 
@@ -33,7 +31,7 @@ def _release_connection() -> None:
     """After a failed job. A timeout (SIGALRM) can land mid-statement and leave the connection
     busy: then cancel the statement on the server and close the connection, rather than hand a
     busy connection back to the pool. Otherwise a plain rollback."""
-    from core.db import db
+    from core.platform.db import db
 
     session = db.session()
     raw = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 import time
 
-from core import kajabi, kajabi_batch
-from core.db import db, is_postgres
-from core.queues import clear_once, rq_timeout_in
+from core.points import kajabi, kajabi_batch
+from core.platform.db import db, is_postgres
+from core.platform.queues import clear_once, rq_timeout_in
 from jobs.context import job_context
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ IDLE_POLL_S = 0.05
 # this much added latency.
 BATCH_GAP_S = 0.2
 
-# A hook within core.kajabi.KICK_REUSE_S of its process's last kick skips the kick, trusting the
+# A hook within core.points.kajabi.KICK_REUSE_S of its process's last kick skips the kick, trusting the
 # drain that kick queued to claim it: that holds while a drain lingers longer than that for more.
 assert kajabi.KICK_REUSE_S + IDLE_POLL_S < IDLE_GRACE_S
 

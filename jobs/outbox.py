@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from core import outbox
-from core.queues import clear_once
+from core.delivery import outbox
+from core.platform.queues import clear_once
 from jobs.context import job_context
 
 TIME_BUDGET_S = 60.0  # under the schedule's 120 s timeout; the next kick or tick carries on

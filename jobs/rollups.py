@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from core import rollups
+from core.points import rollups
 from jobs.context import job_context
 
 

@@ -6,7 +6,7 @@ from jobs.context import job_context
 
 def scan_file(file_id: int) -> str | None:
     """Idempotent; raises ScannerUnavailable when clamd cannot answer, so RQ retries."""
-    from core.scan_pipeline import scan_file as scan
+    from core.evidence.scan_pipeline import scan_file as scan
 
     with job_context():
         return scan(int(file_id))
@@ -14,7 +14,7 @@ def scan_file(file_id: int) -> str | None:
 
 def sweep_pending() -> dict:
     """Re-enqueue scans still pending after SCAN_SWEEP_MINUTES (deterministic job ids)."""
-    from core.scan_pipeline import sweep_pending as sweep
+    from core.evidence.scan_pipeline import sweep_pending as sweep
 
     with job_context():
         return sweep()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from core.queues import Queues
+from core.platform.queues import Queues
 
 log = logging.getLogger(__name__)
 

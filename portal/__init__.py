@@ -1,11 +1,10 @@
 """Server-rendered portal: sign-in, uploader forms, reviewer queue, admin pages."""
-from flask import Blueprint, Flask
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
+from flask import Flask
 
-bp = Blueprint("portal", __name__, template_folder="templates")
-login_manager = LoginManager()
-csrf = CSRFProtect()
+from portal import admin, auth, review, uploader  # noqa: F401  (routes register on import)
+from portal.blueprint import bp, csrf, login_manager
+
+__all__ = ["bp", "init_portal"]
 
 
 def init_portal(app: Flask) -> None:
@@ -15,18 +14,7 @@ def init_portal(app: Flask) -> None:
     login_manager.session_protection = "strong"
     csrf.init_app(app)
     # The JSON API authenticates webhooks and cron by secret, not by form tokens.
-    from api import bp as api_bp
+    from api.blueprint import bp as api_bp
 
     csrf.exempt(api_bp)
 
-
-@login_manager.user_loader
-def _load_user(user_id: str):
-    from core.db import db
-    from core.models import User
-
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
-
-
-from portal import auth  # noqa: E402,F401
-from portal import admin, review, uploader  # noqa: E402,F401  (routes register on import)

@@ -7,13 +7,15 @@ from flask_login import current_user
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
-from core import admin, retention, review
-from core.db import db
-from core.errors import DomainError
-from core.models import Activity, ActivityTag, KajabiEvent, OutboxRecord, Run, User
-from core.queues import enqueue_after_commit
-from core.services import services
-from portal import bp
+from core.admin import actions as admin
+from core.retention import enforcement as retention
+from core.review import reviewing as review
+from core.platform.db import db
+from core.platform.errors import DomainError
+from core.platform.models import Activity, ActivityTag, KajabiEvent, OutboxRecord, Run, User
+from core.platform.queues import enqueue_after_commit
+from core.platform.services import services
+from portal.blueprint import bp
 from portal.access import admin_required
 from portal.outcomes import refused
 from portal.forms import (ActionForm, ActivityForm, AttachEventForm, NewUserForm, RetentionForm, RoleForm, TagForm,
@@ -172,7 +174,7 @@ def admin_attach_event(event_id: int):
 @bp.post("/admin/kajabi/reconcile")
 @admin_required
 def admin_reconcile():
-    from core import kajabi
+    from core.points import kajabi
 
     counts = kajabi.reconcile()
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing to do"
@@ -187,7 +189,7 @@ def admin_reconcile():
 def admin_outbox():
     dead = db.session.scalars(select(OutboxRecord).where(OutboxRecord.status == "dead")
                               .order_by(OutboxRecord.created_at).limit(200)).all()
-    from core import outbox
+    from core.delivery import outbox
 
     return render_template("portal/admin/outbox.html", dead=dead, counts=outbox.counts(), action=ActionForm())
 

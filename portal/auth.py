@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from core import accounts
-from portal import bp
+from core.accounts import users as accounts
+from portal.blueprint import bp
 from portal.forms import LoginForm, LogoutForm
 
 

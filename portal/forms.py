@@ -8,7 +8,7 @@ from wtforms import (BooleanField, DateField, EmailField, HiddenField, IntegerFi
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from core.models import ROLES
+from core.platform.models import ROLES
 
 
 def choices(pairs) -> list[SelectChoice]:
@@ -109,7 +109,7 @@ ROLE_CHOICES = choices((r, r) for r in ROLES)
 
 
 class NewUserForm(FlaskForm):
-    # E-mail syntax is checked by core.accounts.create_user (no email_validator dependency).
+    # E-mail syntax is checked by core.accounts.users.create_user (no email_validator dependency).
     email = EmailField("E-mail", validators=[DataRequired(), Length(max=320)])
     name = StringField("Name", validators=[Optional(), Length(max=200)])
     role = SelectField("Role", choices=ROLE_CHOICES)

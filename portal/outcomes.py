@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import flash, redirect
 
-from core.db import db
-from core.errors import DomainError
+from core.platform.db import db
+from core.platform.errors import DomainError
 
 
 def refused(exc: DomainError, target: str):

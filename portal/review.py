@@ -7,11 +7,12 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from core import audit, review
-from core.db import db
-from core.errors import Conflict, DomainError, NotFound
-from core.models import SUBMISSION_STATES, Activity, Submission, User
-from portal import bp
+from core.platform import audit
+from core.review import reviewing as review
+from core.platform.db import db
+from core.platform.errors import Conflict, DomainError, NotFound
+from core.platform.models import SUBMISSION_STATES, Activity, Submission, User
+from portal.blueprint import bp
 from portal.access import admin_required, reviewer_required
 from portal.forms import ActionForm, BulkForm, DecisionForm, QueueFilterForm, RevokeForm, choices
 from portal.outcomes import refused

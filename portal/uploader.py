@@ -9,12 +9,14 @@ from flask_login import current_user
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import selectinload
 
-from core import evidence, ledger, review
-from core.db import db
-from core.errors import DomainError, NotFound
-from core.models import Activity, Badge, Submission, UserBadge
-from core.review import SCAN_WORDS, STATUS_WORDS
-from portal import bp
+from core.evidence import uploads as evidence
+from core.points import ledger
+from core.review import reviewing as review
+from core.platform.db import db
+from core.platform.errors import DomainError, NotFound
+from core.platform.models import Activity, Badge, Submission, UserBadge
+from core.review.reviewing import SCAN_WORDS, STATUS_WORDS
+from portal.blueprint import bp
 from portal.access import signed_in_required
 from portal.forms import ResubmitForm, choices, submission_form_class
 

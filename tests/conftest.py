@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
 from app import create_app
-from core.db import db
-from core.settings import Settings
+from core.platform.db import db
+from core.platform.settings import Settings
 
 pytest_plugins = ["tests.services.clamd", "tests.services.s3server"]
 

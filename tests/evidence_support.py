@@ -8,10 +8,10 @@ from datetime import date, timedelta
 
 from PIL import Image
 
-from core.accounts import create_user
-from core.catalogue import seed_catalogue
-from core.db import db
-from core.evidence import IncomingFile
+from core.accounts.users import create_user
+from core.points.catalogue import seed_catalogue
+from core.platform.db import db
+from core.evidence.uploads import IncomingFile
 from jobs import context
 from jobs.worker import build_worker
 
@@ -61,7 +61,7 @@ def incoming(name: str, data: bytes, declared: str | None = "application/octet-s
 
 def submit(app, user_id: int, files: list[tuple[str, bytes]], activity: str = "EXPLORE", **kwargs):
     """create_submission inside an app context; returns (submission id, [file ids])."""
-    from core.evidence import create_submission
+    from core.evidence.uploads import create_submission
 
     with app.app_context():
         submission = create_submission(user_id, activity, kwargs.pop("session_date", yesterday()),

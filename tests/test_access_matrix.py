@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from core.db import db
-from core.models import KajabiEvent
+from core.platform.db import db
+from core.platform.models import KajabiEvent
 from tests.test_portal_support import in_review, people, sign_in
 
 ROLES = ("anonymous", "other", "owner", "reviewer", "admin")  # "other" is another uploader

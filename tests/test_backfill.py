@@ -7,10 +7,10 @@ import re
 
 from sqlalchemy import func, select
 
-from core import catalogue, ledger
-from core.accounts import create_user
-from core.db import db, utcnow
-from core.models import LedgerEntry, Run
+from core.points import catalogue, ledger
+from core.accounts.users import create_user
+from core.platform.db import db, utcnow
+from core.platform.models import LedgerEntry, Run
 
 
 def _setup(app, tmp_path, fmt="jsonl"):
@@ -113,7 +113,7 @@ def test_other_ledger_commands(app, tmp_path):
 
 def test_plan_and_verify_report_progress_once_per_item(app, tmp_path):
     _, path = _setup(app, tmp_path)
-    from core import backfill
+    from core.points import backfill
 
     with app.app_context():
         planned: list[int] = []

@@ -1,7 +1,7 @@
 """The command line: clear output, idempotent seeding, one-line failures with a non-zero exit."""
-from core.db import db
+from core.platform.db import db
 from tests.services.ports import free_port
-from core.models import Activity, ActivityTag, Badge, User
+from core.platform.models import Activity, ActivityTag, Badge, User
 
 
 def test_users_create_prints_a_generated_password(app):
@@ -11,7 +11,7 @@ def test_users_create_prints_a_generated_password(app):
     password = result.output.split("password: ")[1].strip()
     assert len(password) >= 12
     with app.app_context():
-        from core.accounts import authenticate
+        from core.accounts.users import authenticate
         assert authenticate("new@example.com", password, "127.0.0.1").role == "reviewer"
 
 
@@ -67,9 +67,9 @@ def test_worker_stops_after_max_jobs(app):
 
 
 def test_outbox_replay_reports_what_it_reset_and_refuses_a_bad_date(app):
-    from core import catalogue, ledger
-    from core.accounts import create_user
-    from core.db import db, utcnow
+    from core.points import catalogue, ledger
+    from core.accounts.users import create_user
+    from core.platform.db import db, utcnow
 
     with app.app_context():
         catalogue.seed_catalogue()

@@ -7,19 +7,20 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from core import catalogue, ledger
-from core.accounts import create_user
-from core.db import db
-from core.models import LedgerEntry, Submission
+from core.points import catalogue, ledger
+from core.accounts.users import create_user
+from core.platform.db import db
+from core.platform.models import LedgerEntry, Submission
 
 ROUNDS = 12
 
 
 def _worker(env: dict, user_id: int, submission_ids: list[int], reviewer_id: int, name: str, barrier, results) -> None:
     from app import create_app
-    from core import approvals, ledger as led
-    from core.db import db as database
-    from core.errors import Conflict
+    from core.points import ledger as led
+    from core.review import approvals
+    from core.platform.db import db as database
+    from core.platform.errors import Conflict
 
     app = create_app(env)
     with app.app_context():

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from core.db import db
-from core.models import AuditEvent, Submission
+from core.platform.db import db
+from core.platform.models import AuditEvent, Submission
 from tests.test_portal_support import PASSWORD, csrf_token, insert, people
 
 SAMPLE_ARGS = {"submission_id": None, "user_id": None, "event_id": 1, "code": "EXPLORE"}

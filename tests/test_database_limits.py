@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from app import create_app
-from core.db import db
-from core.models import KajabiEvent
+from core.platform.db import db
+from core.platform.models import KajabiEvent
 from tests.conftest import DATABASE_URL
 from tests.evidence_support import setup_people, sign_in
 from tests.services.ports import free_port
@@ -157,8 +157,8 @@ def test_a_deadlock_answers_503_database_conflict_and_saves_nothing(make_app):
     """A real lock cycle: the reviewer's approval holds the submission row and waits for the
     uploader's ledger lock, which another session holds while it waits for that row. PostgreSQL
     breaks the cycle by rolling back the approval (the other session waits 10 s before checking)."""
-    from core.ledger import LOCK_NAMESPACE
-    from core.models import LedgerEntry, Submission
+    from core.points.ledger import LOCK_NAMESPACE
+    from core.platform.models import LedgerEntry, Submission
     from tests.test_portal_support import in_review, people
 
     app = make_app()

@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from core.db import db, utcnow
-from core.models import AuditEvent, EvidenceFile
+from core.platform.db import db, utcnow
+from core.platform.models import AuditEvent, EvidenceFile
 from tests.evidence_support import (CLEAN_PDF, PASSWORD, minio_env, png, run_worker, setup_people, sign_in,
                                     submit)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.errors import UnsupportedMediaType, ValidationError
-from core.filenames import sanitise_filename
-from core.filetypes import ALLOWED, TypedFile, check, detect, ext_of
+from core.platform.errors import UnsupportedMediaType, ValidationError
+from core.platform.filenames import sanitise_filename
+from core.evidence.filetypes import ALLOWED, TypedFile, check, detect, ext_of
 
 ALL = ("pdf", "jpg", "jpeg", "png", "csv")
 CLAM_EXE = Path("/usr/share/clamav-testfiles/clam.exe")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.db import db
-from core.errors import DomainError
-from core.models import EvidenceFile, Submission
+from core.platform.db import db
+from core.platform.errors import DomainError
+from core.platform.models import EvidenceFile, Submission
 from tests.evidence_support import CLEAN_PDF, CSV, image_bytes, incoming, run_worker, setup_people, stored_keys, yesterday
 
 MB = 1024 * 1024
@@ -167,7 +167,7 @@ def test_hostile_corpus_through_clamd_and_a_real_worker(make_app, clamd_server):
     clamd_server.start()
     app = make_app(AV_SCANNER="clamd", CLAMD_URL=clamd_server.url, MAX_UPLOAD_MB=1)
     people = setup_people(app)
-    from core.evidence import create_submission
+    from core.evidence.uploads import create_submission
 
     submitted: dict[str, int] = {}
     refusals: dict[str, DomainError] = {}

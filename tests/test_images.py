@@ -8,8 +8,8 @@ import zlib
 import pytest
 from PIL import ExifTags, Image
 
-from core.errors import ValidationError
-from core.images import MAX_PIXELS, image_dimensions, image_dimensions_ok, make_thumbnail
+from core.platform.errors import ValidationError
+from core.evidence.images import MAX_PIXELS, image_dimensions, image_dimensions_ok, make_thumbnail
 
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112

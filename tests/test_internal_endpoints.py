@@ -3,10 +3,10 @@ from datetime import timedelta
 
 import pytest
 
-from core.db import db, utcnow
-from core.models import EvidenceFile, KajabiEvent, OutboxRecord, Submission, User
-from core.catalogue import seed_catalogue
-from core.slo import queued_unmatched
+from core.platform.db import db, utcnow
+from core.platform.models import EvidenceFile, KajabiEvent, OutboxRecord, Submission, User
+from core.points.catalogue import seed_catalogue
+from core.monitoring.slo import queued_unmatched
 
 TOKEN = "metrics-token-0123456789"
 

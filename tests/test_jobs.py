@@ -7,11 +7,11 @@ from datetime import date
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from core.db import db
-from core.catalogue import seed_catalogue
-from core.models import EvidenceFile, Submission, User
-from core.queues import enqueue_after_commit
-from core.services import services
+from core.platform.db import db
+from core.points.catalogue import seed_catalogue
+from core.platform.models import EvidenceFile, Submission, User
+from core.platform.queues import enqueue_after_commit
+from core.platform.services import services
 from jobs import context
 from jobs.schedule import tick
 from jobs.worker import build_worker
@@ -89,7 +89,7 @@ def test_periodic_entries_are_enqueued_once_per_interval_across_schedulers(app):
 
 
 def test_once_jobs_stay_single_until_the_job_starts(app):
-    from core.queues import clear_once
+    from core.platform.queues import clear_once
 
     with app.app_context():
         queue = services().queues["outbox"]

@@ -12,10 +12,10 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 
 from app import create_app
-from core import catalogue, kajabi, ledger
-from core.accounts import create_user
-from core.db import db, utcnow
-from core.models import ActivityTag, KajabiEvent, LedgerEntry
+from core.points import catalogue, kajabi, ledger
+from core.accounts.users import create_user
+from core.platform.db import db, utcnow
+from core.platform.models import ActivityTag, KajabiEvent, LedgerEntry
 from jobs import context
 from jobs.worker import build_worker
 from tests.conftest import serve
@@ -84,7 +84,7 @@ def test_the_hook_stores_an_event_once_on_sqlite_too(make_app, make_settings, tm
 
 
 def test_a_burst_of_hooks_queues_one_drain_that_ledgers_them_all(kapp):
-    # Hooks right after a kick skip Redis (core.kajabi.kick_drain); the one drain still takes all.
+    # Hooks right after a kick skip Redis (core.points.kajabi.kick_drain); the one drain still takes all.
     client = kapp.test_client()
     for i, tag in enumerate(["Elevate-AI-1-Completed", "Elevate-AI-2-Completed", "Elevate-AI-3-Completed"]):
         assert post(client, documented(f"evt-burst-{i}", tag=tag)).status_code == 202
@@ -187,7 +187,7 @@ def test_unknown_email_waits_then_is_reconciled_when_the_user_is_created(kapp):
     [event] = events(kapp)
     assert event.state == "ledgered" and event.result_code == "awarded"
     with kapp.app_context():
-        from core.models import User
+        from core.platform.models import User
         user = db.session.scalar(select(User).where(User.email == "newcomer@example.com"))
         assert user.kajabi_contact_id == "c-200"  # bound on the first e-mail match
 

@@ -1,4 +1,4 @@
-"""The batched Kajabi drain (core.kajabi_batch, ledger_batch.record_many) on real PostgreSQL + Redis:
+"""The batched Kajabi drain (core.points.kajabi_batch, ledger_batch.record_many) on real PostgreSQL + Redis:
 the same outcomes as the per-event path, and two workers draining one backlog at once take
 every event exactly once without exceeding a cap."""
 from __future__ import annotations
@@ -8,10 +8,10 @@ import multiprocessing
 
 from sqlalchemy import func, select
 
-from core import kajabi_batch, ledger
-from core.accounts import create_user
-from core.db import db
-from core.models import ActivityTag, KajabiEvent, LedgerEntry, OutboxRecord, User, UserBadge
+from core.points import kajabi_batch, ledger
+from core.accounts.users import create_user
+from core.platform.db import db
+from core.platform.models import ActivityTag, KajabiEvent, LedgerEntry, OutboxRecord, User, UserBadge
 from tests.test_concurrency import _env_of
 from tests.test_kajabi import documented, events, kapp, post  # noqa: F401 (kapp is a fixture)
 
@@ -79,7 +79,7 @@ def test_a_batch_that_fails_is_retried_event_by_event_by_the_job(kapp):
 
 def _drainer(env: dict, barrier, results) -> None:
     from app import create_app
-    from core.db import db as database
+    from core.platform.db import db as database
 
     app = create_app(env)
     with app.app_context():

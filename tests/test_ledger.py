@@ -8,11 +8,12 @@ from datetime import date, datetime, timezone
 import pytest
 from sqlalchemy import func, select
 
-from core import approvals, catalogue, ledger
-from core.accounts import create_user
-from core.db import db
-from core.errors import Conflict, ValidationError
-from core.models import AuditEvent, LedgerEntry, OutboxRecord, Submission, UserBadge
+from core.points import catalogue, ledger
+from core.review import approvals
+from core.accounts.users import create_user
+from core.platform.db import db
+from core.platform.errors import Conflict, ValidationError
+from core.platform.models import AuditEvent, LedgerEntry, OutboxRecord, Submission, UserBadge
 
 NOW = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
 
@@ -103,7 +104,7 @@ def test_correction_is_its_own_row(ctx):
 
 
 def test_log_line_fields(ctx, caplog):
-    from core.logs import request_id_var
+    from core.platform.logs import request_id_var
 
     uid = _user()
     token = request_id_var.set("req-abc")  # what the request hooks set for a real request

@@ -2,8 +2,8 @@
 job lines carry the job id."""
 import json
 
-from core.logs import job_id_var
-from core.services import services
+from core.platform.logs import job_id_var
+from core.platform.services import services
 from jobs import context
 from jobs.worker import build_worker
 

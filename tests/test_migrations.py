@@ -7,7 +7,7 @@ from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
 from app import create_app
-from core.db import db
+from core.platform.db import db
 from tests.conftest import _recreate_database, base_env
 
 REQUIRED_INDEXES = {

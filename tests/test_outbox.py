@@ -19,10 +19,11 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from core import catalogue, ledger, outbox
-from core.accounts import create_user
-from core.db import db, utcnow
-from core.models import OutboxRecord
+from core.delivery import outbox
+from core.points import catalogue, ledger
+from core.accounts.users import create_user
+from core.platform.db import db, utcnow
+from core.platform.models import OutboxRecord
 from tests.conftest import base_env
 from tests.services.ports import free_port
 
@@ -34,9 +35,9 @@ WORKER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     from app import create_app
-    from core import outbox
-    from core.services import services
-    from core.sinks import build_sinks
+    from core.delivery import outbox
+    from core.platform.services import services
+    from core.delivery.sinks import build_sinks
 
     class PauseAfterApply:
         name = "pause"
@@ -194,7 +195,7 @@ def test_http_sink_sends_the_idempotency_key(make_app):
 def test_a_slow_http_sink_leaves_the_rest_of_the_batch_pending_not_failed(make_app):
     """A receiver that accepts everything, slowly: what the sink had no time for is not marked
     failed (which, repeated, would end as dead letters) but stays pending for the next run."""
-    from core.sinks import AnalyticsHttpSink
+    from core.delivery.sinks import AnalyticsHttpSink
 
     received: list[str] = []
 
@@ -243,7 +244,7 @@ def test_backoff_is_exponential_capped_with_jitter(attempts):
 
 def test_file_sink_recovers_a_write_that_was_never_marked_seen(app, redis_conn, tmp_path):
     """The state a kill -9 leaves between the file append and the seen mark: in flight + written."""
-    from core.sinks import AnalyticsFileSink, Message
+    from core.delivery.sinks import AnalyticsFileSink, Message
 
     path = str(tmp_path / "a.jsonl")
     sink = AnalyticsFileSink(redis_conn, path)

@@ -7,9 +7,9 @@ import os
 import re
 from datetime import datetime, timedelta, timezone
 
-from core import audit
-from core.db import db
-from core.models import Activity, ActivityTag, AuditEvent, KajabiEvent, LedgerEntry, OutboxRecord, Run, User
+from core.platform import audit
+from core.platform.db import db
+from core.platform.models import Activity, ActivityTag, AuditEvent, KajabiEvent, LedgerEntry, OutboxRecord, Run, User
 from tests.test_portal_support import flashes, in_review, people, run_worker, sign_in
 
 
@@ -38,7 +38,7 @@ def test_users_and_roles(app):
     # Shown on that page only: not in the session cookie (signed, not encrypted), not on the next page.
     assert password not in page.headers.get("Set-Cookie", "") and not flashes(client.get("/admin/users"))
     with app.app_context():
-        from core.accounts import authenticate
+        from core.accounts.users import authenticate
         assert authenticate("new.person@example.com", password, "127.0.0.1").role == "uploader"
     page = client.post("/admin/users", data={"email": "chosen@example.com", "role": "uploader",
                                              "password": "a-chosen-password"}, follow_redirects=True)
@@ -113,7 +113,7 @@ def test_retention_dry_run_then_run_and_backfill_runs(app):
     ids = people(app)
     sid, [fid] = in_review(app, ids["owner"])
     with app.app_context():
-        from core.models import EvidenceFile
+        from core.platform.models import EvidenceFile
 
         f = db.session.get(EvidenceFile, fid)
         old = (datetime.now(timezone.utc) - timedelta(days=800)).timestamp()

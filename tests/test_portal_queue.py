@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from core import review
-from core.db import db
+from core.review import reviewing as review
+from core.platform.db import db
 from tests.test_portal_support import insert, people, sign_in
 
 
@@ -46,7 +46,7 @@ def test_filters_and_counts(app):
     with app.app_context():
         review.claim(theirs[0], ids["reviewer"])
         db.session.commit()
-        with_name = db.session.get(__import__("core.models", fromlist=["User"]).User, ids["other"])
+        with_name = db.session.get(__import__("core.platform.models", fromlist=["User"]).User, ids["other"])
         with_name.name = "Grace Hopper"
         db.session.commit()
 
@@ -87,7 +87,7 @@ def test_uploader_filter_gives_the_same_rows_whichever_way_it_is_sent(app):
     everyone = sorted(mine + insert(app, ids["other"], 2))
     from sqlalchemy import select
 
-    from core.models import Submission
+    from core.platform.models import Submission
 
     with app.app_context():
         # "r@example" is in owner@, other@ and reviewer@ (who has no submissions), not admin@.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from core import review
-from core.db import db, utcnow
-from core.models import AuditEvent, LedgerEntry, Submission
+from core.review import reviewing as review
+from core.platform.db import db, utcnow
+from core.platform.models import AuditEvent, LedgerEntry, Submission
 from tests.evidence_support import png, run_worker, submit
 from tests.test_portal_support import add_file, flashes, in_review, insert, people, sign_in
 

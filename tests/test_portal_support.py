@@ -1,5 +1,5 @@
 """Helpers shared by the portal tests (no tests here). Submissions that must look real go through
-core.evidence and a real RQ worker (tests/evidence_support.py); queue tests that need many rows
+core.evidence.uploads and a real RQ worker (tests/evidence_support.py); queue tests that need many rows
 insert them directly, which is faster and exercises only the queue."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import html as html_lib
 import re
 from datetime import date, datetime, timedelta, timezone
 
-from core.accounts import create_user
-from core.db import db
-from core.models import EvidenceFile, Submission
+from core.accounts.users import create_user
+from core.platform.db import db
+from core.platform.models import EvidenceFile, Submission
 from tests.evidence_support import PASSWORD, png, run_worker, setup_people, sign_in, submit  # noqa: F401
 
 

@@ -6,8 +6,8 @@ import io
 import re
 from datetime import datetime, timezone
 
-from core.db import db
-from core.models import Submission
+from core.platform.db import db
+from core.platform.models import Submission
 from portal.uploader import MY_PAGE_SIZE
 from tests.evidence_support import stored_keys
 from tests.test_portal_support import flashes, people, png, run_worker, sign_in
@@ -46,7 +46,7 @@ def test_each_message_is_next_to_its_field_and_input_is_kept(app):
     assert 'value="12"' in html and "Workshop at the library" in html
     assert re.search(r'<option selected value="AMPLIFY">|<option value="AMPLIFY" selected>', html)
 
-    # Problems only core.evidence can see come back next to their fields too.
+    # Problems only core.evidence.uploads can see come back next to their fields too.
     response = client.post("/submissions/new", data={"activity_code": "EXPLORE", "session_date": "2001-01-01",
                                                      "note": "n"}, content_type="multipart/form-data")
     html = response.get_data(as_text=True)
@@ -92,7 +92,7 @@ def test_submit_then_my_submissions_in_plain_words(app):
 
 
 def test_a_file_of_several_mib_goes_through_the_form(make_app):
-    # The form parser reads ~1 MiB at a time (core/form_parsing.py); its buffer must never trip the
+    # The form parser reads ~1 MiB at a time (core/evidence/form_parsing.py); its buffer must never trip the
     # 1 MiB form-memory limit that guards the text fields.
     app = make_app(MAX_UPLOAD_MB=8)
     people(app)

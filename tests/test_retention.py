@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from core.accounts import create_user
-from core.db import db
-from core.models import EvidenceFile, Run
-from core.retention import enforce_user_retention, plan_batch, users_total
+from core.accounts.users import create_user
+from core.platform.db import db
+from core.platform.models import EvidenceFile, Run
+from core.retention.enforcement import enforce_user_retention, plan_batch, users_total
 from tests.evidence_support import CLEAN_PDF, png, run_worker, setup_people, sign_in, stored_keys, submit
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -195,7 +195,7 @@ def test_a_batch_whose_job_was_lost_is_queued_again_and_finishes(make_app):
     answer = cron(client, "/api/cron/enforce-retention?days=30&limit=200").json
     queue = app.extensions["points"].queues["maintenance"]
     queue.empty()  # Redis lost the job: the run would stay "queued" for ever
-    from core.retention import requeue_lost_batches
+    from core.retention.enforcement import requeue_lost_batches
 
     with app.app_context():
         assert requeue_lost_batches() == 0  # too young to call lost

@@ -10,8 +10,8 @@ from datetime import date, datetime, timedelta, timezone
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from core import rules
-from core.catalogue import ACTIVITIES, BADGES
+from core.points import rules
+from core.points.catalogue import ACTIVITIES, BADGES
 
 SPECS = {a["code"]: rules.ActivitySpec.from_values(a["code"], a["points"], a["cap_points"], a["cap_period"], a["counters"])
          for a in ACTIVITIES}
@@ -36,7 +36,7 @@ class Row:
 @dataclass
 class ModelLedger:
     """The ledger's contract in memory: unique (source, event id), one Kajabi grant per tag per
-    user, caps via core.rules, badges."""
+    user, caps via core.points.rules, badges."""
     rows: list[Row] = field(default_factory=list)
     badges: dict[int, set[str]] = field(default_factory=dict)
 
@@ -172,11 +172,11 @@ _counter = itertools.count(1)
 def test_real_ledger_keeps_caps_and_totals(app, events, rnd):
     from sqlalchemy import func, select
 
-    from core import catalogue, ledger
-    from core.accounts import create_user
-    from core.db import db
-    from core.errors import Conflict
-    from core.models import LedgerEntry, OutboxRecord, UserBadge
+    from core.points import catalogue, ledger
+    from core.accounts.users import create_user
+    from core.platform.db import db
+    from core.platform.errors import Conflict
+    from core.platform.models import LedgerEntry, OutboxRecord, UserBadge
 
     with app.app_context():
         catalogue.seed_catalogue()

@@ -7,9 +7,9 @@ import time
 import pytest
 from sqlalchemy import text
 
-from core.db import db
-from core.models import AuditEvent, EvidenceFile, Submission
-from core.scan_pipeline import scan_file, sweep_pending
+from core.platform.db import db
+from core.platform.models import AuditEvent, EvidenceFile, Submission
+from core.evidence.scan_pipeline import scan_file, sweep_pending
 from tests.evidence_support import CLEAN_PDF, CSV, png, run_worker, setup_people, sign_in, stored_keys, submit
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ScannerUnavailable
-from core.scanning import (
+from core.platform.errors import ScannerUnavailable
+from core.evidence.scanning import (
     EICAR,
     ClamdScanner,
     DisabledScanner,
@@ -17,7 +17,7 @@ from core.scanning import (
     build_scanner,
     scan_file_buffer,
 )
-from core.settings import Settings
+from core.platform.settings import Settings
 
 from tests.services.ports import free_port
 

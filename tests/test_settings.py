@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from app import create_app
-from core.settings import Settings, SettingsError
+from core.platform.settings import Settings, SettingsError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

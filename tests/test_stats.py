@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core import catalogue, ledger, rollups
-from core.accounts import create_user
-from core.db import db, utcnow
-from core.stats import CACHE_SECONDS
+from core.points import catalogue, ledger, rollups
+from core.accounts.users import create_user
+from core.platform.db import db, utcnow
+from core.points.stats import CACHE_SECONDS
 
 CACHE_CONTROL = "public, s-maxage=1800, stale-while-revalidate=60"
 

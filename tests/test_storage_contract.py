@@ -21,7 +21,7 @@ import pytest
 import requests
 from minio.error import S3Error
 
-from core.errors import StorageError
+from core.platform.errors import StorageError
 from core.storage import BACKENDS, LocalStorage, build_storage, content_disposition
 from core.storage.base import InvalidKey, ObjectNotFound, Storage
 
@@ -195,7 +195,7 @@ def test_signed_link_downloads_as_attachment(backend):
     disposition = response.headers["Content-Disposition"]
     assert disposition.startswith("attachment")
     assert 'filename="Resume _final_.pdf"' in disposition
-    # The same cleaner as at upload (core/filenames.py): quotes become "_" in both forms.
+    # The same cleaner as at upload (core/platform/filenames.py): quotes become "_" in both forms.
     assert "filename*=UTF-8''R%C3%A9sum%C3%A9%20_final_.pdf" in disposition
     assert response.headers["Content-Type"] == "application/octet-stream"
     assert response.headers["Cache-Control"] == "private, no-store"  # MinIO sets it from the signed link

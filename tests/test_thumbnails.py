@@ -7,9 +7,9 @@ import io
 
 from PIL import Image
 
-from core.db import db
-from core.models import EvidenceFile
-from core.thumbnails import make_file_thumbnail
+from core.platform.db import db
+from core.platform.models import EvidenceFile
+from core.evidence.thumbnails import make_file_thumbnail
 from tests.evidence_support import CLEAN_PDF, run_worker, setup_people, sign_in, submit
 
 GPS_IFD = 0x8825

@@ -16,10 +16,10 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import db
-from core.errors import DomainError, PayloadTooLarge, StorageError, ValidationError
-from core.evidence import add_files, create_submission
-from core.models import AuditEvent, EvidenceFile, Submission
+from core.platform.db import db
+from core.platform.errors import DomainError, PayloadTooLarge, StorageError, ValidationError
+from core.evidence.uploads import add_files, create_submission
+from core.platform.models import AuditEvent, EvidenceFile, Submission
 from tests.evidence_support import (CLEAN_PDF, CSV, incoming, jpeg, minio_env, png, setup_people, stored_keys,
                                     submit, yesterday)
 from tests.services.ports import free_port
@@ -146,7 +146,7 @@ def test_size_limit_is_enforced_while_reading(make_app):
 
 
 def IncomingFileFrom(name, stream):
-    from core.evidence import IncomingFile
+    from core.evidence.uploads import IncomingFile
 
     return IncomingFile(field="files[1]", filename=name, stream=stream, declared_type="text/csv")
 
@@ -258,7 +258,7 @@ def test_add_files_after_changes_requested(app):
 def test_the_web_spool_measures_parts_as_they_arrive_and_keeps_nothing_past_the_limit():
     import os
 
-    from core.spooling import TooLarge, UploadSpool, read_once
+    from core.evidence.spooling import TooLarge, UploadSpool, read_once
 
     def fill(spool, data: bytes, step: int = 700 * 1024):
         for i in range(0, len(data), step):  # the parser's writes: ~1 MiB reads, arbitrary cuts

@@ -5,7 +5,7 @@ import os
 
 from rq.job import JobStatus
 
-from core.services import services
+from core.platform.services import services
 from jobs import context
 from jobs.worker import build_worker
 
@@ -43,7 +43,7 @@ def test_an_in_process_job_past_its_timeout_is_stopped_and_the_worker_goes_on(ap
 def sleep_in_postgres(seconds: float) -> None:
     from sqlalchemy import text
 
-    from core.db import db
+    from core.platform.db import db
     from jobs.context import job_context
 
     with job_context():
@@ -53,8 +53,8 @@ def sleep_in_postgres(seconds: float) -> None:
 def count_users() -> int:
     from sqlalchemy import func, select
 
-    from core.db import db
-    from core.models import User
+    from core.platform.db import db
+    from core.platform.models import User
     from jobs.context import job_context
 
     with job_context():
@@ -78,7 +78,7 @@ def test_a_job_stopped_inside_a_postgres_query_leaves_the_worker_a_usable_pool(a
     with app.app_context():
         from sqlalchemy import text
 
-        from core.db import db
+        from core.platform.db import db
 
         assert db.engine.pool.checkedout() == 0, "the interrupted connection is still checked out"
         still_sleeping = db.session.scalar(text(

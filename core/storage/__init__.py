@@ -2,13 +2,15 @@
 
 The MinIO backend is imported only when it is asked for, so the minio SDK is loaded by
 core/storage/minio.py alone and a dev setup on local storage never touches it.
+
+May import: core.platform.
 """
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping
 
-from core.settings import Settings
+from core.platform.settings import Settings
 from core.storage.base import (
     InvalidKey,
     ObjectInfo,

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import BinaryIO
 from urllib.parse import quote
 
-from core.errors import NotFound, ValidationError
-from core.filenames import sanitise_filename
-from core.settings import Settings
+from core.platform.errors import NotFound, ValidationError
+from core.platform.filenames import sanitise_filename
+from core.platform.settings import Settings
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
 
@@ -118,7 +118,7 @@ class ExactReader:
 
 
 class Storage(abc.ABC):
-    """One object store. Every backend failure surfaces as core.errors.StorageError
+    """One object store. Every backend failure surfaces as core.platform.errors.StorageError
     (code `storage_unavailable`), so callers can roll back cleanly; a missing object is
     ObjectNotFound."""
 

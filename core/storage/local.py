@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
-from core.errors import AuthError, StorageError
-from core.settings import Settings
+from core.platform.errors import AuthError, StorageError
+from core.platform.settings import Settings
 from core.storage.base import (
     DEFAULT_CHUNK_SIZE,
     ExactReader,

@@ -17,8 +17,8 @@ from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 from urllib3.util import Retry, Timeout
 
-from core.errors import StorageError
-from core.settings import Settings
+from core.platform.errors import StorageError
+from core.platform.settings import Settings
 from core.storage.base import (
     ExactReader,
     ObjectInfo,

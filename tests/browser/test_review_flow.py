@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from core.db import db
-from core.models import Submission
+from core.platform.db import db
+from core.platform.models import Submission
 from tests.conftest import serve
 from tests.test_portal_support import PASSWORD, people, png, run_worker
 from tests.evidence_support import yesterday

@@ -1,0 +1,75 @@
+"""Thumbnails of clean evidence images, stored beside the originals with no metadata in them.
+
+The original is only read, never rewritten, so its SHA-256 keeps matching the upload.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+
+from rq.timeouts import JobTimeoutException
+
+from core.platform import audit
+from core.platform.db import db
+from core.platform.errors import ValidationError
+from core.evidence.uploads import IMAGE_EXTS
+from core.evidence.images import make_thumbnail
+from core.platform.models import EvidenceFile
+from core.platform.queues import rq_timeout_in
+from core.platform.services import services
+
+log = logging.getLogger(__name__)
+MAX_PX = 512
+
+
+def thumbnail_key(file: EvidenceFile) -> str:
+    return f"thumbnails/{file.user_id}/{file.activity_code}/{file.uuid}.jpg"
+
+
+def make_file_thumbnail(file_id: int) -> str | None:
+    """Store the thumbnail of a clean JPEG/PNG and return its key; None when there is nothing to
+    do (not an image, not clean, already done, deleted) or the image cannot be decoded (retrying
+    would fail the same way, so that is logged, not raised)."""
+    storage = services().storage
+    file = db.session.get(EvidenceFile, file_id)
+    if (file is None or file.ext not in IMAGE_EXTS or file.scan_state != "clean"
+            or file.deleted_at is not None or file.thumbnail_key):
+        return None
+    source_key, key = file.storage_key, thumbnail_key(file)
+    db.session.rollback()  # no transaction held open while Pillow works
+
+    # Pillow needs to seek; a spool keeps small images in memory and large ones on disk.
+    with tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024) as spool:
+        for chunk in storage.iter_chunks(source_key):
+            spool.write(chunk)
+        spool.seek(0)
+        try:
+            data = make_thumbnail(spool, max_px=MAX_PX)
+        except ValidationError as exc:
+            if isinstance(exc.__cause__, JobTimeoutException):
+                raise exc.__cause__ from None  # RQ stopped a slow decode: a failed job, not a bad image
+            log.warning("no thumbnail for evidence file", extra={"file_id": file_id, "code": exc.code})
+            return None
+
+    storage.put(key, io.BytesIO(data), len(data), "image/jpeg")
+    try:
+        file = db.session.get(EvidenceFile, file_id, with_for_update=True, populate_existing=True)
+        if file is None or file.deleted_at is not None or file.scan_state != "clean":
+            # Retention or a rescan got there while we worked: leave no stray thumbnail.
+            db.session.rollback()
+            storage.delete(key)
+            return None
+        file.thumbnail_key = key
+        audit.record("file.thumbnail_made", "evidence_file", file.id, key=key, size=len(data))
+        db.session.commit()
+    except Exception as exc:
+        timeout = rq_timeout_in(exc)
+        if timeout is not None:
+            # Stopped mid-statement: no rollback on the busy connection (job_context handles it).
+            # The unattached thumbnail is left for retention's age sweep of thumbnails/.
+            raise timeout from None
+        db.session.rollback()
+        storage.delete(key)
+        raise
+    return key

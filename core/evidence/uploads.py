@@ -1,0 +1,367 @@
+"""Evidence uploads: validate a submission and its files, store them, record them as pending.
+
+The guarantee: a rejected upload leaves no object and no row. Every file is read once (sized,
+hashed; see core/evidence/spooling.py) and typed before the first object is written; objects are written before rows are
+flushed; and if storage, the flush or the commit fails, every object written so far is deleted
+and the session rolled back. `create_submission` and `add_files` therefore commit themselves.
+
+Decision on PDFs with active content: refused (`pdf_active_content`) when the raw bytes name a
+/JavaScript or /Launch action. This is best effort (a compressed object stream can hide it); the
+real defences are that evidence is only ever served as an attachment with nosniff and a
+sandboxing CSP, and that clamd scans it. Reviewers open downloads in desktop readers, so the
+cheap check is worth having.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import BinaryIO
+
+from rq import Retry
+
+from core.platform import audit
+from core.platform.db import db
+from core.platform.errors import DomainError, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
+from core.platform.filenames import sanitise_filename
+from core.evidence.filetypes import HEAD_BYTES, check as check_type, ext_of
+from core.evidence.images import image_dimensions, image_dimensions_ok
+from core.platform.models import Activity, EvidenceFile, Submission
+from core.platform.queues import enqueue_after_commit
+from core.platform.services import services
+from core.platform.settings import Settings
+from core.evidence.spooling import Body, TooLarge, read_once
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 10
+MAX_NOTE_CHARS = 2000
+MAX_CITY_CHARS = 120
+MAX_AGE_DAYS = 365
+SCAN_RETRY = (8, [5, 15, 30, 60, 120, 300, 600, 900])
+SCAN_TIMEOUT_S = 600
+IMAGE_EXTS = ("jpg", "jpeg", "png")
+RESUBMITTABLE = ("changes_requested",)
+_RAW_MIME = re.compile(r"of type [\w.+-]+/[\w.+-]*[\w+-]")
+
+
+@dataclass
+class IncomingFile:
+    """One uploaded file as the door hands it over (werkzeug's FileStorage.stream, its name and
+    the Content-Type the client declared, which is recorded but never trusted)."""
+    field: str
+    filename: str
+    stream: BinaryIO
+    declared_type: str | None = None
+
+
+@dataclass
+class _Spooled:
+    index: int
+    name: str  # sanitised, for display and Content-Disposition
+    declared_type: str | None
+    body: Body | None = None  # set once the file has been read (and passed the size limit)
+    ext: str = ""
+    content_type: str = ""
+    detected: str = ""
+    key: str = ""
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def scan_retry() -> Retry:
+    return Retry(max=SCAN_RETRY[0], interval=list(SCAN_RETRY[1]))
+
+
+def scan_job_id(file_id: int, suffix: str = "upload") -> str:
+    return f"scan-file-{file_id}-{suffix}"
+
+
+# -- the public API ---------------------------------------------------------------------------
+
+def create_submission(user_id: int, activity_code: str, session_date: date | str, *,
+                      counters: Mapping | None = None, note: str = "", city: str | None = None,
+                      session_start: datetime | None = None, files: list[IncomingFile]) -> Submission:
+    """Validate everything, store the files, commit the submission (status `scanning`) with one
+    pending row per file, and enqueue a scan per file after the commit.
+
+    Raises ValidationError("submission_invalid") with one {field, issue} detail per problem, or,
+    when the only problem is one file, that file's own error (file_too_large 413,
+    file_type_not_allowed/file_type_mismatch 415, ...). StorageError (503) if the store fails.
+    Commits the session; on any failure nothing is left behind.
+    """
+    problems: list[dict] = []
+    activity = _check_activity(activity_code, problems)
+    day = _check_session_date(session_date, problems)
+    clean_counters = _check_counters(activity, counters or {}, problems)
+    note = _check_text("note", note or "", MAX_NOTE_CHARS, problems)
+    city = _check_text("city", city, MAX_CITY_CHARS, problems) if city else None
+    _check_file_count(len(files), 0, problems)
+
+    def new_submission() -> Submission:
+        return Submission(user_id=user_id, activity_code=activity.code, status="scanning", session_date=day,
+                          session_start=session_start, city=city, counters=clean_counters, note=note)
+
+    return _spool_and_store(files, problems, user_id, new_submission, is_new=True)
+
+
+def add_files(submission_id: int, user_id: int, files: list[IncomingFile]) -> Submission:
+    """Resubmission after "changes requested": store more files on the uploader's own submission,
+    bump its revision and put it back to `scanning`. Same guarantees and errors as
+    create_submission; NotFound `submission_not_found` for someone else's submission and
+    Conflict-free ValidationError `submission_not_editable` when its status does not allow it."""
+    submission = db.session.get(Submission, submission_id)
+    if submission is None or submission.user_id != user_id:
+        raise NotFound("submission_not_found", "This submission does not exist.")
+    if submission.status not in RESUBMITTABLE:
+        raise ValidationError("submission_not_editable",
+                              "Files can only be added when a reviewer has asked for changes.",
+                              [{"field": "files", "issue": f"submission is {submission.status.replace('_', ' ')}"}])
+    problems: list[dict] = []
+    existing = sum(1 for f in submission.files if f.deleted_at is None)
+    _check_file_count(len(files), existing, problems)
+    def reopened() -> Submission:
+        submission.status = "scanning"
+        submission.revision = (submission.revision or 1) + 1
+        submission.reason = None
+        return submission
+
+    return _spool_and_store(files, problems, user_id, reopened, is_new=False)
+
+
+def _spool_and_store(files: list[IncomingFile], problems: list[dict], user_id: int,
+                     submission: Callable[[], Submission], *, is_new: bool) -> Submission:
+    """Read every file once (limit, hash, type), refuse with every problem at once, and only then
+    build the submission, store the objects and commit; temp files are closed whatever happens."""
+    spooled: list[_Spooled] = []
+    try:
+        _raise_if_any(problems, _spool_all(files, services().settings, spooled))
+        row = submission()
+        _store_and_commit(row, spooled, user_id, is_new=is_new)
+        return row
+    finally:
+        for item in spooled:
+            if item.body:
+                item.body.close()
+
+
+def servable(file: EvidenceFile, settings: Settings) -> bool:
+    """Only `clean`, or `unscanned` while scanning is off; never pending, infected or deleted."""
+    if file.deleted_at is not None:
+        return False
+    if file.scan_state == "clean":
+        return True
+    return file.scan_state == "unscanned" and not settings.av_scan_enabled
+
+
+# -- field checks -----------------------------------------------------------------------------
+
+def _check_activity(code: str, problems: list[dict]) -> Activity | None:
+    activity = db.session.get(Activity, code) if isinstance(code, str) and code else None
+    if activity is None:
+        problems.append({"field": "activity_code", "issue": "Choose an activity from the list."})
+    elif not activity.active:
+        problems.append({"field": "activity_code", "issue": f"{activity.name} is not open for submissions."})
+    elif activity.source != "evidence":
+        problems.append({"field": "activity_code",
+                         "issue": f"{activity.name} is awarded automatically and takes no evidence."})
+    else:
+        return activity
+    return None
+
+
+def _check_session_date(value: date | str, problems: list[dict]) -> date | None:
+    day = value if isinstance(value, date) and not isinstance(value, datetime) else None
+    if day is None and isinstance(value, str):
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            day = None
+    if day is None:
+        problems.append({"field": "session_date", "issue": "Enter the session date as YYYY-MM-DD."})
+        return None
+    # One day of slack: a user east of UTC is already on "tomorrow" while the server is not.
+    today = datetime.now(timezone.utc).date()
+    if day > today + timedelta(days=1):
+        problems.append({"field": "session_date", "issue": "The session date cannot be in the future."})
+    elif day < today - timedelta(days=MAX_AGE_DAYS):
+        problems.append({"field": "session_date",
+                         "issue": f"The session must have taken place within the last {MAX_AGE_DAYS} days."})
+    return day
+
+
+def _check_counters(activity: Activity | None, given: Mapping, problems: list[dict]) -> dict:
+    if activity is None:
+        return {}
+    specs = {c["name"]: c for c in (activity.counters or [])}
+    out: dict[str, int] = {}
+    for name in given:
+        if name not in specs:
+            problems.append({"field": f"counters.{name}", "issue": f"{activity.name} has no field called {name!r}."})
+    for name, spec in specs.items():
+        raw = given.get(name, 0)
+        label = spec.get("label", name)
+        low, high = int(spec.get("min", 0)), int(spec.get("max", 10**6))
+        value = _whole_number(raw)
+        if value is None or not low <= value <= high:
+            problems.append({"field": f"counters.{name}",
+                             "issue": f"{label} must be a whole number from {low} to {high}."})
+            continue
+        out[name] = value
+    return out
+
+
+def _whole_number(raw: object) -> int | None:
+    if isinstance(raw, bool):  # True is an int in Python, never a count
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"\s*\d{1,9}\s*", raw):
+        return int(raw)
+    if raw in ("", None):
+        return 0
+    return None
+
+
+def _check_text(name: str, value: str | None, limit: int, problems: list[dict]) -> str:
+    text = (value or "").strip()
+    if len(text) > limit:
+        problems.append({"field": name, "issue": f"Keep this under {limit} characters (it has {len(text)})."})
+    return text
+
+
+def _check_file_count(new: int, existing: int, problems: list[dict]) -> None:
+    if new == 0:
+        problems.append({"field": "files", "issue": "Attach at least one file."})
+    elif new + existing > MAX_FILES:
+        problems.append({"field": "files", "issue": f"Attach at most {MAX_FILES} files to one submission."})
+
+
+# -- file checks ------------------------------------------------------------------------------
+
+def _spool_all(files: list[IncomingFile], settings: Settings, spooled: list[_Spooled]) -> list[DomainError]:
+    """Spool and check every file (nothing is stored yet). Returns one error per bad file."""
+    errors: list[DomainError] = []
+    for index, incoming in enumerate(files[:MAX_FILES + 1]):
+        item = _Spooled(index=index, name=sanitise_filename(incoming.filename), declared_type=incoming.declared_type)
+        spooled.append(item)
+        try:
+            _spool_one(incoming, item, settings)
+        except DomainError as exc:
+            errors.append(exc)
+    return errors
+
+
+def _spool_one(incoming: IncomingFile, item: _Spooled, settings: Settings) -> None:
+    where = f"files[{item.index}]"
+    try:
+        # Only a name ending in .pdf can pass as a PDF, so only those pay for the active-content scan.
+        item.body = body = read_once(incoming.stream, settings.max_upload_bytes, pdf=ext_of(incoming.filename) == "pdf")
+    except TooLarge:
+        raise PayloadTooLarge("file_too_large", f"{item.name} is larger than the {settings.max_upload_mb} MB limit.",
+                              [{"field": where, "issue": f"larger than {settings.max_upload_mb} MB"}]) from None
+    head = body.stream.read(HEAD_BYTES)
+    body.stream.seek(0)
+    try:
+        typed = check_type(incoming.filename, head, settings.allowed_file_types, field=where)
+    except DomainError as exc:
+        # Name the file (several may be refused at once) and never show a bare MIME type.
+        exc.message = f"{item.name}: " + _RAW_MIME.sub("in a format we do not recognise", exc.message)
+        exc.args = (exc.message,)
+        raise
+    item.ext, item.content_type, item.detected = typed.ext, typed.content_type, typed.detected
+    if item.ext in IMAGE_EXTS:
+        _check_image(item, where)
+    if item.ext == "pdf" and body.pdf_action:
+        raise UnsupportedMediaType("pdf_active_content",
+                                   f"{item.name} contains scripts or launch actions, which are not accepted in "
+                                   f"evidence. Print it to a new PDF and upload that instead.",
+                                   [{"field": where, "issue": f"PDF names a /{body.pdf_action} action"}])
+
+
+def _check_image(item: _Spooled, where: str) -> None:
+    from PIL import Image  # only images pay for Pillow
+
+    if not image_dimensions_ok(item.body.stream):
+        size = image_dimensions(item.body.stream)
+        if size is None:
+            raise ValidationError("image_unreadable", f"{item.name} is damaged or is not a real picture.",
+                                  [{"field": where, "issue": "image header unreadable"}])
+        raise ValidationError("image_too_large",
+                              f"{item.name} is {size[0]}x{size[1]} pixels, which is too large to process.",
+                              [{"field": where, "issue": f"{size[0]}x{size[1]} pixels"}])
+    try:
+        # verify() walks the chunk structure (CRCs, truncation) without decoding pixels.
+        with Image.open(item.body.stream, formats=["JPEG", "PNG"]) as im:
+            im.verify()
+    except Exception as exc:  # Pillow raises many types on damaged input
+        raise ValidationError("image_unreadable", f"{item.name} is damaged or is not a real picture.",
+                              [{"field": where, "issue": f"image does not decode: {type(exc).__name__}"}]) from None
+    finally:
+        item.body.stream.seek(0)
+
+
+def _raise_if_any(problems: list[dict], file_errors: list[DomainError]) -> None:
+    if not problems and len(file_errors) == 1:
+        raise file_errors[0]  # its own code and status (413, 415...) says most
+    if not problems and not file_errors:
+        return
+    details = list(problems)
+    for exc in file_errors:
+        for d in exc.details or [{"field": "files", "issue": exc.message}]:
+            details.append({**d, "code": exc.code, "message": exc.message})
+    raise ValidationError("submission_invalid", "Some fields need attention; see each message.", details)
+
+
+# -- storing ----------------------------------------------------------------------------------
+
+def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: int, *, is_new: bool) -> None:
+    storage = services().storage
+    written: list[str] = []
+    try:
+        for item in spooled:
+            item.key = f"evidence/{user_id}/{submission.activity_code}/{item.uuid}.{item.ext}"
+            item.body.stream.seek(0)
+            storage.put(item.key, item.body.stream, item.body.size, item.content_type)
+            written.append(item.key)
+        # One flush inserts the submission and every row (batched), one commit the audit events:
+        # round trips stay the same whatever the number of files.
+        rows = [EvidenceFile(uuid=item.uuid, submission=submission, user_id=user_id,
+                             activity_code=submission.activity_code, storage_key=item.key,
+                             original_name=item.name[:255], ext=item.ext, content_type=item.content_type,
+                             size_bytes=item.body.size, sha256=item.body.sha256, scan_state="pending")
+                for item in spooled]
+        db.session.add(submission)
+        db.session.flush()
+        if is_new:
+            audit.record("submission.created", "submission", submission.id, actor_id=user_id,
+                         activity_code=submission.activity_code, files=len(spooled))
+        else:
+            audit.record("submission.files_added", "submission", submission.id, actor_id=user_id,
+                         revision=submission.revision, files=len(spooled))
+        for item, row in zip(spooled, rows):
+            audit.record("file.uploaded", "evidence_file", row.id, actor_id=user_id, submission_id=submission.id,
+                         name=row.original_name, size=row.size_bytes, sha256=row.sha256, ext=row.ext,
+                         detected_type=item.detected, declared_type=item.declared_type)
+            enqueue_after_commit("scans", "jobs.scans.scan_file", row.id, retry=scan_retry(),
+                                 job_id=scan_job_id(row.id), timeout=SCAN_TIMEOUT_S)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        _discard(storage, written)
+        raise
+
+
+def _discard(storage, keys: list[str]) -> None:
+    """Best effort: the caller's error is the one that matters, so failures here are logged."""
+    if not keys:
+        return
+    try:
+        failed = storage.delete_many(keys)
+    except Exception:
+        log.exception("could not delete objects of a failed upload", extra={"keys": keys})
+        return
+    if failed:
+        log.error("objects of a failed upload were left behind", extra={"keys": failed})

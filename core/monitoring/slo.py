@@ -1,0 +1,168 @@
+"""The SLO summary behind /api/slo and the gauges behind /metrics.
+
+Everything is read from the database (and Redis for the alert's "for 15 minutes"), so every web
+process answers the same, however many there are. The costly figures (the 28-day Kajabi figure,
+about 0.4 s of PostgreSQL at a million events, and the whole-table counts) are kept in Redis for
+a minute: however many scrapers and dashboards ask, they are computed once a minute. What the
+alerts read (backlogs and their ages) is always live.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from datetime import datetime, timedelta
+
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+
+from core.platform.db import db, is_postgres, utcnow
+from core.platform.models import EvidenceFile, KajabiEvent, OutboxRecord, Submission
+
+OBJECTIVE = 0.999
+TARGET_SECONDS = 60
+WINDOW = timedelta(days=28)
+ALERT_FOR = timedelta(minutes=15)
+CACHE_SECONDS = 60  # a 28-day ratio barely moves in a minute; alerts wait 5 minutes or more
+
+log = logging.getLogger(__name__)
+
+
+def _age_seconds(oldest: datetime | None, now: datetime) -> float | None:
+    if oldest is None:
+        return None
+    if oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    return round(max(0.0, (now - oldest).total_seconds()), 3)
+
+
+def _latencies_postgres(since: datetime) -> tuple[int, int, list[float | None]]:
+    seconds = func.extract("epoch", KajabiEvent.ledgered_at - KajabiEvent.received_at)
+    row = db.session.execute(
+        select(func.count(), func.count().filter(seconds <= TARGET_SECONDS),
+               func.percentile_cont(0.5).within_group(seconds),
+               func.percentile_cont(0.95).within_group(seconds),
+               func.percentile_cont(0.99).within_group(seconds))
+        .where(KajabiEvent.ledgered_at.is_not(None), KajabiEvent.received_at >= since)
+    ).one()
+    return row[0], row[1], [None if v is None else round(float(v), 3) for v in row[2:]]
+
+
+def _latencies_portable(since: datetime) -> tuple[int, int, list[float | None]]:
+    rows = db.session.execute(
+        select(KajabiEvent.received_at, KajabiEvent.ledgered_at)
+        .where(KajabiEvent.ledgered_at.is_not(None), KajabiEvent.received_at >= since)
+    ).all()
+    durations = sorted((ledgered - received).total_seconds() for received, ledgered in rows)
+    if not durations:
+        return 0, 0, [None, None, None]
+    within = sum(1 for d in durations if d <= TARGET_SECONDS)
+    if len(durations) == 1:
+        qs = [durations[0]] * 3
+    else:
+        cuts = statistics.quantiles(durations, n=100, method="inclusive")
+        qs = [statistics.median(durations), cuts[94], cuts[98]]
+    return len(durations), within, [round(q, 3) for q in qs]
+
+
+def kajabi_to_ledger(now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    since = now - WINDOW
+    done, within, (p50, p95, p99) = (_latencies_postgres if is_postgres() else _latencies_portable)(since)
+    # Still waiting past the target: already a miss, even before it lands.
+    late = db.session.scalar(
+        select(func.count()).select_from(KajabiEvent)
+        .where(KajabiEvent.state == "received", KajabiEvent.received_at >= since,
+               KajabiEvent.received_at < now - timedelta(seconds=TARGET_SECONDS))) or 0
+    events = done + late
+    ratio = round(within / events, 6) if events else 1.0
+    return {"events": events, "within_60s": within, "ratio": ratio, "p50_seconds": p50, "p95_seconds": p95,
+            "p99_seconds": p99, "objective": OBJECTIVE, "met": ratio >= OBJECTIVE, "window_days": WINDOW.days,
+            "computed_at": now.isoformat()}
+
+
+def _count_and_oldest(model, column, *conditions, now: datetime) -> tuple[int, float | None]:
+    count, oldest = db.session.execute(select(func.count(), func.min(column)).select_from(model).where(*conditions)).one()
+    return count or 0, _age_seconds(oldest, now)
+
+
+def queued_unmatched(redis, threshold: int, now: datetime | None = None, key_prefix: str = "") -> dict:
+    """alert_firing once the backlog has stayed above the threshold for more than 15 minutes.
+    The first time it is seen above, the moment is kept in Redis; dropping below clears it."""
+    now = now or utcnow()
+    count, oldest_age = _count_and_oldest(KajabiEvent, KajabiEvent.received_at,
+                                          KajabiEvent.state == "queued_unmatched", now=now)
+    key = f"{key_prefix}slo:unmatched_over_since"
+    over_since = None
+    if count > threshold:
+        redis.set(key, now.timestamp(), nx=True)
+        raw = redis.get(key)
+        over_since = datetime.fromtimestamp(float(raw), tz=now.tzinfo) if raw else now
+    else:
+        redis.delete(key)
+    firing = over_since is not None and now - over_since >= ALERT_FOR
+    return {"count": count, "oldest_age_s": oldest_age, "threshold": threshold, "alert_firing": firing,
+            "over_threshold_since": over_since.isoformat() if over_since else None}
+
+
+def outbox(now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    pending, oldest = _count_and_oldest(OutboxRecord, OutboxRecord.created_at, OutboxRecord.status == "pending", now=now)
+    dead = db.session.scalar(select(func.count()).select_from(OutboxRecord).where(OutboxRecord.status == "dead")) or 0
+    return {"pending": pending, "oldest_age_s": oldest, "dead": dead}
+
+
+def scans(now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    pending, oldest = _count_and_oldest(EvidenceFile, EvidenceFile.created_at, EvidenceFile.scan_state == "pending",
+                                        EvidenceFile.deleted_at.is_(None), now=now)
+    return {"pending": pending, "oldest_age_s": oldest}
+
+
+def _cached(redis, key: str, compute) -> dict:
+    """compute() as it was at most CACHE_SECONDS ago, shared by every process through Redis.
+    Without Redis it is computed every time rather than not at all."""
+    try:
+        raw = redis.get(key)
+        if raw:
+            return json.loads(raw)
+    except (RedisError, ValueError):
+        log.warning("SLO cache unreadable; computing", exc_info=True)
+    value = compute()
+    try:
+        redis.set(key, json.dumps(value), ex=CACHE_SECONDS)
+    except RedisError:
+        log.warning("SLO cache unwritable", exc_info=True)
+    return value
+
+
+def kajabi_to_ledger_cached(redis, key_prefix: str = "") -> dict:
+    """kajabi_to_ledger() at most a minute old; its `computed_at` says when."""
+    return _cached(redis, f"{key_prefix}slo:kajabi_to_ledger", kajabi_to_ledger)
+
+
+def table_counts_cached(redis, key_prefix: str = "") -> dict:
+    """Kajabi events per state and submissions per status, at most a minute old: whole-table
+    counts (about 80 ms each at a million rows) that only dashboards read. Alerts read the live
+    counts above."""
+    def compute() -> dict:
+        return {"kajabi_events": dict(db.session.execute(
+                    select(KajabiEvent.state, func.count()).group_by(KajabiEvent.state)).all()),
+                "submissions": dict(db.session.execute(
+                    select(Submission.status, func.count()).group_by(Submission.status)).all())}
+
+    return _cached(redis, f"{key_prefix}slo:table_counts", compute)
+
+
+def summary(redis, threshold: int, key_prefix: str = "", now: datetime | None = None) -> dict:
+    """With `now` (tests, what-if), everything is computed for that moment; without, the Kajabi
+    figure may be up to a minute old."""
+    k2l = kajabi_to_ledger(now) if now else kajabi_to_ledger_cached(redis, key_prefix)
+    now = now or utcnow()
+    return {
+        "generated_at": now.isoformat(),
+        "kajabi_to_ledger": k2l,
+        "queued_unmatched": queued_unmatched(redis, threshold, now, key_prefix),
+        "outbox": outbox(now),
+        "scans": scans(now),
+    }

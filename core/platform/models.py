@@ -1,0 +1,260 @@
+"""Every table, with the indexes the playbook names. Schema changes go through migrations/ only."""
+from __future__ import annotations
+
+import uuid
+
+from flask_login import UserMixin
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.platform.db import UTCDateTime, db, utcnow
+
+# BIGINT on PostgreSQL, but INTEGER on SQLite so the primary key stays the rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+ROLES = ("uploader", "reviewer", "admin")
+SUBMISSION_STATES = ("scanning", "in_review", "changes_requested", "approved", "rejected", "revoked")
+SCAN_STATES = ("pending", "clean", "infected", "unscanned")
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16), default="uploader")
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    kajabi_contact_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    city: Mapped[str | None] = mapped_column(String(120))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+    updated_at = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return bool(self.active)
+
+    def has_role(self, *roles: str) -> bool:
+        return self.role in roles
+
+    @property
+    def is_reviewer(self) -> bool:
+        return self.role in ("reviewer", "admin")
+
+
+class Activity(db.Model):
+    """The catalogue is data. cap_period: none | total | once | rolling_7d.
+
+    counters: [{"name": "peers", "label": "Peers trained", "points_each": 2, "min": 0,
+    "max": 50, "cap": 50}, ...]; a counter's cap applies per cap period.
+    """
+    __tablename__ = "activities"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16), default="evidence")  # evidence | kajabi
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    cap_points: Mapped[int | None] = mapped_column(Integer)
+    cap_period: Mapped[str] = mapped_column(String(16), default="none")
+    counters: Mapped[list] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ActivityTag(db.Model):
+    """Kajabi tag (trimmed, lower-cased) -> activity."""
+    __tablename__ = "activity_tags"
+    tag: Mapped[str] = mapped_column(String(200), primary_key=True)
+    activity_code: Mapped[str] = mapped_column(ForeignKey("activities.code"))
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Badge(db.Model):
+    """rule: {"type": "tags_held", "tags": [...]} or {"type": "first_approved", "activity": "X"}."""
+    __tablename__ = "badges"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    rule: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class UserBadge(db.Model):
+    __tablename__ = "user_badges"
+    __table_args__ = (UniqueConstraint("user_id", "badge_code", name="uq_user_badges_user_badge"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    badge_code: Mapped[str] = mapped_column(ForeignKey("badges.code"))
+    ledger_id: Mapped[int | None] = mapped_column(BigId)
+    awarded_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Submission(db.Model):
+    __tablename__ = "submissions"
+    __table_args__ = (
+        Index("ix_submissions_user_activity_status_date", "user_id", "activity_code", "status", "session_date"),
+        Index("ix_submissions_status_created", "status", "created_at"),
+        # The review queue's other sorts and filters (core/review/reviewing.py; bench/queue.py measures them).
+        Index("ix_submissions_status_session_date", "status", "session_date"),
+        Index("ix_submissions_claimed_by", "claimed_by_id"),
+        # "Reviewed by me": the trailing columns let the queue's capped counts under any other filter
+        # read this index alone instead of visiting ~10,000 heap pages (migration 0002).
+        Index("ix_submissions_decided_by_status_created_cover", "decided_by_id", "status", "created_at",
+              "activity_code", "session_date", "user_id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    activity_code: Mapped[str] = mapped_column(ForeignKey("activities.code"))
+    status: Mapped[str] = mapped_column(String(24), default="scanning")
+    session_date = mapped_column(Date, nullable=False)
+    session_start = mapped_column(UTCDateTime)  # optional time, for the AMPLIFY +-45 min hint
+    city: Mapped[str | None] = mapped_column(String(120))
+    counters: Mapped[dict] = mapped_column(JSON, default=dict)
+    note: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str | None] = mapped_column(Text)  # last decision's reason, shown to the uploader
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    claim_expires_at = mapped_column(UTCDateTime)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at = mapped_column(UTCDateTime)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+    updated_at = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    user = relationship("User", foreign_keys=[user_id])
+    claimed_by = relationship("User", foreign_keys=[claimed_by_id])
+    decided_by = relationship("User", foreign_keys=[decided_by_id])
+    activity = relationship("Activity")
+    files = relationship("EvidenceFile", back_populates="submission", order_by="EvidenceFile.id")
+
+
+class EvidenceFile(db.Model):
+    __tablename__ = "evidence_files"
+    __table_args__ = (Index("ix_evidence_files_scan_state_created", "scan_state", "created_at"),
+                      Index("ix_evidence_files_user_created", "user_id", "created_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    activity_code: Mapped[str] = mapped_column(String(32))
+    storage_key: Mapped[str] = mapped_column(String(512), unique=True)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(512))
+    original_name: Mapped[str] = mapped_column(String(255))
+    ext: Mapped[str] = mapped_column(String(8))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigId)
+    sha256: Mapped[str] = mapped_column(String(64))
+    scan_state: Mapped[str] = mapped_column(String(16), default="pending")
+    scan_signature: Mapped[str | None] = mapped_column(String(255))
+    scan_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    scanned_at = mapped_column(UTCDateTime)
+    deleted_at = mapped_column(UTCDateTime)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+    submission = relationship("Submission", back_populates="files")
+
+    @property
+    def is_image(self) -> bool:
+        return self.ext in ("jpg", "jpeg", "png")
+
+
+class LedgerEntry(db.Model):
+    """Append-only. Corrections and revocations are new rows (reverses_id points back)."""
+    __tablename__ = "points_ledger"
+    __table_args__ = (
+        UniqueConstraint("external_source", "external_event_id", name="uq_points_ledger_source_event"),
+        Index("ix_points_ledger_user_activity", "user_id", "activity_code"),
+        Index("ix_points_ledger_activity_source_time", "activity_code", "external_source", "event_time"),
+        Index("ix_points_ledger_created_at", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    activity_code: Mapped[str] = mapped_column(String(32))
+    delta_points: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(32), default="awarded")  # awarded|cap_reached|revoked|correction|tag_removed
+    external_source: Mapped[str] = mapped_column(String(32))
+    external_event_id: Mapped[str] = mapped_column(String(255))
+    event_time = mapped_column(UTCDateTime, nullable=False)
+    session_date = mapped_column(Date)
+    counters: Mapped[dict] = mapped_column(JSON, default=dict)
+    reverses_id: Mapped[int | None] = mapped_column(BigId)
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxRecord(db.Model):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
+                      Index("ix_outbox_created_at", "created_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    payload: Mapped[dict] = mapped_column(JSON)
+    ledger_id: Mapped[int | None] = mapped_column(BigId)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at = mapped_column(UTCDateTime)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KajabiEvent(db.Model):
+    __tablename__ = "kajabi_events"
+    __table_args__ = (Index("ix_kajabi_events_state_received", "state", "received_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON)  # raw; anonymised after KAJABI_RAW_RETENTION_DAYS
+    contact_id: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_hash: Mapped[str | None] = mapped_column(String(64))
+    tag: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(24), default="received")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    ledger_id: Mapped[int | None] = mapped_column(BigId)
+    result_code: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    received_at = mapped_column(UTCDateTime, default=utcnow)
+    processed_at = mapped_column(UTCDateTime)
+    ledgered_at = mapped_column(UTCDateTime)
+    anonymised_at = mapped_column(UTCDateTime)
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_subject", "subject_type", "subject_id"),
+                      Index("ix_audit_events_created_at", "created_at"),
+                      Index("ix_audit_events_actor_action", "actor_id", "action", "created_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Run(db.Model):
+    """Retention and backfill runs with their counts. Backfills: planned -> verified -> applied."""
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # retention | backfill
+    backfill_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    items: Mapped[list] = mapped_column(JSON, default=list)
+    started_by: Mapped[str | None] = mapped_column(String(320))
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+    finished_at = mapped_column(UTCDateTime)
+
+
+class DailyRollup(db.Model):
+    __tablename__ = "daily_rollups"
+    day = mapped_column(Date, primary_key=True)
+    activity_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    users: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at = mapped_column(UTCDateTime, default=utcnow)

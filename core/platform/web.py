@@ -1,0 +1,55 @@
+"""Request hooks shared by every door: request ids, one JSON log line per request, headers."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, request
+
+from core.platform.logs import request_id_var
+
+log = logging.getLogger("request")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# No inline script anywhere: the portal's JS lives in static/.
+PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/") or request.path == "/api" or request.path in ("/metrics", "/readyz", "/healthz"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def register_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def _start():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        g.request_token = request_id_var.set(g.request_id)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        rid = getattr(g, "request_id", None) or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = rid
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        started = getattr(g, "started", None)
+        duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+        log.info("request", extra={"method": request.method, "path": request.path, "status": response.status_code,
+                                   "duration_ms": duration_ms, "request_id": rid})
+        return response
+
+    @app.teardown_request
+    def _reset(_exc):
+        token = g.pop("request_token", None)
+        if token is not None:
+            request_id_var.reset(token)

@@ -1,0 +1,344 @@
+"""Kajabi tags -> ledger: verify the hook's secret, parse both body forms, store the raw event
+once, then (in a job) match contact -> user and tag -> activity and call ledger.record.
+
+Event states: received -> ledgered (result_code: the ledger's code, `awarded`, `cap_reached` or
+`duplicate_event`) | queued_unmatched (`unmatched_contact`, retried by reconcile) | ignored
+(`unknown_tag` — retried by reconcile too, since a mapping may be added later — or
+`unsupported_event`) | recorded (tag_removed: kept for audit, no points).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, or_, select
+
+from core.platform import audit
+from core.points import ledger, rules
+from core.platform.db import db, is_postgres, utcnow
+from core.platform.errors import AuthError, Conflict, Unavailable, ValidationError
+from core.platform.models import ActivityTag, KajabiEvent, User
+from core.platform.queues import enqueue_after_commit, enqueue_committed, rq_timeout_in
+from core.accounts.users import user_created
+from core.platform.services import services
+
+log = logging.getLogger("kajabi")
+
+MAX_BODY_BYTES = 64 * 1024
+TAG_ADDED, TAG_REMOVED = "tag_added", "tag_removed"
+
+
+# --- verification -------------------------------------------------------------------------------
+
+def verify(secret: str, raw_body: bytes, token: str | None, header_secret: str | None, signature: str | None) -> None:
+    """Raise unless one of the three accepted forms carries the secret. Constant-time throughout."""
+    if not secret:
+        raise Unavailable("not_configured", "Kajabi webhooks are not configured on this server.")
+    expected = secret.encode()
+    ok = False
+    # Each form is compared even after a match, so timing does not reveal which one was used.
+    ok |= token is not None and hmac.compare_digest(token.encode(), expected)
+    ok |= header_secret is not None and hmac.compare_digest(header_secret.encode(), expected)
+    if signature is not None:
+        digest = hmac.new(expected, raw_body, hashlib.sha256).hexdigest()
+        ok |= hmac.compare_digest(signature.strip().lower().removeprefix("sha256=").encode(), digest.encode())
+    if not ok:
+        raise AuthError("invalid_secret", "The webhook secret is missing or wrong.")
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    event_id: str
+    event_type: str
+    contact_id: str | None
+    email: str | None
+    tag: str | None
+    created_at: datetime | None
+
+
+def _parse_time(value) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _text(value) -> str | None:
+    return None if value is None or value == "" else str(value).strip()
+
+
+def parse(body, raw_body: bytes) -> ParsedEvent:
+    """Both forms: Kajabi's documented {id, event, payload: [contacts, contact_tags]} and the flat
+    {event_id, created_at, contact: {id, email}, tag: {id, name}} (event defaults to tag_added)."""
+    if not isinstance(body, dict):
+        raise ValidationError("invalid_payload", "The body must be a JSON object.")
+    contact, tag_name, email = {}, None, None
+    if isinstance(body.get("payload"), list):
+        event_id = _text(body.get("id") or body.get("event_id"))
+        event_type = _text(body.get("event")) or ""
+        for item in body["payload"]:
+            if not isinstance(item, dict):
+                continue
+            attributes = item.get("attributes") if isinstance(item.get("attributes"), dict) else {}
+            if item.get("type") == "contacts":
+                contact = {"id": item.get("id"), "email": attributes.get("email")}
+            elif item.get("type") == "contact_tags":
+                tag_name = attributes.get("name")
+        created = body.get("created_at")
+    elif isinstance(body.get("contact"), dict) or isinstance(body.get("tag"), dict):
+        event_id = _text(body.get("event_id") or body.get("id"))
+        event_type = _text(body.get("event")) or TAG_ADDED
+        contact = body.get("contact") or {}
+        tag = body.get("tag") or {}
+        tag_name = tag.get("name") if isinstance(tag, dict) else tag
+        created = body.get("created_at")
+    else:
+        raise ValidationError("invalid_payload", "The body is neither Kajabi's hook form nor the flat form.",
+                              [{"field": "payload", "issue": "missing"}])
+    if not event_id:
+        # No id: the body itself identifies the event, so a resend is still a duplicate.
+        event_id = "body:" + hashlib.sha256(raw_body).hexdigest()
+    email = _text(contact.get("email"))
+    return ParsedEvent(event_id[:255], event_type[:64], _text(contact.get("id")), email.lower() if email else None,
+                       rules.normalise_tag(tag_name) or None, _parse_time(created))
+
+
+# --- storing (the webhook's transaction) --------------------------------------------------------
+
+@functools.cache
+def _store_statement(postgres: bool):
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    table = KajabiEvent.__table__
+    insert = postgresql.insert if postgres else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id]).returning(table.c.id)
+
+
+def store(parsed: ParsedEvent, body: dict) -> tuple[int | None, bool]:
+    """(row id, created), committed. The unique event_id makes a resent hook a duplicate, stored
+    once: one INSERT ... ON CONFLICT DO NOTHING RETURNING decides it in one round trip.
+
+    The hot path of ingest, so it is one Core statement compiled once, without an ORM session (the
+    session's bookkeeping was about a fifth of the hook's CPU)."""
+    values = dict(event_id=parsed.event_id, event_type=parsed.event_type, payload=body, contact_id=parsed.contact_id,
+                  email=parsed.email, tag=parsed.tag, state="received", received_at=utcnow())
+    # One statement is its own transaction: autocommit spares the BEGIN and COMMIT commands.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        row_id = conn.execute(_store_statement(is_postgres()), values).scalar()
+    return row_id, row_id is not None
+
+
+# --- processing (a job) -------------------------------------------------------------------------
+
+def match_user(contact_id: str | None, email: str | None) -> User | None:
+    """By Kajabi contact id, then e-mail (case-insensitive); binds the contact id on first match."""
+    if contact_id:
+        user = db.session.scalar(select(User).where(User.kajabi_contact_id == contact_id))
+        if user is not None:
+            return user
+    if not email:
+        return None
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    if user is not None and contact_id and user.kajabi_contact_id is None:
+        user.kajabi_contact_id = contact_id
+    return user
+
+
+def grant_event_id(user_id: int, bound_contact: str | None, event_contact: str | None, tag: str) -> str:
+    """The ledger event id of a tag grant. Keyed on the contact id bound to the user (match_user
+    binds the first one seen), not the hook's own, so a hook from a second contact with the same
+    e-mail is the same event. The ledger itself also refuses a second Kajabi grant of one tag to
+    one user (ledger.tag_grant), which covers a grant recorded before any contact was bound."""
+    contact = bound_contact or event_contact or f"user-{user_id}"
+    return f"kajabi:tag:{contact}:{tag}"
+
+
+def _finish(event: KajabiEvent, state: str, result_code: str | None, *, user_id: int | None = None) -> None:
+    event.state = state
+    event.result_code = result_code
+    event.user_id = user_id if user_id is not None else event.user_id
+    event.processed_at = utcnow()
+    event.error = None
+
+
+PROCESS_KICK = "kajabi-process"
+STALE_RECEIVED_S = 60
+
+
+def next_received(limit: int = 200) -> list[int]:
+    """Oldest events still waiting for processing (the drain of jobs.kajabi.process_event)."""
+    return list(db.session.scalars(select(KajabiEvent.id).where(KajabiEvent.state == "received")
+                                   .order_by(KajabiEvent.id).limit(limit)))
+
+
+def process(event_row_id: int, *, skip_locked: bool = False) -> str | None:
+    """Process one stored event in the caller's transaction. Returns the new state, or None when
+    the event is already final (a retried job finds nothing to do) or, with skip_locked, when
+    another worker is processing it right now."""
+    query = select(KajabiEvent).where(KajabiEvent.id == event_row_id).with_for_update(skip_locked=skip_locked)
+    event = db.session.scalar(query)
+    if event is None:
+        if skip_locked:
+            return None
+        raise LookupError(f"kajabi event {event_row_id} does not exist")
+    if event.state not in ("received", "queued_unmatched") and not (event.state == "ignored" and event.result_code == "unknown_tag"):
+        return None
+    if event.event_type not in (TAG_ADDED, TAG_REMOVED):
+        _finish(event, "ignored", "unsupported_event")
+        return event.state
+    user = match_user(event.contact_id, event.email)
+    if event.event_type == TAG_REMOVED:
+        # Kept for audit; a grant is one-off and is not taken back by Kajabi removing the tag.
+        _finish(event, "recorded", "tag_removed", user_id=user.id if user else None)
+        audit.record("kajabi.tag_removed", "kajabi_event", event.id, tag=event.tag, user_id=user.id if user else None)
+        return event.state
+    if user is None:
+        _finish(event, "queued_unmatched", "unmatched_contact")
+        return event.state
+    mapping = db.session.get(ActivityTag, event.tag) if event.tag else None
+    if mapping is None:
+        _finish(event, "ignored", "unknown_tag", user_id=user.id)
+        return event.state
+    event_id = grant_event_id(user.id, user.kajabi_contact_id, event.contact_id, event.tag)
+    try:
+        result = ledger.record(user.id, mapping.activity_code, ledger.KAJABI_SOURCE, event_id,
+                               _event_time(event), tag=event.tag,
+                               meta={"kajabi_event_id": event.event_id, "kajabi_event_row": event.id})
+        event.ledger_id, code = result.entry.id, result.code
+    except Conflict as exc:
+        if exc.code != "duplicate_event":
+            raise
+        existing = ledger.find(ledger.KAJABI_SOURCE, event_id)
+        event.ledger_id = existing.id if existing else ledger.tag_grant(user.id, event.tag)
+        code = "duplicate_event"
+    _finish(event, "ledgered", code, user_id=user.id)
+    event.ledgered_at = utcnow()
+    return event.state
+
+
+def _event_time(event: KajabiEvent) -> datetime:
+    created = _parse_time(event.payload.get("created_at")) if isinstance(event.payload, dict) else None
+    return created or event.received_at or utcnow()
+
+
+def reconcile_candidates() -> list[int]:
+    """Unmatched contacts that a user now matches (by contact id or e-mail), unknown tags that
+    have a mapping now, and events left received for over a minute. Only events whose outcome can
+    have changed are picked, so an unmatched backlog (people who never sign up, or anonymised
+    events without an e-mail) costs one query per run, not one processing attempt per event."""
+    stale = utcnow() - timedelta(seconds=STALE_RECEIVED_S)
+    return list(db.session.scalars(
+        select(KajabiEvent.id).where(or_(
+            (KajabiEvent.state == "queued_unmatched")
+            & or_(KajabiEvent.contact_id.in_(select(User.kajabi_contact_id).where(User.kajabi_contact_id.is_not(None))),
+                  func.lower(KajabiEvent.email).in_(select(func.lower(User.email)))),
+            # A safety net: received but never processed (Redis was down when it was queued).
+            (KajabiEvent.state == "received") & (KajabiEvent.received_at < stale),
+            (KajabiEvent.state == "ignored") & (KajabiEvent.result_code == "unknown_tag")
+            & KajabiEvent.tag.in_(select(ActivityTag.tag))))
+        .order_by(KajabiEvent.id)))
+
+
+def reconcile(progress=None) -> dict[str, int]:
+    """Retry unmatched contacts and newly mapped tags; commits per event so one bad row cannot
+    block the rest. Returns counts by resulting state."""
+    ids = reconcile_candidates()
+    db.session.commit()
+    counts: dict[str, int] = {}
+    for event_row_id in ids:
+        process_and_commit(event_row_id, counts, unchanged="unchanged")
+        if progress:
+            progress(1)
+    return counts
+
+
+def process_and_commit(event_row_id: int, counts: dict[str, int], *, skip_locked: bool = False,
+                       unchanged: str = "skipped") -> bool:
+    """Process one event in its own transaction, so one bad event cannot block the rest; counts
+    the resulting state ("failed" on an exception, which is logged). Returns False on failure."""
+    try:
+        state = process(event_row_id, skip_locked=skip_locked) or unchanged
+        db.session.commit()
+    except Exception as exc:
+        timeout = rq_timeout_in(exc)
+        if timeout is not None:
+            raise timeout from None  # RQ is stopping the job; its context releases the busy connection
+        db.session.rollback()
+        log.exception("kajabi event failed", extra={"kajabi_event_row": event_row_id})
+        state = "failed"
+    counts[state] = counts.get(state, 0) + 1
+    return state != "failed"
+
+
+# A hook this soon after its process's last kick needs none: the drain that kick queued, or found
+# pending, has not started yet or is still draining, and it keeps claiming for a while after its
+# last event (jobs.kajabi asserts IDLE_GRACE_S allows this), so it will claim this one too.
+# Spares a Redis round trip per hook in a burst.
+KICK_REUSE_S = 0.1
+
+
+def kick_drain(event_row_id: int) -> None:
+    """Called by the webhook once the event is committed: make sure a drain will claim it."""
+    queues, now = services().queues, time.monotonic()
+    if now - queues.last_kick.get(PROCESS_KICK, float("-inf")) < KICK_REUSE_S:
+        return
+    if enqueue_committed("ledger", "jobs.kajabi.process_event", event_row_id, once=PROCESS_KICK):
+        queues.last_kick[PROCESS_KICK] = now
+
+
+RECONCILE_KICK = "kajabi-reconcile"
+
+
+def reconcile_soon() -> None:
+    """Call when users, contact ids or tag mappings change: reconcile runs after the commit
+    (one pending run for a burst of changes; see core.platform.queues.enqueue_after_commit)."""
+    enqueue_after_commit("ledger", "jobs.kajabi.reconcile", once=RECONCILE_KICK)
+
+
+@user_created.connect
+def _reconcile_for_new_user(user, **_) -> None:
+    reconcile_soon()  # a new e-mail can match a waiting event; queued after the caller's commit
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+def email_hash_key(secret_key: str) -> bytes:
+    # A key derived for this purpose only, so the hash does not expose the session secret's uses.
+    return hmac.new(secret_key.encode(), b"points/kajabi-email-hash/v1", hashlib.sha256).digest()
+
+
+def hash_email(email: str, key: bytes) -> str:
+    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+
+
+def anonymise_raw(cutoff: datetime, batch_size: int = 1000) -> int:
+    """Strip personal fields from raw payloads received before `cutoff`, keeping a keyed hash of the
+    e-mail (still joinable, not readable). Idempotent: anonymised rows are skipped. Commits."""
+    key = email_hash_key(services().settings.secret_key)
+    total = 0
+    while True:
+        events = db.session.scalars(select(KajabiEvent).where(KajabiEvent.received_at < cutoff,
+                                                              KajabiEvent.anonymised_at.is_(None))
+                                    .order_by(KajabiEvent.id).limit(batch_size)).all()
+        if not events:
+            break
+        for event in events:
+            if event.email:
+                event.email_hash = hash_email(event.email, key)
+            event.email = None
+            event.payload = {"anonymised": True, "event": event.event_type, "tag": event.tag,
+                             "contact_id": event.contact_id}
+            event.anonymised_at = utcnow()
+        total += len(events)
+        db.session.commit()
+    return total

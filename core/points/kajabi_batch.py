@@ -1,0 +1,133 @@
+"""The Kajabi drain's fast path: claim a batch of received events and process them in ONE
+transaction with a fixed number of statements (PostgreSQL only).
+
+Same outcomes as core.points.kajabi.process, event by event in id order: contact -> user (by contact id,
+then e-mail, binding the contact id on the first e-mail match), tag -> activity, then
+core.points.ledger_batch.record_many (record()'s locks, caps, duplicates, badges, outbox rows and log lines).
+Claiming with `FOR UPDATE SKIP LOCKED` lets any number of workers drain one backlog without ever
+taking the same event; a worker that dies mid-batch rolls back and its events stay `received`.
+Any error raises, and the caller rolls back and falls back to the per-event path, so one bad
+event cannot block the rest.
+"""
+from __future__ import annotations
+
+from sqlalchemy import bindparam, func, or_, select, update
+
+from core.platform import audit
+from core.points import ledger, ledger_batch
+from core.platform.db import db, utcnow
+from core.points.kajabi import TAG_ADDED, TAG_REMOVED, _parse_time, grant_event_id
+from core.platform.models import ActivityTag, KajabiEvent, User
+
+BATCH_SIZE = 100
+
+_COLUMNS = (KajabiEvent.id, KajabiEvent.event_id, KajabiEvent.event_type, KajabiEvent.payload, KajabiEvent.contact_id,
+            KajabiEvent.email, KajabiEvent.tag, KajabiEvent.user_id, KajabiEvent.received_at)
+
+
+def claim(limit: int = BATCH_SIZE, exclude: set[int] | frozenset = frozenset()) -> list:
+    """Oldest received events nobody else holds, locked until the caller's commit."""
+    query = select(*_COLUMNS).where(KajabiEvent.state == "received")
+    if exclude:
+        query = query.where(KajabiEvent.id.not_in(exclude))
+    return list(db.session.execute(query.order_by(KajabiEvent.id).limit(limit).with_for_update(skip_locked=True)))
+
+
+class _User:
+    __slots__ = ("id", "email", "contact_id")
+
+    def __init__(self, id_, email, contact_id):
+        self.id, self.email, self.contact_id = id_, email, contact_id
+
+
+def _load_users(events) -> tuple[dict[str, _User], dict[str, _User]]:
+    contacts = {e.contact_id for e in events if e.contact_id}
+    emails = {e.email.lower() for e in events if e.email}
+    by_contact: dict[str, _User] = {}
+    by_email: dict[str, _User] = {}
+    if not contacts and not emails:
+        return by_contact, by_email
+
+    users: dict[int, _User] = {}
+
+    def add(rows):
+        for uid, email, contact in rows:
+            user = users.setdefault(uid, _User(uid, email, contact))
+            if contact:
+                by_contact.setdefault(contact, user)
+            if email:
+                by_email.setdefault(email.lower(), user)
+
+    cols = (User.id, User.email, User.kajabi_contact_id)
+    # Exact e-mail first (unique index; e-mails are stored lower-cased) ...
+    add(db.session.execute(select(*cols).where(or_(User.kajabi_contact_id.in_(contacts), User.email.in_(emails)))))
+    missing = emails - set(by_email)
+    if missing:  # ... then case-insensitive, as match_user does, only for the rest
+        add(db.session.execute(select(*cols).where(func.lower(User.email).in_(missing)).order_by(User.id)))
+    return by_contact, by_email
+
+
+def process_batch(events) -> dict[str, int]:
+    """Process claimed rows (from claim) in the caller's transaction; returns counts by state."""
+    by_contact, by_email = _load_users(events)
+    tags = {e.tag for e in events if e.tag}
+    mapping = dict(db.session.execute(select(ActivityTag.tag, ActivityTag.activity_code)
+                                      .where(ActivityTag.tag.in_(tags))).all()) if tags else {}
+    now = utcnow()
+    updates, grants, binds, counts = [], [], [], {}
+
+    def finish(event, state, code, user=None, grant=None):
+        updates.append({"_id": event.id, "state": state, "result_code": code,
+                        "user_id": user.id if user is not None else event.user_id, "grant": grant})
+        counts[state] = counts.get(state, 0) + 1
+
+    for event in events:
+        if event.event_type not in (TAG_ADDED, TAG_REMOVED):
+            finish(event, "ignored", "unsupported_event")
+            continue
+        user = by_contact.get(event.contact_id) if event.contact_id else None
+        if user is None and event.email:
+            user = by_email.get(event.email.lower())
+            if user is not None and event.contact_id and user.contact_id is None:
+                user.contact_id = event.contact_id  # bound on the first e-mail match, as match_user does
+                by_contact[event.contact_id] = user
+                binds.append({"_uid": user.id, "contact": event.contact_id})
+        if event.event_type == TAG_REMOVED:
+            # Kept for audit; a grant is one-off and is not taken back by Kajabi removing the tag.
+            finish(event, "recorded", "tag_removed", user)
+            audit.record("kajabi.tag_removed", "kajabi_event", event.id, tag=event.tag,
+                         user_id=user.id if user else None)
+        elif user is None:
+            finish(event, "queued_unmatched", "unmatched_contact")
+        elif not event.tag or event.tag not in mapping:
+            finish(event, "ignored", "unknown_tag", user)
+        else:
+            grant = ledger_batch.Grant(user.id, mapping[event.tag], ledger.KAJABI_SOURCE,
+                                 grant_event_id(user.id, user.contact_id, event.contact_id, event.tag),
+                                 _event_time(event, now), tag=event.tag,
+                                 meta={"kajabi_event_id": event.event_id, "kajabi_event_row": event.id})
+            grants.append(grant)
+            finish(event, "ledgered", None, user, grant)
+
+    if binds:
+        db.session.execute(update(User.__table__).where(User.__table__.c.id == bindparam("_uid"))
+                           .values(kajabi_contact_id=bindparam("contact"), updated_at=now), binds)
+    ledger_batch.record_many(grants)
+    stamp = utcnow()
+    for row in updates:
+        grant = row.pop("grant")
+        row.update(processed_at=stamp, error=None, ledger_id=None, ledgered_at=None)
+        if grant is not None:
+            row.update(result_code=grant.code, ledger_id=grant.id, ledgered_at=stamp)
+    table = KajabiEvent.__table__
+    db.session.execute(update(table).where(table.c.id == bindparam("_id"))
+                       .values(state=bindparam("state"), result_code=bindparam("result_code"),
+                               user_id=bindparam("user_id"), processed_at=bindparam("processed_at"),
+                               error=bindparam("error"), ledger_id=bindparam("ledger_id"),
+                               ledgered_at=bindparam("ledgered_at")), updates)
+    return counts
+
+
+def _event_time(event, now):
+    created = _parse_time(event.payload.get("created_at")) if isinstance(event.payload, dict) else None
+    return created or event.received_at or now
