@@ -20,7 +20,7 @@ from core.platform.settings import Settings
 pytest_plugins = ["tests.services.clamd", "tests.services.s3server"]
 
 SLOT_KEY = "points:test-slot"
-SLOT_DBS = (13, 12, 11, 10, 9, 8)
+SLOT_DBS = (13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2)
 
 
 def _claim_slot() -> tuple[str, str]:
