@@ -8,6 +8,7 @@ When: only a servable file (core.evidence.uploads.servable). Otherwise:
 - 409 `file_not_ready`   scan still pending (it may become servable; ask again later)
 - 409 `file_not_scanned` uploaded while scanning was off, and scanning is on now
 - 410 `file_infected`    the scanner found malware; the object was deleted and never comes back
+- 422 `file_unscannable` the scanner stopped at its own limits or refused the file (final)
 - 410 `file_deleted`     removed by retention
 410 (type `not_found`) says "gone for good", which 409 ("not yet") must not be confused with.
 
@@ -27,6 +28,7 @@ from api.attachments import attachment_response
 from core.platform import audit
 from core.platform.db import db
 from core.platform.errors import Conflict, DomainError, NotFound, Unauthenticated, ValidationError
+from core.evidence.scanning import unscannable_advice
 from core.evidence.uploads import servable
 from core.platform.models import EvidenceFile
 from core.platform.services import services
@@ -38,6 +40,11 @@ _DIGITS = re.compile(r"[0-9]+")
 
 class Gone(DomainError):
     type, status = "not_found", 410
+
+
+class Unprocessable(DomainError):
+    """Final: asking again gives the same answer (unlike 409 "not yet")."""
+    type, status = "validation_error", 422
 
 
 def _signed_in_user():
@@ -61,6 +68,11 @@ def _require_servable(file: EvidenceFile) -> None:
         raise Gone("file_deleted", "This file was deleted under the retention policy.")
     if file.scan_state == "infected":
         raise Gone("file_infected", f"This file contained malware ({file.scan_signature}) and was deleted.")
+    if file.scan_state == "unscannable":
+        raise Unprocessable("file_unscannable",
+                            f"This file could not be fully checked for viruses, so it is never served: "
+                            f"{unscannable_advice(file.scan_reason)}.",
+                            [{"field": "file", "issue": f"{file.scan_reason}: {file.scan_signature or ''}".rstrip(": ")}])
     if file.scan_state == "unscanned":
         raise Conflict("file_not_scanned", "This file was uploaded while virus scanning was off and "
                                            "has not been scanned since, so it cannot be downloaded.")
@@ -155,6 +167,10 @@ def thumbnail(file_id: int):
     file, _user = _authorised(file_id)
     if not file.is_image:
         raise NotFound("thumbnail_not_found", "This file has no thumbnail.")
+    if file.thumbnail_state == "failed":
+        raise Unprocessable("thumbnail_failed", f"No preview: {file.thumbnail_error or 'the image is damaged'}. "
+                                                f"The original can still be downloaded.",
+                            [{"field": "file", "issue": file.thumbnail_error or "the image is damaged"}])
     if not file.thumbnail_key:
         raise Conflict("thumbnail_not_ready", "The thumbnail is still being made. Try again in a minute.")
     storage = services().storage

@@ -32,6 +32,22 @@ def _probe(name: str, fn) -> dict:
         return {"ok": False, "error": code}
 
 
+def _scanner_warning(svc) -> str | None:
+    """A misconfiguration that does not stop the scanner but refuses some uploads: clamd's
+    StreamMaxLength below MAX_UPLOAD_MB. A warning, not a failure: smaller files scan fine."""
+    probe = getattr(svc.scanner, "stream_limit_warning", None)
+    if probe is None:
+        return None
+    try:
+        warning = probe(svc.settings.max_upload_bytes)
+    except Exception as exc:  # asking failed: the PING above already answered for availability
+        log.warning("could not ask clamd for its stream limit", extra={"error": str(exc)})
+        return None
+    if warning:
+        log.warning("scanner misconfigured", extra={"check": "scanner", "warning": warning})
+    return warning
+
+
 @bp.get("/readyz")
 def readyz():
     svc = services()
@@ -41,5 +57,9 @@ def readyz():
         "storage": _probe("storage", lambda: svc.storage.check() or svc.settings.storage_backend),
         "scanner": _probe("scanner", lambda: svc.scanner.check() or type(svc.scanner).__name__),
     }
+    if checks["scanner"]["ok"]:
+        warning = _scanner_warning(svc)
+        if warning:
+            checks["scanner"]["warning"] = warning
     ok = all(c["ok"] for c in checks.values())
     return jsonify(status="ok" if ok else "unavailable", checks=checks), (200 if ok else 503)

@@ -1,4 +1,5 @@
-"""Scanning stored evidence: pending -> clean | infected | unscanned, then the submission moves on.
+"""Scanning stored evidence: pending -> clean | infected | unscannable | unscanned, then the
+submission moves on.
 
 Fail closed: a file is `clean` only because a scanner said so. When clamd cannot answer, the
 attempt is counted and the error re-raised so RQ retries with back-off; the file stays pending
@@ -21,9 +22,9 @@ from core.platform import audit
 from core.platform.db import db, utcnow
 from core.platform.errors import ScannerUnavailable
 from core.evidence.uploads import IMAGE_EXTS, SCAN_RETRY, SCAN_TIMEOUT_S, scan_job_id, scan_retry
-from core.platform.models import EvidenceFile, Submission
+from core.platform.models import EvidenceFile, Submission, User
 from core.platform.queues import ALIVE_STATES, enqueue_after_commit, job_statuses
-from core.evidence.scanning import ScanResult, scan_file_buffer
+from core.evidence.scanning import ScanResult, scan_file_buffer, unscannable_advice
 from core.platform.services import services
 from core.storage.base import ObjectNotFound
 
@@ -139,7 +140,8 @@ def _count_failed_attempt(file_id: int, exc: Exception | None) -> None:
         file.scan_attempts = (file.scan_attempts or 0) + 1
         db.session.commit()
     log.warning("scan attempt failed; the file stays pending",
-                extra={"file_id": file_id, "error": str(exc) if exc else "integrity mismatch"})
+                extra={"file_id": file_id, "error": str(exc) if exc else "integrity mismatch",
+                       "kind": getattr(exc, "kind", None) if exc else "integrity"})
 
 
 def _locked(criterion) -> Submission | None:
@@ -182,6 +184,16 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
         if file.ext in IMAGE_EXTS:
             enqueue_after_commit("media", "jobs.thumbnails.make_thumbnail", file.id,
                                  job_id=f"thumbnail-{file.id}", timeout=120)
+    elif result.state == "unscannable":
+        # Neither clean nor infected: kept (an admin may look at it), never served.
+        file.scan_state, file.scan_signature = "unscannable", (result.signature or "")[:255] or None
+        file.scan_reason = result.reason or "limits_exceeded"
+        audit.record("file.unscannable", "evidence_file", file.id, submission_id=submission.id,
+                     reason=file.scan_reason, signature=file.scan_signature, name=file.original_name)
+        log.warning("evidence file could not be fully scanned",
+                    extra={"file_id": file.id, "reason": file.scan_reason, "signature": file.scan_signature})
+        if submission.status == "scanning":
+            _ask_for_other_files(submission, [file])
     else:
         file.scan_state = "unscanned"
         audit.record("file.scanned", "evidence_file", file.id, state="unscanned")
@@ -208,11 +220,37 @@ def _advance(submission: Submission) -> bool:
         submission.reason = "We could not keep any of the files of this submission. Please upload them again."
         audit.record("submission.files_lost", "submission", submission.id)
         return True
-    ok = all(f.scan_state == "clean" or (f.scan_state == "unscanned" and scanning_off) for f in live)
+    usable = [f for f in live if f.scan_state == "clean" or (f.scan_state == "unscanned" and scanning_off)]
+    unscannable = [f for f in live if f.scan_state == "unscannable"]
+    # An unscannable file blocks nothing once its uploader has been asked for other files (it stays
+    # beside them, marked for the reviewer); a submission of nothing but such files goes back.
+    ok = bool(usable) and len(usable) + len(unscannable) == len(live)
+    if not usable and unscannable and len(unscannable) == len(live):
+        _ask_for_other_files(submission, unscannable)
+        return True
     if ok:
         submission.status = "in_review"
         audit.record("submission.ready_for_review", "submission", submission.id)
     return ok
+
+
+def _ask_for_other_files(submission: Submission, files: list[EvidenceFile]) -> None:
+    """scanning -> changes_requested, telling the uploader in plain words what to do."""
+    names = ", ".join(f.original_name for f in files)
+    submission.status = "changes_requested"
+    submission.reason = (f"We could not fully check {names} for viruses: {unscannable_advice(files[0].scan_reason)}. "
+                         f"Then add the new files here.")
+    audit.record("submission.unscannable_files", "submission", submission.id, by="virus_scan",
+                 files=[f.id for f in files])
+
+
+def unscannable_files(limit: int = 500) -> list[tuple[EvidenceFile, str]]:
+    """Every file the scanner could not fully read, newest verdict first, with its uploader's
+    e-mail: [(EvidenceFile, email)], at most `limit` (the admin page lists them)."""
+    return [tuple(row) for row in db.session.execute(
+        select(EvidenceFile, User.email).join(User, User.id == EvidenceFile.user_id)
+        .where(EvidenceFile.scan_state == "unscannable")
+        .order_by(EvidenceFile.scanned_at.desc(), EvidenceFile.id.desc()).limit(limit)).all()]
 
 
 def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = None) -> dict:

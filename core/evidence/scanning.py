@@ -1,37 +1,48 @@
 """Virus scanning behind one small protocol. Every failure fails closed: a file is only ever
-"clean" because a scanner said so; a scanner that cannot answer raises ScannerUnavailable and the
+"clean" because a scanner said so; a scanner that stopped at its own limits or refused the file
+says `unscannable` (never served); a scanner that cannot answer raises ScannerUnavailable and the
 file stays pending."""
 from __future__ import annotations
 
-import socket
-import struct
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Literal, Protocol
-from urllib.parse import unquote, urlparse
 
-from core.platform.errors import ScannerUnavailable
+from core.evidence.clamd_client import ClamdConnection, ScannerFailure
 
 if TYPE_CHECKING:
     from core.platform.settings import Settings
 
-with warnings.catch_warnings():
-    # clamd 1.0.2 reads its own version via pkg_resources in a bare except; newer setuptools
-    # warns that pkg_resources is deprecated. Harmless, so silenced for this import only.
-    warnings.filterwarnings("ignore", message=r".*pkg_resources.*")
-    import clamd
-
-ScanState = Literal["clean", "infected", "unscanned"]
+ScanState = Literal["clean", "infected", "unscannable", "unscanned"]
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 EICAR_SIGNATURE = "Eicar-Test-Signature"
 CHUNK_BYTES = 64 * 1024
 
 
+# Why a file is unscannable -> what its uploader is told to do (plain words, no jargon).
+UNSCANNABLE_REASONS = {
+    "limits_exceeded": "it holds more than our virus scanner can check (for example a large attachment "
+                       "inside the document). Send the document without attachments, or split it into "
+                       "smaller files",
+    "encrypted": "it is protected with a password, so our virus scanner cannot read it. "
+                 "Send a copy without a password",
+    "stream_too_long": "it is larger than our virus scanner accepts. Split it into smaller files "
+                       "(we have told the operators)",
+}
+
+
+def unscannable_advice(reason: str | None) -> str:
+    """What the uploader should do about a file the scanner could not fully check."""
+    return UNSCANNABLE_REASONS.get(reason or "", UNSCANNABLE_REASONS["limits_exceeded"])
+
+
 @dataclass(frozen=True)
 class ScanResult:
+    """state; the signature or heuristic name the scanner gave; for `unscannable`, the reason
+    code (a key of UNSCANNABLE_REASONS)."""
     state: ScanState
     signature: str | None = None
+    reason: str | None = None
 
     @property
     def is_clean(self) -> bool:
@@ -85,70 +96,9 @@ class DisabledScanner:
         return None
 
 
-class _TimedConnect:
-    """clamd 1.0.2 sets the socket timeout only after connect(), so a dead host could hang the
-    worker; and its INSTREAM uses send(), which may write part of a frame and corrupt the stream.
-    This mix-in sets the timeout first and frames each chunk with sendall()."""
-
-    timeout: float | None
-    clamd_socket: socket.socket
-
-    def _connect(self, family: int, address: object) -> None:
-        self.clamd_socket = socket.socket(family, socket.SOCK_STREAM)
-        self.clamd_socket.settimeout(self.timeout)
-        try:
-            self.clamd_socket.connect(address)
-        except OSError as exc:
-            self.clamd_socket.close()
-            raise clamd.ConnectionError(f"cannot connect to clamd at {address}: {exc}") from exc
-
-    def instream(self, buff: BinaryIO, chunk_size: int = CHUNK_BYTES) -> dict:
-        try:
-            self._init_socket()  # type: ignore[attr-defined]
-            self._send_command("INSTREAM")  # type: ignore[attr-defined]
-            # Memory stays at one chunk whatever the file's size.
-            while chunk := buff.read(chunk_size):
-                self.clamd_socket.sendall(struct.pack("!L", len(chunk)) + chunk)
-            self.clamd_socket.sendall(struct.pack("!L", 0))
-            result = self._recv_response()  # type: ignore[attr-defined]
-            if result == "INSTREAM size limit exceeded. ERROR":
-                raise clamd.BufferTooLongError(result)
-            filename, reason, status = self._parse_response(result)  # type: ignore[attr-defined]
-            return {filename: (status, reason)}
-        finally:
-            self.clamd_socket.close()
-
-
-class _NetworkClamd(_TimedConnect, clamd.ClamdNetworkSocket):
-    def _init_socket(self) -> None:
-        self._connect(socket.AF_INET, (self.host, self.port))
-
-
-class _UnixClamd(_TimedConnect, clamd.ClamdUnixSocket):
-    def _init_socket(self) -> None:
-        self._connect(socket.AF_UNIX, self.unix_socket)
-
-
-def _client_for(url: str, timeout: float) -> clamd.ClamdNetworkSocket:
-    parsed = urlparse(url)
-    if parsed.scheme == "tcp":
-        if not parsed.hostname:
-            raise ValueError("a tcp:// URL needs a host")
-        return _NetworkClamd(parsed.hostname, parsed.port or 3310, timeout)
-    if parsed.scheme == "unix":
-        path = unquote(parsed.path)
-        if not path:
-            raise ValueError("a unix:// URL needs a socket path")
-        return _UnixClamd(path, timeout)
-    raise ValueError("must start with tcp:// or unix://")
-
-
-# What the clamd package raises, plus the socket layer it lets through (e.g. a reset mid-stream).
-_CLAMD_FAILURES = (clamd.ClamdError, OSError, socket.timeout, UnicodeDecodeError)
-
-
 class ClamdScanner:
-    """Scans through a clamd daemon with INSTREAM, a connection per call (safe across forks)."""
+    """Scans through a clamd daemon with INSTREAM, a connection per call (safe across forks).
+    Every answer clamd can give is classified in core/evidence/clamd_client.py."""
 
     name = "clamd"
 
@@ -156,45 +106,33 @@ class ClamdScanner:
         self.url = url
         self.timeout = timeout
         try:
-            self._client: clamd.ClamdNetworkSocket | None = _client_for(url, timeout)
+            self._conn: ClamdConnection | None = ClamdConnection(url, timeout)
             self._url_problem = ""
         except ValueError as exc:
             # Kept, not raised: /readyz and the scan job report it as the scanner being unavailable.
-            self._client, self._url_problem = None, f"CLAMD_URL {url!r} is not usable: {exc}"
+            self._conn, self._url_problem = None, f"CLAMD_URL {url!r} is not usable: {exc}"
 
-    def _require_client(self) -> clamd.ClamdNetworkSocket:
-        if self._client is None:
-            raise ScannerUnavailable(self._url_problem)
-        return self._client
+    def _require_conn(self) -> ClamdConnection:
+        if self._conn is None:
+            raise ScannerFailure("unreachable", self._url_problem)
+        return self._conn
 
     def check(self) -> None:
-        client = self._require_client()
-        try:
-            reply = client.ping()
-        except _CLAMD_FAILURES as exc:
-            raise ScannerUnavailable(f"the virus scanner at {self.url} cannot be reached: {exc}") from exc
+        reply = self._require_conn().command("PING")
         if reply != "PONG":
-            raise ScannerUnavailable(f"the virus scanner at {self.url} answered {reply!r} to PING")
+            raise ScannerFailure("protocol", f"the virus scanner at {self.url} answered {reply!r} to PING")
+
+    def stream_limit_warning(self, max_upload_bytes: int) -> str | None:
+        """A sentence for /readyz when clamd would refuse a file of MAX_UPLOAD_MB (its
+        StreamMaxLength is lower), else None. Raises ScannerFailure if clamd cannot be asked."""
+        if not self._require_conn().stream_limit_below(max_upload_bytes):
+            return None
+        return (f"clamd's StreamMaxLength is below MAX_UPLOAD_MB ({max_upload_bytes // (1024 * 1024)} MB): "
+                f"large uploads will be refused by the scanner and marked unscannable; raise StreamMaxLength")
 
     def scan(self, stream: BinaryIO) -> ScanResult:
-        client = self._require_client()
-        try:
-            reply = client.instream(stream)
-        except clamd.BufferTooLongError as exc:
-            raise ScannerUnavailable(
-                f"the file is larger than the virus scanner accepts (raise clamd's StreamMaxLength): {exc}"
-            ) from exc
-        except _CLAMD_FAILURES as exc:
-            raise ScannerUnavailable(f"the virus scanner at {self.url} failed: {exc}") from exc
-        if not reply:
-            raise ScannerUnavailable(f"the virus scanner at {self.url} gave no answer")
-        status, signature = next(iter(reply.values()))
-        if status == "OK":
-            return ScanResult("clean")
-        if status == "FOUND":
-            return ScanResult("infected", signature or "unknown")
-        # "ERROR" or anything unexpected: never read it as clean.
-        raise ScannerUnavailable(f"the virus scanner at {self.url} reported an error: {signature or status}")
+        verdict = self._require_conn().instream(stream)
+        return ScanResult(verdict.state, verdict.name, verdict.reason)  # type: ignore[arg-type]
 
 
 def build_scanner(settings: "Settings") -> Scanner:

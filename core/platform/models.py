@@ -15,13 +15,13 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 ROLES = ("uploader", "reviewer", "admin")
 SUBMISSION_STATES = ("scanning", "in_review", "changes_requested", "approved", "rejected", "revoked")
-SCAN_STATES = ("pending", "clean", "infected", "unscanned")
+SCAN_STATES = ("pending", "clean", "infected", "unscannable", "unscanned")
 
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored as normalise_email gives it (NFC, casefolded)
     name: Mapped[str] = mapped_column(String(200), default="")
     role: Mapped[str] = mapped_column(String(16), default="uploader")
     password_hash: Mapped[str] = mapped_column(String(255), default="")
@@ -149,6 +149,11 @@ class EvidenceFile(db.Model):
     scanned_at = mapped_column(UTCDateTime)
     deleted_at = mapped_column(UTCDateTime)
     created_at = mapped_column(UTCDateTime, default=utcnow)
+    # Why a file is `unscannable` (core.evidence.scanning.UNSCANNABLE_REASONS), e.g. limits_exceeded.
+    scan_reason: Mapped[str | None] = mapped_column(String(64))
+    # made | failed (final); None while an image's thumbnail is still to be made.
+    thumbnail_state: Mapped[str | None] = mapped_column(String(16))
+    thumbnail_error: Mapped[str | None] = mapped_column(String(255))
 
     submission = relationship("Submission", back_populates="files")
 

@@ -359,6 +359,7 @@ SCAN_WORDS = {
     "clean": "No virus found",
     "infected": "A virus was found; the file was deleted",
     "unscanned": "Not checked for viruses (scanning is off)",
+    "unscannable": "Could not be fully checked for viruses; never downloadable",
 }
 
 

@@ -1,8 +1,9 @@
 """pytest plugin: a real clamd on a free local port with a signature database made at test time.
 
 There is no network for freshclam here, so the database holds two MD5 signatures built by
-sigtool: the 68-byte EICAR test file and ClamAV's own harmless clam.exe test binary. ScanArchive
-is on, so the same signatures also match inside zip files.
+sigtool (the 68-byte EICAR test file and ClamAV's own harmless clam.exe test binary) and one body
+signature for the EICAR string anywhere in a file. ScanArchive is on, so the same signatures also
+match inside zip files and PDFs. The limits and alerts are deploy/clamd.conf's.
 """
 from __future__ import annotations
 
@@ -63,7 +64,39 @@ def build_database(sigtool: str, db_dir: Path, work: Path) -> Path:
         lines.append(f"{md5}:{size}:{signature}\n")
     hdb = db_dir / "test.hdb"
     hdb.write_text("".join(lines))
+    (db_dir / "test.ndb").write_text(EICAR_BODY_SIGNATURE)
     return hdb
+
+
+# The same limits and alerts as deploy/clamd.conf (tests/test_clamd_limits.py checks they agree),
+# so a file the tests see refused is one production refuses.
+LIMITS = [
+    # Above MAX_UPLOAD_MB (25) with room: a larger stream is refused ("INSTREAM size limit
+    # exceeded"), and the file marked unscannable, never scanned in part.
+    "StreamMaxLength 64M",
+    # Largest single file clamd reads, the upload itself or anything unpacked from it (a PDF's
+    # embedded file, a zip member). Past it the verdict is Heuristics.Limits.Exceeded.MaxFileSize.
+    "MaxFileSize 100M",
+    # Total bytes read per scan, everything unpacked included.
+    "MaxScanSize 400M",
+    # Nesting depth (a zip in a zip...) and number of files unpacked from one upload.
+    "MaxRecursion 16",
+    "MaxFiles 10000",
+    # Whatever lies past a limit above is reported, not silently skipped: without this clamd
+    # answers OK for what it did not read (ClamAV's default is no).
+    "AlertExceedsMax yes",
+    # Password-protected archives and PDFs cannot be read, so they cannot be called clean.
+    "AlertEncrypted yes",
+    # Evidence is documents and pictures: a broken program inside one is suspect.
+    "AlertBrokenExecutables yes",
+    # Office macros are the classic way documents carry malware.
+    "AlertOLE2Macros yes",
+    # Disk images whose partitions overlap are built to hide data from scanners.
+    "AlertPartitionIntersection yes",
+]
+# A body signature for EICAR anywhere in a file (the .hdb signatures match whole files only), so
+# EICAR unpacked from a PDF's embedded file is found. Same name as the hash signature.
+EICAR_BODY_SIGNATURE = f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n"
 
 
 @dataclass
@@ -96,10 +129,7 @@ class ClamdServer:
                 f"LogFile {self.log}",
                 "LogTime yes",
                 f"PidFile {self.workdir / 'clamd.pid'}",
-                # Above MAX_UPLOAD_MB (25) with room: a larger stream is refused, not scanned.
-                "StreamMaxLength 64M",
-                "MaxScanSize 200M",
-                "MaxFileSize 100M",
+                *LIMITS,
                 "ScanArchive yes",
                 # No "User": run as whoever runs the tests, so the temp dirs stay readable.
                 "",

@@ -1,0 +1,200 @@
+"""clamd's INSTREAM protocol, and one classification for every way clamd can answer.
+
+clamd's answers (ClamAV 1.4, clamd/server-th.c and session.c; each checked in
+tests/test_clamd_answers.py against a real clamd, or against a small socket server of the test's own
+for answers a real clamd cannot be made to give):
+
+| clamd answers                                  | verdict                      | file        |
+| ---------------------------------------------- | ---------------------------- | ----------- |
+| `stream: OK`                                   | clean                        | served      |
+| `stream: <name> FOUND`                         | infected                     | deleted     |
+| `stream: Heuristics.Limits.Exceeded.* FOUND`   | unscannable `limits_exceeded`| kept, never served |
+| `stream: Heuristics.Encrypted.* FOUND`         | unscannable `encrypted`      | kept, never served |
+| `INSTREAM size limit exceeded. ERROR` (then it closes; the client's send fails with a broken pipe) | unscannable `stream_too_long` (StreamMaxLength) | kept, never served |
+| `<anything> ERROR`                             | ScannerFailure `error`       | stays pending, retried |
+| `UNKNOWN COMMAND`                              | ScannerFailure `protocol`    | stays pending, retried |
+| nothing within CLAMD_TIMEOUT_SECONDS           | ScannerFailure `timeout`     | stays pending, retried |
+| connection closed without an answer            | ScannerFailure `closed`      | stays pending, retried |
+| cannot connect                                 | ScannerFailure `unreachable` | stays pending, retried |
+| any other line                                 | ScannerFailure `protocol`    | stays pending, retried |
+
+Nothing here ever reads an unexpected answer as clean.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import unquote, urlparse
+
+from core.platform.errors import ScannerUnavailable
+
+CHUNK_BYTES = 64 * 1024
+MAX_REPLY_BYTES = 64 * 1024
+STREAM_LIMIT_REPLY = "INSTREAM size limit exceeded. ERROR"
+LIMITS_PREFIX = "Heuristics.Limits.Exceeded."
+ENCRYPTED_PREFIX = "Heuristics.Encrypted."
+
+
+class ScannerFailure(ScannerUnavailable):
+    """clamd could not give a verdict. `kind` is one of unreachable, timeout, closed, error,
+    protocol; the file stays pending and the scan is retried (fail closed)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What clamd said about one stream: state clean | infected | unscannable, the signature or
+    heuristic name clamd gave, and for unscannable the reason code."""
+    state: str
+    name: str | None = None
+    reason: str | None = None
+
+
+def address_of(url: str) -> tuple[int, object]:
+    """(socket family, address) for tcp://host:port or unix:///path; ValueError otherwise."""
+    parsed = urlparse(url)
+    if parsed.scheme == "tcp":
+        if not parsed.hostname:
+            raise ValueError("a tcp:// URL needs a host")
+        return socket.AF_INET, (parsed.hostname, parsed.port or 3310)
+    if parsed.scheme == "unix":
+        path = unquote(parsed.path)
+        if not path:
+            raise ValueError("a unix:// URL needs a socket path")
+        return socket.AF_UNIX, path
+    raise ValueError("must start with tcp:// or unix://")
+
+
+def classify(reply: str) -> Verdict:
+    """One INSTREAM answer (without its trailing NUL/newline) -> a Verdict, or ScannerFailure."""
+    if reply == STREAM_LIMIT_REPLY:
+        return Verdict("unscannable", "StreamMaxLength", "stream_too_long")
+    if reply.endswith(" ERROR"):
+        raise ScannerFailure("error", f"clamd reported an error: {reply[:-6].strip()[:200]}")
+    if reply == "UNKNOWN COMMAND":
+        raise ScannerFailure("protocol", "clamd answered UNKNOWN COMMAND to INSTREAM (is CLAMD_URL a clamd?)")
+    if reply.startswith("stream: "):
+        body = reply[len("stream: "):]
+        if body == "OK":
+            return Verdict("clean")
+        if body.endswith(" FOUND") and len(body) > len(" FOUND"):
+            name = body[: -len(" FOUND")].strip()
+            if name.startswith(LIMITS_PREFIX):
+                return Verdict("unscannable", name, "limits_exceeded")
+            if name.startswith(ENCRYPTED_PREFIX):
+                return Verdict("unscannable", name, "encrypted")
+            return Verdict("infected", name)
+    raise ScannerFailure("protocol", f"clamd gave an answer this client does not know: {reply[:200]!r}")
+
+
+class ClamdConnection:
+    """One command on one connection (clamd's z-commands, NUL-terminated), opened per call so it
+    is safe across forks. The timeout covers connect and every read and write."""
+
+    def __init__(self, url: str, timeout: float):
+        self.url = url
+        self.timeout = timeout
+        self.family, self.address = address_of(url)
+
+    def _open(self) -> socket.socket:
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.address)
+        except socket.timeout:
+            sock.close()
+            raise ScannerFailure("timeout", f"clamd at {self.url} did not accept a connection within "
+                                            f"{self.timeout:g} s") from None
+        except OSError as exc:
+            sock.close()
+            raise ScannerFailure("unreachable", f"cannot connect to clamd at {self.url}: {exc}") from None
+        return sock
+
+    def _read_reply(self, sock: socket.socket, sent: int | None = None) -> str:
+        data = b""
+        try:
+            while b"\0" not in data and b"\n" not in data and len(data) < MAX_REPLY_BYTES:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            raise ScannerFailure("timeout", f"clamd at {self.url} gave no answer within {self.timeout:g} s") from None
+        except OSError as exc:
+            data = data or b""
+            if not data:
+                raise ScannerFailure("closed", self._closed_message(sent, exc)) from None
+        if not data:
+            raise ScannerFailure("closed", self._closed_message(sent, None))
+        return data.split(b"\0")[0].split(b"\n")[0].decode("utf-8", "replace").strip()
+
+    def _closed_message(self, sent: int | None, exc: OSError | None) -> str:
+        where = f" after {sent} bytes of the file" if sent is not None else ""
+        why = f" ({exc})" if exc else ""
+        return (f"clamd at {self.url} closed the connection{where} without an answer{why}; "
+                f"if that is near clamd's StreamMaxLength, raise StreamMaxLength above MAX_UPLOAD_MB")
+
+    def command(self, name: str) -> str:
+        """Send a simple command (PING, VERSION) and return clamd's one-line answer."""
+        sock = self._open()
+        try:
+            try:
+                sock.sendall(b"z" + name.encode("ascii") + b"\0")
+            except socket.timeout:
+                raise ScannerFailure("timeout", f"clamd at {self.url} did not take a command within "
+                                                f"{self.timeout:g} s") from None
+            except OSError as exc:
+                raise ScannerFailure("closed", f"clamd at {self.url} closed the connection: {exc}") from None
+            return self._read_reply(sock)
+        finally:
+            sock.close()
+
+    def instream(self, stream: BinaryIO, chunk_size: int = CHUNK_BYTES) -> Verdict:
+        """Stream from the current position to the end (memory: one chunk) and classify clamd's
+        answer. A send that fails because clamd hung up still reads what clamd said first: that is
+        how its StreamMaxLength refusal arrives (the reply, then a broken pipe)."""
+        sock = self._open()
+        sent = 0
+        try:
+            try:
+                sock.sendall(b"zINSTREAM\0")
+                while chunk := stream.read(chunk_size):
+                    sock.sendall(struct.pack("!L", len(chunk)) + chunk)
+                    sent += len(chunk)
+                sock.sendall(struct.pack("!L", 0))
+            except socket.timeout:
+                raise ScannerFailure("timeout", f"clamd at {self.url} stopped reading the file for "
+                                                f"{self.timeout:g} s after {sent} bytes") from None
+            except OSError:
+                pass  # clamd hung up; its answer, if it gave one, is still in our receive buffer
+            return classify(self._read_reply(sock, sent))
+        finally:
+            sock.close()
+
+    def stream_limit_below(self, size_bytes: int) -> bool:
+        """True if clamd's StreamMaxLength is below size_bytes. clamd has no command that prints
+        its configuration, but it checks each INSTREAM chunk's declared length against what is
+        left of StreamMaxLength before reading the chunk (clamd/session.c), so declaring one chunk
+        of size_bytes and sending none of it asks the question for free. Raises ScannerFailure
+        if clamd cannot be asked."""
+        sock = self._open()
+        try:
+            try:
+                sock.sendall(b"zINSTREAM\0" + struct.pack("!L", size_bytes))
+                sock.shutdown(socket.SHUT_WR)  # no bytes follow: clamd ends the stream without a scan
+            except OSError as exc:
+                raise ScannerFailure("closed", f"clamd at {self.url} closed the connection: {exc}") from None
+            try:
+                data = sock.recv(4096)
+            except socket.timeout:
+                raise ScannerFailure("timeout", f"clamd at {self.url} gave no answer within {self.timeout:g} s") from None
+            except OSError:
+                data = b""
+            return data.split(b"\0")[0].strip().decode("utf-8", "replace") == STREAM_LIMIT_REPLY
+        finally:
+            sock.close()
