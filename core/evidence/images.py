@@ -10,7 +10,7 @@ import struct
 import warnings
 from typing import BinaryIO
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageMath, ImageOps
 
 from core.platform.errors import ValidationError
 
@@ -36,20 +36,73 @@ def _unreadable() -> ValidationError:
     return ValidationError("image_unreadable", "This image is damaged or not a JPEG or PNG picture.")
 
 
-def _flatten(im: Image.Image) -> Image.Image:
-    """RGB pixels only, in a new image: nothing from the original's info dict comes along."""
-    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
-        # Transparent areas become white, not the black a plain RGB conversion gives.
-        rgba = im.convert("RGBA")
-        out = Image.new("RGB", rgba.size, (255, 255, 255))
-        out.paste(rgba, mask=rgba.getchannel("A"))
+# Modes with an alpha channel; a colour key (tRNS) in info["transparency"] is handled besides.
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+# Samples wider than 8 bits: scaled down to 8 bits, never clipped at 255.
+_WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float image as L, scaled (not clipped) to 0..255. 16-bit samples map
+    0..65535 -> 0..255; I and F are read by their range: I within 0..255 as is, within 0..65535 as
+    16-bit; F within 0..1 as a fraction; anything else stretched from its minimum to its maximum."""
+    if im.mode.startswith("I;16"):
+        im = im.convert("I")
+        scale, offset = 1 / 257, 0.0
+    else:
+        low, high = im.getextrema()
+        if im.mode == "F" and 0 <= low and high <= 1:
+            scale, offset = 255.0, 0.0
+        elif im.mode == "I" and 0 <= low and high <= 255:
+            scale, offset = 1.0, 0.0
+        elif 0 <= low and high <= 65535:
+            scale, offset = 1 / 257, 0.0
+        else:
+            scale = 255 / (high - low) if high > low else 0.0
+            offset = -low * scale
+    return im.point(lambda v: v * scale + offset).convert("L")
+
+
+def _key_mask(im: Image.Image, key: int) -> Image.Image:
+    """L mask of a wide grey image's colour key (PNG tRNS on 16-bit grey): 0 where transparent."""
+    wide = im.convert("I") if im.mode != "I" else im
+    opaque = ImageMath.lambda_eval(lambda a: a["notequal"](a["im"], key), im=wide)
+    return opaque.point(lambda v: v * 255).convert("L")
+
+
+def display_rgb(im: Image.Image) -> Image.Image:
+    """Any mode Pillow opens -> a new RGB image that looks like the original on a white page.
+
+    1, L, P, RGB, YCbCr: converted. Alpha (RGBA, LA, PA) and colour keys (P, L or RGB with tRNS):
+    transparent areas become white, never the black a plain conversion gives. CMYK: Pillow decodes
+    every CMYK JPEG with Adobe's inverted convention; one without an Adobe marker stores plain
+    values, so it is inverted back. I;16 and the other 16/32-bit and float modes: scaled to 8 bits
+    (_eight_bit). Nothing from the original's info dict (EXIF, ICC, comments) comes along.
+    Raises ValueError for a mode Pillow cannot convert to RGB (LAB, HSV)."""
+    key = im.info.get("transparency")
+    alpha = None
+    if im.mode == "CMYK" and "adobe" not in im.info:
+        im = ImageChops.invert(im)
+    if im.mode in _WIDE_MODES:
+        if isinstance(key, int) and im.mode != "F":
+            alpha = _key_mask(im, key)
+        im = _eight_bit(im)
+    elif im.mode in _ALPHA_MODES or key is not None:
+        rgba = im.convert("RGBA")  # applies a P, L or RGB colour key as alpha
+        im, alpha = rgba, rgba.getchannel("A")
+    if alpha is not None:
+        out = Image.new("RGB", im.size, (255, 255, 255))
+        out.paste(im.convert("RGB") if im.mode != "RGBA" else im, mask=alpha)
         return out
     rgb = im.convert("RGB")
     return Image.frombytes("RGB", rgb.size, rgb.tobytes())
 
 
 def make_thumbnail(src_stream: BinaryIO, max_px: int = 512) -> bytes:
-    """A JPEG no larger than max_px on either side, upright, with no metadata segments."""
+    """A JPEG no larger than max_px on either side, upright, with no metadata segments, that looks
+    like the original (display_rgb; the first frame of an animation). Raises ValidationError
+    image_too_large (over MAX_PIXELS) or image_unreadable (damaged, cut off, or a mode that cannot
+    be shown)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -57,9 +110,11 @@ def make_thumbnail(src_stream: BinaryIO, max_px: int = 512) -> bytes:
                 width, height = im.size
                 if width * height > MAX_PIXELS:
                     raise _too_large(width, height)
+                if im.format == "JPEG":
+                    im.draft(None, (max_px, max_px))  # decode at a reduced scale: less memory and time
                 upright = ImageOps.exif_transpose(im)
-                upright.thumbnail((max_px, max_px))
-                clean = _flatten(upright)
+                clean = display_rgb(upright)
+                clean.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ValidationError(
             "image_too_large", f"This image is too large to process (the limit is "

@@ -27,14 +27,22 @@ def thumbnail_key(file: EvidenceFile) -> str:
     return f"thumbnails/{file.user_id}/{file.activity_code}/{file.uuid}.jpg"
 
 
+# What the reviewer and the API say when a thumbnail cannot be made, by make_thumbnail's code.
+FAILURE_WORDS = {
+    "image_unreadable": "the image is damaged",
+    "image_too_large": "the image is too large to preview",
+}
+
+
 def make_file_thumbnail(file_id: int) -> str | None:
     """Store the thumbnail of a clean JPEG/PNG and return its key; None when there is nothing to
-    do (not an image, not clean, already done, deleted) or the image cannot be decoded (retrying
-    would fail the same way, so that is logged, not raised)."""
+    do (not an image, not clean, already done or already failed, deleted) or the image cannot be
+    decoded. That last is a final outcome, stored on the row (thumbnail_state `failed` and its
+    reason in words, FAILURE_WORDS) and audited, not raised: retrying would fail the same way."""
     storage = services().storage
     file = db.session.get(EvidenceFile, file_id)
     if (file is None or file.ext not in IMAGE_EXTS or file.scan_state != "clean"
-            or file.deleted_at is not None or file.thumbnail_key):
+            or file.deleted_at is not None or file.thumbnail_key or file.thumbnail_state == "failed"):
         return None
     source_key, key = file.storage_key, thumbnail_key(file)
     db.session.rollback()  # no transaction held open while Pillow works
@@ -50,6 +58,7 @@ def make_file_thumbnail(file_id: int) -> str | None:
             if isinstance(exc.__cause__, JobTimeoutException):
                 raise exc.__cause__ from None  # RQ stopped a slow decode: a failed job, not a bad image
             log.warning("no thumbnail for evidence file", extra={"file_id": file_id, "code": exc.code})
+            _record_failure(file_id, exc.code)
             return None
 
     storage.put(key, io.BytesIO(data), len(data), "image/jpeg")
@@ -60,7 +69,7 @@ def make_file_thumbnail(file_id: int) -> str | None:
             db.session.rollback()
             storage.delete(key)
             return None
-        file.thumbnail_key = key
+        file.thumbnail_key, file.thumbnail_state, file.thumbnail_error = key, "made", None
         audit.record("file.thumbnail_made", "evidence_file", file.id, key=key, size=len(data))
         db.session.commit()
     except Exception as exc:
@@ -73,3 +82,14 @@ def make_file_thumbnail(file_id: int) -> str | None:
         storage.delete(key)
         raise
     return key
+
+
+def _record_failure(file_id: int, code: str) -> None:
+    """The final outcome of an image no thumbnail can be made of; the original stays servable."""
+    file = db.session.get(EvidenceFile, file_id, with_for_update=True, populate_existing=True)
+    if file is None or file.thumbnail_key or file.deleted_at is not None:
+        db.session.rollback()
+        return
+    file.thumbnail_state, file.thumbnail_error = "failed", FAILURE_WORDS.get(code, "the image is damaged")
+    audit.record("file.thumbnail_failed", "evidence_file", file.id, code=code, reason=file.thumbnail_error)
+    db.session.commit()
