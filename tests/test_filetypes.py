@@ -1,6 +1,7 @@
 """Allow-list typing on real bytes, through the real libmagic."""
 from __future__ import annotations
 
+import codecs
 import io
 import unicodedata
 import zipfile
@@ -92,7 +93,8 @@ def test_detect_reads_only_the_head() -> None:
         ("points.csv", CSV, "csv", "text/csv"),
         ("semicolons.csv", b"name;points\nAlice;10\n", "csv", "text/csv"),
         ("bom.csv", "\ufeffname,points\nZoë,10\n".encode(), "csv", "text/csv"),
-        ("latin1.csv", "name,points\nJosé,3\n".encode("latin-1"), "csv", "text/csv"),
+        ("utf16.csv", "name,points\nZoë,10\n".encode("utf-16"), "csv", "text/csv"),
+        ("utf16be.csv", codecs.BOM_UTF16_BE + "name;points\nZoë;10\n".encode("utf-16-be"), "csv", "text/csv"),
     ],
 )
 def test_accepts_allowed_files(name: str, data: bytes, ext: str, content_type: str) -> None:

@@ -146,7 +146,8 @@ CASES = [
     Case("truncated PNG", "cut.png", image_bytes("PNG", (300, 300), (9, 99, 199))[:400], "image_unreadable"),
     # hostile text
     Case("CSV with NUL bytes", "nul.csv", b"a,b\n1,\x00\x00\x002\n", "file_type_mismatch"),
-    Case("CSV in UTF-16", "utf16.csv", "name,count\nAda,3\n".encode("utf-16"), "file_type_mismatch"),
+    Case("CSV in UTF-16 with a BOM", "utf16.csv", "name,count\nAda,3\n".encode("utf-16"), "clean"),
+    Case("CSV in Windows-1252", "cp1252.csv", "name,count\nJosé,3\n".encode("cp1252"), "csv_encoding_not_supported"),
     # PDFs with active content
     Case("PDF with JavaScript", "js.pdf",
          pdf_with(b"", b"/OpenAction << /S /JavaScript /JS (app.alert(1)) >>"), "pdf_active_content"),

@@ -125,21 +125,65 @@ def ext_of(name: str | None) -> str:
     return ext.lower()
 
 
-def _text_problem(head: bytes) -> str | None:
-    """Why these bytes are not CSV text, or None. head may end mid-character: that is allowed."""
+class _CsvEncoding(Exception):
+    """Text, but in an encoding the product does not take; args[0] names it for a person."""
+
+
+def _csv_text(head: bytes) -> str:
+    """The head of a CSV decoded as UTF-8 (with or without BOM) or UTF-16 with a BOM, the two
+    encodings spreadsheet exporters write that are accepted (the file itself is kept byte for
+    byte). head may end mid-character: that is allowed. Raises _CsvEncoding for other text
+    (Windows-1252/Latin-1, UTF-16 without a BOM, UTF-32) and ValueError for what is not text."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00
+        raise _CsvEncoding("UTF-32")
+    codec = "utf-16" if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
     try:
-        text = codecs.getincrementaldecoder("utf-8-sig")("strict").decode(head, final=False)
+        return codecs.getincrementaldecoder(codec)("strict").decode(head, final=False)
     except UnicodeDecodeError:
-        try:
-            # cp1252 is the "latin-1-ish" that spreadsheets export; its five unmapped bytes fail.
-            text = head.decode("cp1252")
-        except UnicodeDecodeError:
-            return "not UTF-8 or Latin-1 text"
+        if codec == "utf-16":
+            raise ValueError("not UTF-16 text despite its byte-order mark") from None
+    if _utf16_without_bom(head):
+        raise _CsvEncoding("UTF-16 without a byte-order mark")
+    try:
+        text = head.decode("cp1252")  # its five unmapped bytes fail: then it is not text at all
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    if _BAD_TEXT_CONTROLS.search(text):
+        raise ValueError("contains binary control characters")
+    raise _CsvEncoding("an older Windows or Latin-1 encoding")
+
+
+def _utf16_without_bom(head: bytes) -> bool:
+    """Every other byte NUL (ASCII text in UTF-16LE or BE) and the rest decodes as text."""
+    pairs = len(head) // 2
+    if pairs < 2 or head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return False
+    for zero_at, codec in ((1, "utf-16-le"), (0, "utf-16-be")):
+        if head[zero_at::2][:pairs].count(0) >= 0.9 * pairs and head[1 - zero_at::2][:pairs].count(0) == 0:
+            try:
+                return not _BAD_TEXT_CONTROLS.search(head[: pairs * 2].decode(codec))
+            except UnicodeDecodeError:
+                return False
+    return False
+
+
+def _text_problem(head: bytes) -> str | None:
+    """Why these bytes are not CSV text, or None. Raises _CsvEncoding for text in another encoding."""
+    try:
+        text = _csv_text(head)
+    except ValueError as exc:
+        return str(exc)
     if _BAD_TEXT_CONTROLS.search(text):
         return "contains binary control characters"
     if _MARKUP.search(text):
         return "contains HTML or script markup"
     return None
+
+
+def _refuse_encoding(exc: _CsvEncoding, field: str) -> NoReturn:
+    _refuse(UnsupportedMediaType, "csv_encoding_not_supported",
+            f"This CSV file is saved in {exc.args[0]}, which we cannot read reliably. In your spreadsheet "
+            f"app choose Save As > \"CSV UTF-8\" and upload that file.", field, f"encoding: {exc.args[0]}")
 
 
 def _refuse(exc_cls: type, code: str, message: str, field: str, issue: str) -> NoReturn:
@@ -154,7 +198,8 @@ def check(
 ) -> TypedFile:
     """Type an upload by its first bytes; raise a DomainError with a stable code if it is refused.
 
-    Codes: filename_invalid, file_empty (400); file_type_not_allowed, file_type_mismatch (415).
+    Codes: filename_invalid, file_empty (400); file_type_not_allowed, file_type_mismatch,
+    csv_encoding_not_supported (415: a CSV that is text, but not UTF-8 or UTF-16 with a BOM).
     """
     raw = filename or ""
     if not raw.strip() or "\x00" in raw:
@@ -177,6 +222,9 @@ def check(
                 f"Files ending in .{ext} are not accepted. Accepted types: {kinds}.", field,
                 f"detected {detected}")
     said = _EXT_WORDS.get(ext, f"a .{ext} file")
+    if ext == "csv" and detected not in ALLOWED[ext] and _utf16_without_bom(head_bytes):
+        # libmagic calls BOM-less UTF-16 binary; it is text the person can re-save.
+        _refuse_encoding(_CsvEncoding("UTF-16 without a byte-order mark"), field)
     if detected not in ALLOWED[ext]:
         # The contents are a type we know but have switched off (PNG bytes named .jpg, png off).
         known_off = [e for e, types in ALLOWED.items() if detected in types and e not in permitted]
@@ -188,7 +236,10 @@ def check(
                 f"This file says it is {said}, but its contents are {describe_type(detected)}.",
                 field, f"detected {detected}")
     if ext == "csv":
-        problem = _text_problem(head_bytes)
+        try:
+            problem = _text_problem(head_bytes)
+        except _CsvEncoding as exc:
+            _refuse_encoding(exc, field)
         if problem:
             _refuse(UnsupportedMediaType, "file_type_mismatch",
                     f"This file says it is {said}, but its contents are not plain spreadsheet text.",

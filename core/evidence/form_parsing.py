@@ -7,6 +7,8 @@ leaves little to re-copy. Memory stays one read per request.
 """
 from __future__ import annotations
 
+import re
+
 from flask import Request
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
@@ -19,6 +21,30 @@ from core.evidence.spooling import UploadSpool
 READ_SIZE = 1024 * 1024 - 64 * 1024
 
 
+# The quoted filename parameter as the client sent it (browsers send `"` as %22, so the first
+# closing quote ends it), and whether an RFC 5987 filename* (which werkzeug prefers) is there.
+_RAW_FILENAME = re.compile(r'(?:^|;)\s*filename\s*=\s*"([^"]*)"', re.IGNORECASE)
+_EXTENDED_FILENAME = re.compile(r'(?:^|;)\s*filename\*\s*=', re.IGNORECASE)
+
+
+def client_file_name(parsed: str | None, content_disposition: str | None) -> str | None:
+    """The part's file name with any client path removed, from the raw Content-Disposition.
+
+    werkzeug reads a quoted parameter as an HTTP quoted-string, where a backslash escapes the next
+    character, so an older Windows browser's `filename="C:\\Users\\Example\\scan.pdf"` arrives as
+    `C:UsersExamplescan.pdf`, folder and account names glued into the name. Browsers do not
+    escape backslashes (WHATWG HTML, multipart/form-data encoding), so when the raw value holds one
+    it is a path separator: only what follows the last / or \\ is kept. Otherwise (and whenever
+    filename* is present) werkzeug's reading stands; core.platform.filenames strips POSIX paths."""
+    if not content_disposition or _EXTENDED_FILENAME.search(content_disposition):
+        return parsed
+    match = _RAW_FILENAME.search(content_disposition)
+    if not match or "\\" not in match.group(1):
+        return parsed
+    base = re.split(r"[/\\]", match.group(1))[-1]
+    return base or parsed
+
+
 class LargeReadFormDataParser(FormDataParser):
     def _parse_multipart(self, stream, mimetype, content_length, options):
         boundary = options.get("boundary", "").encode("ascii")
@@ -27,6 +53,8 @@ class LargeReadFormDataParser(FormDataParser):
         parser = MultiPartParser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
                                  max_form_parts=self.max_form_parts, cls=self.cls, buffer_size=READ_SIZE)
         form, files = parser.parse(stream, boundary, content_length)
+        for _field, storage in files.items(multi=True):
+            storage.filename = client_file_name(storage.filename, storage.headers.get("Content-Disposition"))
         return stream, form, files
 
 
