@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hmac
 import secrets
+import unicodedata
 
 from blinker import Namespace
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -31,8 +32,38 @@ class LoginThrottled(Exception):
     pass
 
 
-def normalise_email(email: str) -> str:
-    return (email or "").strip().lower()
+def normalise_email(email: str | None) -> str:
+    """The one spelling of an address that is stored and compared: Unicode NFC (a composed "ë"
+    and "e" + combining diaeresis are one letter), trimmed, casefolded (case-insensitive as the
+    product always was; casefold also folds "ß" to "ss"), and NFC again since casefolding can
+    decompose. Used wherever an address comes in: sign-in, user creation (form and command),
+    Kajabi matching, backfill files. Migration 0004_evidence rewrote stored addresses to it."""
+    text = unicodedata.normalize("NFC", (email or "").strip())
+    return unicodedata.normalize("NFC", text.casefold())
+
+
+def normalise_password(password: str | None) -> str:
+    """NFKC (NIST SP 800-63B 5.1.1.2 asks for NFKC or NFKD before hashing): the same password typed
+    on keyboards that compose "ë" or "Å" differently, or with full-width digits, is one password.
+    Hashes made before this rule hold the raw form; check_password accepts both (see there)."""
+    return unicodedata.normalize("NFKC", password or "")
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(normalise_password(password))
+
+
+def check_password(stored_hash: str, password: str | None) -> tuple[bool, bool]:
+    """(matches, needs_rehash). The NFKC form is checked first; a hash made before passwords were
+    normalised holds the raw form, so that is tried too (only when it differs), and a match that
+    way asks the caller to store the NFKC hash (done on the next successful sign-in), so no one
+    is locked out and every hash ends in one form."""
+    raw = password or ""
+    if check_password_hash(stored_hash, normalise_password(raw)):
+        return True, False
+    if normalise_password(raw) != raw and check_password_hash(stored_hash, raw):
+        return True, True
+    return False, False
 
 
 def create_user(email: str, role: str, password: str | None = None, name: str = "", city: str | None = None) -> tuple[User, str]:
@@ -45,10 +76,10 @@ def create_user(email: str, role: str, password: str | None = None, name: str = 
     if db.session.query(User.id).filter_by(email=email).first():
         raise Conflict("user_exists", f"A user with e-mail {email} already exists.")
     password = password or secrets.token_urlsafe(12)
-    if len(password) < 8:
+    if len(normalise_password(password)) < 8:
         raise ValidationError("password_too_short", "Passwords need at least 8 characters.", [{"field": "password", "issue": "too short"}])
     user = User(email=email, role=role, name=name or email.split("@")[0], city=city,
-                password_hash=generate_password_hash(password))
+                password_hash=hash_password(password))
     db.session.add(user)
     db.session.flush()
     user_created.send(user)  # e.g. a waiting Kajabi event may be this user's (core.points.kajabi)
@@ -56,7 +87,7 @@ def create_user(email: str, role: str, password: str | None = None, name: str = 
 
 
 def set_password(user: User, password: str) -> None:
-    user.password_hash = generate_password_hash(password)
+    user.password_hash = hash_password(password)
 
 
 def _keys(email: str, address: str) -> list[str]:
@@ -65,7 +96,9 @@ def _keys(email: str, address: str) -> list[str]:
 
 
 def authenticate(email: str, password: str, address: str) -> User | None:
-    """The user, or None. Raises LoginThrottled after too many recent failures."""
+    """The user, or None. Raises LoginThrottled after too many recent failures. The e-mail and
+    password are normalised (normalise_email, normalise_password); a hash still in the raw form is
+    replaced by the NFKC one on this successful sign-in (committed here)."""
     svc = services()
     email = normalise_email(email)
     keys = _keys(email, address)
@@ -81,13 +114,16 @@ def authenticate(email: str, password: str, address: str) -> User | None:
         raise LoginThrottled("Too many failed sign-ins. Wait 15 minutes and try again.")
     try:
         user = db.session.query(User).filter_by(email=email).first()
-        ok = check_password_hash(user.password_hash if user else _dummy_hash(), password or "")
+        ok, stale = check_password(user.password_hash if user else _dummy_hash(), password)
     except Exception:
         _take_back(svc.redis, keys)  # not a failed guess: the database, not the password, failed
         raise
     if user and ok and user.active:
         svc.redis.delete(keys[0])
         _take_back(svc.redis, keys[1:])
+        if stale:
+            set_password(user, password)  # the raw-form hash of an older account becomes NFKC's
+            db.session.commit()
         return user
     return None
 

@@ -17,6 +17,7 @@ from datetime import date, datetime, timezone
 
 from sqlalchemy import func, select
 
+from core.accounts.users import normalise_email
 from core.points import ledger, rules
 from core.platform.db import db, utcnow
 from core.platform.errors import Conflict, NotFound, ValidationError
@@ -50,7 +51,7 @@ def _normalise(row: dict, line: int) -> dict:
     for key, value in row.items():
         if key not in FIELDS and key not in ("counters", "session_date", "_error") and str(value).strip().lstrip("-").isdigit():
             counters[key] = int(value)
-    return {"line": line, "email": (row.get("email") or "").strip().lower(),
+    return {"line": line, "email": normalise_email(row.get("email") if isinstance(row.get("email"), str) else ""),
             "activity_code": (row.get("activity_code") or "").strip(), "event_id": str(row.get("event_id") or "").strip(),
             "event_time": (row.get("event_time") or "").strip(), "session_date": (row.get("session_date") or "").strip() or None,
             "counters": {k: int(v) for k, v in counters.items()}, "error": row.get("_error")}

@@ -24,7 +24,7 @@ from core.platform.db import db, is_postgres, utcnow
 from core.platform.errors import AuthError, Conflict, Unavailable, ValidationError
 from core.platform.models import ActivityTag, KajabiEvent, User
 from core.platform.queues import enqueue_after_commit, enqueue_committed, rq_timeout_in
-from core.accounts.users import user_created
+from core.accounts.users import normalise_email, user_created
 from core.platform.services import services
 
 log = logging.getLogger("kajabi")
@@ -109,7 +109,7 @@ def parse(body, raw_body: bytes) -> ParsedEvent:
         # No id: the body itself identifies the event, so a resend is still a duplicate.
         event_id = "body:" + hashlib.sha256(raw_body).hexdigest()
     email = _text(contact.get("email"))
-    return ParsedEvent(event_id[:255], event_type[:64], _text(contact.get("id")), email.lower() if email else None,
+    return ParsedEvent(event_id[:255], event_type[:64], _text(contact.get("id")), normalise_email(email) or None,
                        rules.normalise_tag(tag_name) or None, _parse_time(created))
 
 
@@ -141,14 +141,15 @@ def store(parsed: ParsedEvent, body: dict) -> tuple[int | None, bool]:
 # --- processing (a job) -------------------------------------------------------------------------
 
 def match_user(contact_id: str | None, email: str | None) -> User | None:
-    """By Kajabi contact id, then e-mail (case-insensitive); binds the contact id on first match."""
+    """By Kajabi contact id, then e-mail (normalise_email's spelling: NFC, casefolded); binds the
+    contact id on first match."""
     if contact_id:
         user = db.session.scalar(select(User).where(User.kajabi_contact_id == contact_id))
         if user is not None:
             return user
     if not email:
         return None
-    user = db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    user = db.session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
     if user is not None and contact_id and user.kajabi_contact_id is None:
         user.kajabi_contact_id = contact_id
     return user
