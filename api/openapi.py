@@ -35,6 +35,14 @@ EXAMPLES = {
     "thumbnail_not_ready": _error("conflict", "thumbnail_not_ready", "The thumbnail is still being made. Try again in a minute."),
     "file_infected": _error("not_found", "file_infected", "This file contained malware (Eicar-Test-Signature) and was deleted."),
     "file_deleted": _error("not_found", "file_deleted", "This file was deleted under the retention policy."),
+    "file_unscannable": _error("validation_error", "file_unscannable",
+                               "This file could not be fully checked for viruses, so it is never served: it holds more "
+                               "than our virus scanner can check (for example a large attachment inside the document). "
+                               "Send the document without attachments, or split it into smaller files.",
+                               [{"field": "file", "issue": "limits_exceeded: Heuristics.Limits.Exceeded.MaxFileSize"}]),
+    "thumbnail_failed": _error("validation_error", "thumbnail_failed",
+                               "No preview: the image is damaged. The original can still be downloaded.",
+                               [{"field": "file", "issue": "the image is damaged"}]),
     "internal": _error("internal", "internal_error", "Something went wrong on our side. Quote request id 3f2a... when reporting it."),
     "database_timeout": _error("unavailable", "database_timeout",
                                "The database took too long to answer; nothing was saved. Try again shortly. (request id 3f2a...)"),
@@ -48,6 +56,7 @@ STATUS_EXAMPLES = {
     "409": ["duplicate_event", "cap_reached", "unmatched_contact", "file_not_ready", "file_not_scanned",
             "thumbnail_not_ready"],
     "410": ["file_infected", "file_deleted"],
+    "422": ["file_unscannable", "thumbnail_failed"],
     "413": ["payload_too_large"],
     "500": ["internal"],
     "503": ["not_configured"],
@@ -127,15 +136,15 @@ def document() -> dict:
             "responses": {"200": {"description": "The file, Content-Disposition: attachment",
                                   "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                           "302": {"description": "Redirect to a presigned link (at most 3600 s)"},
-                          **_errors("401", "404", "409", "410")}}},
+                          **_errors("401", "404", "409", "410", "422")}}},
         "/api/files/{file_id}/signed-url": {"get": {
             "summary": "A short-lived download link", "tags": ["files"], "security": SESSION,
             "parameters": [FILE_ID, _int_param("ttl", description="Seconds; clamped to 3600", minimum=1)],
-            "responses": {"200": _json("Link", signed), **_errors("400", "401", "404", "409", "410")}}},
+            "responses": {"200": _json("Link", signed), **_errors("400", "401", "404", "409", "410", "422")}}},
         "/api/files/{file_id}/thumbnail": {"get": {
             "summary": "The EXIF-free thumbnail of a clean image", "tags": ["files"], "security": SESSION,
             "parameters": [FILE_ID],
-            "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}, **_errors("401", "404", "409", "410")}}},
+            "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}, **_errors("401", "404", "409", "410", "422")}}},
         "/api/files/signed-urls": {"post": {
             "summary": "Many short-lived links at once", "tags": ["files"], "security": SESSION,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["file_ids"],

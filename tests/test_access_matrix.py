@@ -86,6 +86,7 @@ def matrix(s: dict) -> dict[tuple[str, str], tuple[str, dict]]:
         ("/admin/kajabi/<int:event_id>/attach", "POST"): (f"/admin/kajabi/{eid}/attach", ADMINS_POST),
         ("/admin/kajabi/reconcile", "POST"): ("/admin/kajabi/reconcile", ADMINS_POST),
         ("/admin/outbox", "GET"): ("/admin/outbox", ADMINS),
+        ("/admin/unscannable", "GET"): ("/admin/unscannable", ADMINS),
         ("/admin/outbox/retry", "POST"): ("/admin/outbox/retry", ADMINS_POST),
         ("/admin/retention", "GET"): ("/admin/retention", ADMINS),
         ("/admin/retention", "POST"): ("/admin/retention", ADMINS_POST),
