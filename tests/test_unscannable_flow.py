@@ -86,6 +86,9 @@ def test_the_reported_pdf_is_unscannable_never_served_and_everyone_is_told(clamd
     assert (bomb.scan_state, fixed.scan_state, submission.status) == ("unscannable", "clean", "in_review")
     assert reviewer.get(f"/api/files/{bomb.id}").status_code == 422
     assert reviewer.get(f"/api/files/{fixed.id}").status_code == 200
+    seen = html_lib.unescape(reviewer.get(f"/review/{submission.id}").get_data(as_text=True))
+    assert "Some files could not be fully checked for viruses" in seen
+    assert f'data-testid="unscannable-{bomb.id}"' in seen and f'data-testid="download-{fixed.id}"' in seen
 
 
 def test_a_submission_with_a_clean_and_an_unscannable_file_goes_back_to_the_uploader(clamd_app):

@@ -26,8 +26,7 @@ UNSCANNABLE_REASONS = {
                        "smaller files",
     "encrypted": "it is protected with a password, so our virus scanner cannot read it. "
                  "Send a copy without a password",
-    "stream_too_long": "it is larger than our virus scanner accepts. Split it into smaller files "
-                       "(we have told the operators)",
+    "stream_too_long": "it is larger than our virus scanner accepts. Split it into smaller files",
 }
 
 

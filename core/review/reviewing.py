@@ -322,6 +322,9 @@ def hints(submission: Submission) -> list[str]:
             found.append(f"A file with SHA-256 {sha[:12]}... was also uploaded with submission {other_id}.")
     if any(f.scan_state == "unscanned" for f in submission.files):
         found.append("Some files were not scanned for viruses (scanning is turned off).")
+    if any(f.scan_state == "unscannable" and f.deleted_at is None for f in submission.files):
+        found.append("Some files could not be fully checked for viruses; they cannot be downloaded. "
+                     "Judge the submission by the other files, or ask for changes.")
     return found
 
 
