@@ -10,3 +10,11 @@ def make_thumbnail(file_id: int) -> str | None:
 
     with job_context():
         return make_file_thumbnail(int(file_id))
+
+
+def sweep_missing() -> dict:
+    """Periodic: re-enqueue lost thumbnail jobs and record a final failure after a failed retry."""
+    from core.evidence.thumbnails import sweep_missing as sweep
+
+    with job_context():
+        return sweep()

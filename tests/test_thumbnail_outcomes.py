@@ -76,3 +76,48 @@ def test_an_rgb_png_with_a_trns_colour_key_shows_white_where_it_is_transparent(a
         left, right = rgb.getpixel((50, 50)), rgb.getpixel((150, 50))
     assert min(left) >= 245, f"transparent area is {left}, not white"
     assert all(abs(a - b) <= 12 for a, b in zip(right, (20, 90, 200)))
+
+
+def test_a_lost_thumbnail_job_is_queued_again_and_a_failing_one_ends_with_a_final_answer(app):
+    """Redis lost the job (or its work horse died): the sweep gives the image its outcome."""
+    from datetime import timedelta
+
+    from core.evidence.thumbnails import sweep_missing
+    from tests.evidence_support import png
+
+    people = setup_people(app)
+    _, [file_id] = submit(app, people["owner"], [("photo.png", png())])
+    run_worker(app)
+    storage = app.extensions["points"].storage
+    with app.app_context():
+        row = db.session.get(EvidenceFile, file_id)
+        storage.delete(row.thumbnail_key)
+        row.thumbnail_key = row.thumbnail_state = None  # as if the job had never run
+        row.scanned_at = row.scanned_at - timedelta(hours=1)
+        db.session.commit()
+        app.extensions["points"].redis.delete(f"rq:job:thumbnail-{file_id}")  # and Redis forgot it
+        assert sweep_missing()["enqueued"] == 1
+        assert sweep_missing()["skipped"] == 1  # queued: not a second time
+    run_worker(app)
+    assert _row(app, file_id).thumbnail_state == "made"
+
+    # Now a job that fails every time: the original object is gone from the store, so each run
+    # raises. After the job and one retry failed, the outcome is recorded as final.
+    with app.app_context():
+        row = db.session.get(EvidenceFile, file_id)
+        storage.delete(row.thumbnail_key)
+        row.thumbnail_key = row.thumbnail_state = None
+        db.session.commit()
+        storage.delete(row.storage_key)
+        redis = app.extensions["points"].redis
+        redis.delete(f"rq:job:thumbnail-{file_id}")
+        assert sweep_missing()["enqueued"] == 1
+    run_worker(app)
+    with app.app_context():
+        assert sweep_missing()["retried"] == 1
+    run_worker(app)
+    with app.app_context():
+        assert sweep_missing()["failed"] == 1
+        assert sweep_missing() == {"enqueued": 0, "retried": 0, "failed": 0, "skipped": 0}
+    row = _row(app, file_id)
+    assert (row.thumbnail_state, row.thumbnail_error) == ("failed", "the preview could not be made")

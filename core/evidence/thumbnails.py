@@ -7,20 +7,23 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+from datetime import timedelta
 
 from rq.timeouts import JobTimeoutException
+from sqlalchemy import select
 
 from core.platform import audit
-from core.platform.db import db
+from core.platform.db import db, utcnow
 from core.platform.errors import ValidationError
 from core.evidence.uploads import IMAGE_EXTS
 from core.evidence.images import make_thumbnail
 from core.platform.models import EvidenceFile
-from core.platform.queues import rq_timeout_in
+from core.platform.queues import ALIVE_STATES, job_statuses, rq_timeout_in
 from core.platform.services import services
 
 log = logging.getLogger(__name__)
 MAX_PX = 512
+JOB_TIMEOUT_S = 120
 
 
 def thumbnail_key(file: EvidenceFile) -> str:
@@ -31,6 +34,7 @@ def thumbnail_key(file: EvidenceFile) -> str:
 FAILURE_WORDS = {
     "image_unreadable": "the image is damaged",
     "image_too_large": "the image is too large to preview",
+    "job_failed": "the preview could not be made",
 }
 
 
@@ -93,3 +97,48 @@ def _record_failure(file_id: int, code: str) -> None:
     file.thumbnail_state, file.thumbnail_error = "failed", FAILURE_WORDS.get(code, "the image is damaged")
     audit.record("file.thumbnail_failed", "evidence_file", file.id, code=code, reason=file.thumbnail_error)
     db.session.commit()
+
+
+def thumbnail_job_id(file_id: int, suffix: str = "") -> str:
+    return f"thumbnail-{file_id}{suffix}"
+
+
+def sweep_missing(older_than_minutes: int = 15, limit: int = 500) -> dict:
+    """Give every clean image an outcome, so none stays "not ready" for ever: for images scanned
+    more than `older_than_minutes` ago with neither a thumbnail nor a recorded failure, enqueue
+    the job again when Redis lost it; when it failed (an exception, or its work horse died on the
+    image), try once more under a second id, and if that failed too, record the failure as final
+    ("the preview could not be made"). Files whose job is queued or running are left alone.
+    Returns {"enqueued", "retried", "failed", "skipped"} counts."""
+    svc = services()
+    cutoff = utcnow() - timedelta(minutes=older_than_minutes)
+    ids = list(db.session.scalars(
+        select(EvidenceFile.id).where(
+            EvidenceFile.scan_state == "clean", EvidenceFile.ext.in_(IMAGE_EXTS), EvidenceFile.deleted_at.is_(None),
+            EvidenceFile.thumbnail_key.is_(None), EvidenceFile.thumbnail_state.is_(None),
+            EvidenceFile.scanned_at <= cutoff).order_by(EvidenceFile.id).limit(limit)))
+    db.session.rollback()
+    counts = {"enqueued": 0, "retried": 0, "failed": 0, "skipped": 0}
+    if not ids:
+        return counts
+    job_ids = [j for i in ids for j in (thumbnail_job_id(i), thumbnail_job_id(i, "-retry"))]
+    statuses = iter(job_statuses(svc.redis, job_ids))
+    for file_id in ids:
+        first, retry = next(statuses), next(statuses)
+        if first in ALIVE_STATES or retry in ALIVE_STATES:
+            counts["skipped"] += 1
+        elif first is None and retry is None:
+            _enqueue(svc, file_id, "")
+            counts["enqueued"] += 1
+        elif retry is None:
+            _enqueue(svc, file_id, "-retry")
+            counts["retried"] += 1
+        else:
+            _record_failure(file_id, "job_failed")
+            counts["failed"] += 1
+    return counts
+
+
+def _enqueue(svc, file_id: int, suffix: str) -> None:
+    svc.queues.enqueue("media", "jobs.thumbnails.make_thumbnail", file_id,
+                       job_id=thumbnail_job_id(file_id, suffix), timeout=JOB_TIMEOUT_S)
