@@ -1,22 +1,20 @@
 """clamd's INSTREAM protocol, and one classification for every way clamd can answer.
 
-clamd's answers (ClamAV 1.4, clamd/server-th.c and session.c; each checked in
-tests/test_clamd_answers.py against a real clamd, or against a small socket server of the test's own
-for answers a real clamd cannot be made to give):
+clamd's answers (ClamAV 1.4; each checked in tests/test_clamd_answers.py against a real clamd, or
+against a small socket server of the test's own for answers a real clamd gives only when
+something is wrong), and what they become:
 
-| clamd answers                                  | verdict                      | file        |
-| ---------------------------------------------- | ---------------------------- | ----------- |
-| `stream: OK`                                   | clean                        | served      |
-| `stream: <name> FOUND`                         | infected                     | deleted     |
-| `stream: Heuristics.Limits.Exceeded.* FOUND`   | unscannable `limits_exceeded`| kept, never served |
-| `stream: Heuristics.Encrypted.* FOUND`         | unscannable `encrypted`      | kept, never served |
-| `INSTREAM size limit exceeded. ERROR` (then it closes; the client's send fails with a broken pipe) | unscannable `stream_too_long` (StreamMaxLength) | kept, never served |
-| `<anything> ERROR`                             | ScannerFailure `error`       | stays pending, retried |
-| `UNKNOWN COMMAND`                              | ScannerFailure `protocol`    | stays pending, retried |
-| nothing within CLAMD_TIMEOUT_SECONDS           | ScannerFailure `timeout`     | stays pending, retried |
-| connection closed without an answer            | ScannerFailure `closed`      | stays pending, retried |
-| cannot connect                                 | ScannerFailure `unreachable` | stays pending, retried |
-| any other line                                 | ScannerFailure `protocol`    | stays pending, retried |
+- `stream: OK` -> clean.
+- `stream: <name> FOUND` -> infected, except:
+  `Heuristics.Limits.Exceeded.*` (clamd stopped at MaxFileSize, MaxScanSize, MaxRecursion,
+  MaxFiles, MaxScanTime...; reported only with AlertExceedsMax) -> unscannable `limits_exceeded`;
+  `Heuristics.Encrypted.*` (AlertEncrypted) -> unscannable `encrypted`.
+- `INSTREAM size limit exceeded. ERROR`, after which clamd closes the connection (so the
+  client's next send fails with a broken pipe) -> unscannable `stream_too_long` (StreamMaxLength).
+- Any other `... ERROR` -> ScannerFailure `error`; `UNKNOWN COMMAND` or a line this client does
+  not know -> `protocol`; no answer within the timeout -> `timeout`; the connection closed
+  without an answer -> `closed`; no connection -> `unreachable`. A ScannerFailure leaves the
+  file pending and the scan is retried (it is a ScannerUnavailable).
 
 Nothing here ever reads an unexpected answer as clean.
 """
@@ -126,7 +124,6 @@ class ClamdConnection:
         except socket.timeout:
             raise ScannerFailure("timeout", f"clamd at {self.url} gave no answer within {self.timeout:g} s") from None
         except OSError as exc:
-            data = data or b""
             if not data:
                 raise ScannerFailure("closed", self._closed_message(sent, exc)) from None
         if not data:

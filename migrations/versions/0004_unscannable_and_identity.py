@@ -76,8 +76,9 @@ def upgrade():
 
 
 def downgrade():
-    # Addresses stay in their normalised form: the old code lower-cased them too, and compares
-    # them the same way, so no one is locked out.
+    # Addresses stay in their normalised form (there is no way back to each one's old spelling).
+    # The old code compares lower-cased input with them, which matches every address except the
+    # few whose casefold differs from their lower case ("ß" -> "ss").
     with op.batch_alter_table('evidence_files', schema=None) as batch_op:
         batch_op.drop_column('thumbnail_error')
         batch_op.drop_column('thumbnail_state')
