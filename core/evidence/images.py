@@ -88,14 +88,22 @@ def display_rgb(im: Image.Image) -> Image.Image:
             alpha = _key_mask(im, key)
         im = _eight_bit(im)
     elif im.mode in _ALPHA_MODES or key is not None:
-        rgba = im.convert("RGBA")  # applies a P, L or RGB colour key as alpha
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")  # applies a P, L or RGB colour key as alpha
         im, alpha = rgba, rgba.getchannel("A")
     if alpha is not None:
         out = Image.new("RGB", im.size, (255, 255, 255))
         out.paste(im.convert("RGB") if im.mode != "RGBA" else im, mask=alpha)
         return out
     rgb = im.convert("RGB")
-    return Image.frombytes("RGB", rgb.size, rgb.tobytes())
+    rgb.info = {}
+    return rgb
+
+
+def _resize_first(im: Image.Image) -> bool:
+    """True when shrinking before display_rgb gives the same picture for less memory: plain
+    colour modes with no colour key (resizing would blend the key colour into its neighbours,
+    and P or 1 would be resized by nearest neighbour)."""
+    return im.mode in ("RGB", "L", "CMYK", "YCbCr") and "transparency" not in im.info
 
 
 def make_thumbnail(src_stream: BinaryIO, max_px: int = 512) -> bytes:
@@ -112,9 +120,18 @@ def make_thumbnail(src_stream: BinaryIO, max_px: int = 512) -> bytes:
                     raise _too_large(width, height)
                 if im.format == "JPEG":
                     im.draft(None, (max_px, max_px))  # decode at a reduced scale: less memory and time
-                upright = ImageOps.exif_transpose(im)
-                clean = display_rgb(upright)
-                clean.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+                # In place: a copy of a 40-megapixel image is 160 MB the work horse need not hold.
+                im.load()
+                ImageOps.exif_transpose(im, in_place=True)
+                upright = im
+                if _resize_first(upright):
+                    upright.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+                    clean = display_rgb(upright)
+                else:
+                    clean = display_rgb(upright)
+                    clean.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+                # A fresh image from pixels alone: nothing of the original's info can follow.
+                clean = Image.frombytes("RGB", clean.size, clean.tobytes())
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ValidationError(
             "image_too_large", f"This image is too large to process (the limit is "
