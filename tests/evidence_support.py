@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from datetime import date, timedelta
 
 from PIL import Image
@@ -22,6 +23,7 @@ CLEAN_PDF = (
     b"trailer\n<< /Root 1 0 R >>\n%%EOF\n"
 )
 CSV = b"name,peers,students\nAda,3,20\nGrace,5,31\n"
+EICAR_BYTES = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color=(200, 30, 30), **save) -> bytes:
@@ -96,3 +98,28 @@ def local_root(app) -> str:
     root = app.extensions["points"].storage.root
     assert os.path.isdir(root)
     return root
+
+
+def pdf_with_embedded_file(zeros_mib: int, tail: bytes = EICAR_BYTES) -> bytes:
+    """A small PDF whose one embedded file (a FlateDecode stream) inflates to `zeros_mib` MiB of
+    zeros followed by `tail`: ~1 KB of PDF per MiB inflated, as in the report (123 KB for 120 MiB)."""
+    packer = zlib.compressobj(9)
+    block = b"\0" * 1024 * 1024
+    stream = b"".join([packer.compress(block) for _ in range(zeros_mib)] + [packer.compress(tail), packer.flush()])
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles << /Names [(data.bin) 4 0 R] >> >> >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+        b"<< /Type /Filespec /F (data.bin) /EF << /F 5 0 R >> >>",
+        b"<< /Type /EmbeddedFile /Filter /FlateDecode /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

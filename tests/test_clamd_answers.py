@@ -9,7 +9,6 @@ import socket
 import struct
 import threading
 import zipfile
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,36 +17,12 @@ import pytest
 from core.evidence.clamd_client import ScannerFailure, classify
 from core.evidence.scanning import ClamdScanner, ScanResult, scan_file_buffer
 from core.platform.errors import ScannerUnavailable
+from tests.evidence_support import pdf_with_embedded_file
 from tests.services.clamd import LIMITS
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MIB = 1024 * 1024
 DEPLOY_CONF = Path(__file__).resolve().parents[1] / "deploy" / "clamd.conf"
-
-
-def pdf_with_embedded_file(zeros_mib: int, tail: bytes = EICAR) -> bytes:
-    """A small PDF whose one embedded file (a FlateDecode stream) inflates to `zeros_mib` MiB of
-    zeros followed by `tail`: ~1 KB of PDF per MiB inflated, as in the report (123 KB for 120 MiB)."""
-    packer = zlib.compressobj(9)
-    block = b"\0" * MIB
-    stream = b"".join([packer.compress(block) for _ in range(zeros_mib)] + [packer.compress(tail), packer.flush()])
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R /Names << /EmbeddedFiles << /Names [(data.bin) 4 0 R] >> >> >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
-        b"<< /Type /Filespec /F (data.bin) /EF << /F 5 0 R >> >>",
-        b"<< /Type /EmbeddedFile /Filter /FlateDecode /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-    ]
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def nested_zip(depth: int) -> bytes:

@@ -24,7 +24,8 @@ from PIL import Image
 from core.platform.db import db
 from core.platform.errors import DomainError
 from core.platform.models import EvidenceFile, Submission
-from tests.evidence_support import CLEAN_PDF, CSV, image_bytes, incoming, run_worker, setup_people, stored_keys, yesterday
+from tests.evidence_support import (CLEAN_PDF, CSV, image_bytes, incoming, pdf_with_embedded_file, run_worker, setup_people,
+                                   stored_keys, yesterday)
 
 MB = 1024 * 1024
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -148,6 +149,8 @@ CASES = [
     Case("CSV with NUL bytes", "nul.csv", b"a,b\n1,\x00\x00\x002\n", "file_type_mismatch"),
     Case("CSV in UTF-16 with a BOM", "utf16.csv", "name,count\nAda,3\n".encode("utf-16"), "clean"),
     Case("CSV in Windows-1252", "cp1252.csv", "name,count\nJosé,3\n".encode("cp1252"), "csv_encoding_not_supported"),
+    # the field report: an embedded file that inflates past clamd's MaxFileSize (120 MiB in 123 KB)
+    Case("PDF whose embedded file inflates to 120 MiB", "report.pdf", pdf_with_embedded_file(120), "unscannable"),
     # PDFs with active content
     Case("PDF with JavaScript", "js.pdf",
          pdf_with(b"", b"/OpenAction << /S /JavaScript /JS (app.alert(1)) >>"), "pdf_active_content"),
@@ -208,9 +211,11 @@ def test_hostile_corpus_through_clamd_and_a_real_worker(make_app, clamd_server):
         assert len(long_name) <= 120 and long_name.endswith(".pdf")
         assert rows["exactly the size limit"].size_bytes == MB
 
-        # Storage holds exactly the accepted, clean objects (and the thumbnails of clean images).
+        # Storage holds exactly the accepted, clean objects (and the thumbnails of clean images), and
+        # the unscannable ones, kept for an admin to look at but never served.
         clean = [r for r in rows.values() if r.scan_state == "clean"]
-        want = sorted([r.storage_key for r in clean] + [r.thumbnail_key for r in clean if r.thumbnail_key])
+        kept = [r.storage_key for r in rows.values() if r.scan_state == "unscannable"]
+        want = sorted([r.storage_key for r in clean] + [r.thumbnail_key for r in clean if r.thumbnail_key] + kept)
         assert all(r.thumbnail_key for r in clean if r.is_image)
         assert all(key.startswith((f"evidence/{people['owner']}/EXPLORE/", f"thumbnails/{people['owner']}/EXPLORE/"))
                    for key in want)

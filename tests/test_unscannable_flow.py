@@ -10,8 +10,8 @@ import pytest
 
 from core.platform.db import db
 from core.platform.models import AuditEvent, EvidenceFile, Submission
-from tests.evidence_support import CLEAN_PDF, run_worker, setup_people, sign_in, stored_keys, yesterday
-from tests.test_clamd_answers import pdf_with_embedded_file
+from tests.evidence_support import (CLEAN_PDF, pdf_with_embedded_file, run_worker, setup_people, sign_in, stored_keys,
+                                   yesterday)
 
 ADVICE = "Send the document without attachments, or split it into smaller files"
 
