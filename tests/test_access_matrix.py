@@ -87,6 +87,7 @@ def matrix(s: dict) -> dict[tuple[str, str], tuple[str, dict]]:
         ("/admin/kajabi/reconcile", "POST"): ("/admin/kajabi/reconcile", ADMINS_POST),
         ("/admin/outbox", "GET"): ("/admin/outbox", ADMINS),
         ("/admin/unscannable", "GET"): ("/admin/unscannable", ADMINS),
+        ("/admin/unscannable/<int:file_id>/scan-again", "POST"): ("/admin/unscannable/1/scan-again", ADMINS_POST),
         ("/admin/outbox/retry", "POST"): ("/admin/outbox/retry", ADMINS_POST),
         ("/admin/retention", "GET"): ("/admin/retention", ADMINS),
         ("/admin/retention", "POST"): ("/admin/retention", ADMINS_POST),

@@ -102,3 +102,49 @@ def test_a_submission_with_a_clean_and_an_unscannable_file_goes_back_to_the_uplo
     assert [f.scan_state for f in files] == ["clean", "unscannable"]
     assert submission.status == "changes_requested" and "scan.pdf" in submission.reason
     assert sorted(stored_keys(clamd_app)) == sorted(f.storage_key for f in files)
+
+
+def test_an_admin_scans_a_file_again_once_the_limit_is_raised(clamd_app, clamd_server, make_app, tmp_path):
+    """A PDF whose embedded file (zeros only) is past MaxFileSize is unscannable; after the
+    operator raises MaxFileSize (here: a second clamd with 200M), "Scan again" makes it clean."""
+    import shutil
+
+    from tests.services.clamd import ClamdServer
+    from tests.services.ports import free_port
+
+    people = setup_people(clamd_app)
+    from tests.evidence_support import submit
+
+    _, (file_id,) = submit(clamd_app, people["owner"], [("big-attachment.pdf", pdf_with_embedded_file(120, b""))])
+    run_worker(clamd_app)
+    (row,), _ = _rows(clamd_app)
+    assert (row.scan_state, row.scan_signature) == ("unscannable", "Heuristics.Limits.Exceeded.MaxFileSize")
+
+    workdir = tmp_path / "clamd-raised"
+    (workdir / "tmp").mkdir(parents=True)
+    shutil.copytree(clamd_server.workdir / "db", workdir / "db")
+    raised = ClamdServer(binary=clamd_server.binary, workdir=workdir, port=free_port())
+    raised.write_config()
+    raised.config.write_text(raised.config.read_text().replace("MaxFileSize 100M", "MaxFileSize 200M"))
+    raised.start()
+    try:
+        app = make_app(AV_SCANNER="clamd", CLAMD_URL=raised.url, CLAMD_TIMEOUT_SECONDS=30)
+        admin = app.test_client()
+        sign_in(admin, "admin")
+        from tests.test_portal_support import csrf_token
+
+        token = csrf_token(admin, "/admin/unscannable")
+        assert admin.post(f"/admin/unscannable/{file_id}/scan-again", data={"csrf_token": token}).status_code == 302
+        (row,), _ = _rows(app)
+        assert row.scan_state == "pending" and row.scan_reason is None
+        assert admin.get(f"/api/files/{file_id}").status_code == 409  # not served while pending
+        run_worker(app)
+        (row,), _ = _rows(app)
+        assert row.scan_state == "clean"
+        assert admin.get(f"/api/files/{file_id}").status_code == 200
+        again = admin.post(f"/admin/unscannable/{file_id}/scan-again", data={"csrf_token": token}, follow_redirects=True)
+        assert "is not unscannable (any more). Nothing was changed." in html_lib.unescape(again.get_data(as_text=True))
+        with app.app_context():
+            assert db.session.query(AuditEvent).filter_by(action="file.scan_again").count() == 1
+    finally:
+        raised.stop()

@@ -253,6 +253,24 @@ def unscannable_files(limit: int = 500) -> list[tuple[EvidenceFile, str]]:
         .order_by(EvidenceFile.scanned_at.desc(), EvidenceFile.id.desc()).limit(limit)).all()]
 
 
+def scan_again(file_id: int, admin_id: int) -> bool:
+    """An admin asks for an `unscannable` file to be scanned again (e.g. after raising clamd's
+    StreamMaxLength or MaxFileSize): the file goes back to `pending` (never served meanwhile),
+    and a scan is queued after the caller's commit under the upload's job id (the sweeper knows it,
+    so it starts no second chain beside this one; the old job ended long ago). A submission that
+    went back to its uploader because of this file is left as it is: the uploader may already be
+    sending other files. Returns False (nothing changed) when the file is not unscannable."""
+    submission, file = _locked_with_file(file_id)
+    if file is None or file.scan_state != "unscannable" or file.deleted_at is not None:
+        return False
+    audit.record("file.scan_again", "evidence_file", file.id, actor_id=admin_id, submission_id=submission.id,
+                 previous_reason=file.scan_reason, previous_signature=file.scan_signature)
+    file.scan_state, file.scan_reason, file.scan_signature = "pending", None, None
+    enqueue_after_commit("scans", "jobs.scans.scan_file", file.id, retry=scan_retry(),
+                         job_id=scan_job_id(file.id), timeout=SCAN_TIMEOUT_S)
+    return True
+
+
 def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = None) -> dict:
     """Re-enqueue scans of files still pending after `older_than_minutes` (Redis may have lost
     the job, or RQ gave up retrying), and of recently infected files whose object is still
