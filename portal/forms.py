@@ -153,3 +153,8 @@ class RetentionForm(FlaskForm):
 class HiddenIdForm(FlaskForm):
     item_id = HiddenField()
     submit = SubmitField("Go")
+
+
+class NotificationsForm(FlaskForm):
+    notify_email = BooleanField("E-mail me about my submissions")
+    submit = SubmitField("Save")
