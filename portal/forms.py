@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, EmailField, HiddenField, IntegerField, MultipleFileField, PasswordField,
-                     SelectField, StringField, SubmitField, TextAreaField, TimeField)
+                     SelectField, SelectMultipleField, StringField, SubmitField, TextAreaField, TimeField)
+from wtforms.widgets import CheckboxInput, ListWidget
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
@@ -158,3 +159,32 @@ class HiddenIdForm(FlaskForm):
 class NotificationsForm(FlaskForm):
     notify_email = BooleanField("E-mail me about my submissions")
     submit = SubmitField("Save")
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """Checkboxes, one per choice (the files a correction may remove)."""
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class CorrectionForm(FlaskForm):
+    """After "changes requested": every field of the submission form except the activity (its
+    files are stored under it), plus files to remove and new ones to add."""
+    session_date = DateField("Session date", validators=[InputRequired(message="Give the date of the session.")])
+    session_start = TimeField("Start time (optional, UTC)", validators=[Optional()])
+    city = StringField("City (optional)", validators=[Optional(), Length(max=120)])
+    note = TextAreaField("Note for the reviewer (optional)", validators=[Optional(), Length(max=2000)])
+    remove = MultiCheckboxField("Remove these files", validators=[Optional()])
+    files = MultipleFileField("New or corrected files")
+    submit = SubmitField("Resubmit for review")
+
+
+def correction_form_class(activity) -> type[CorrectionForm]:
+    """CorrectionForm with one number field per counter of this activity (AMPLIFY: peers, students)."""
+    attrs = {}
+    for spec in activity.counters or []:
+        low, high = int(spec.get("min", 0)), int(spec.get("max", 10_000))
+        attrs[f"counter_{spec['name']}"] = IntegerField(
+            f"{spec.get('label', spec['name'])} ({low} to {high})",
+            validators=[Optional(), NumberRange(min=low, max=high, message=f"Enter a number from {low} to {high}.")])
+    return type("DynamicCorrectionForm", (CorrectionForm,), attrs)

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import selectinload
 
@@ -18,7 +19,8 @@ from core.platform.models import Activity, Badge, Submission, UserBadge
 from core.review.reviewing import SCAN_WORDS, STATUS_WORDS
 from portal.blueprint import bp
 from portal.access import signed_in_required
-from portal.forms import ResubmitForm, choices, submission_form_class
+from core.evidence import corrections
+from portal.forms import choices, correction_form_class, submission_form_class
 
 MY_PAGE_SIZE = 50  # newest first; "Older submissions" pages on by keyset (created_at, id)
 
@@ -133,26 +135,86 @@ def _own(submission_id: int) -> Submission:
     return submission
 
 
+def _with_current_values(submission: Submission) -> CombinedMultiDict:
+    """The posted form, where a field that was not sent at all keeps its current value (a client
+    that only adds files need not repeat the rest). A field sent empty is empty."""
+    current = MultiDict({"session_date": submission.session_date.isoformat(), "city": submission.city or "",
+                         "note": submission.note or "",
+                         "session_start": submission.session_start.strftime("%H:%M") if submission.session_start else "",
+                         **{f"counter_{k}": str(v) for k, v in (submission.counters or {}).items()}})
+    missing = MultiDict([(k, v) for k, v in current.items(multi=True) if k not in request.form])
+    return CombinedMultiDict([request.form, missing, request.files])
+
+
+def _correction_form(submission: Submission, formdata=None):
+    """The correction form for this submission; on GET it is filled with the current values."""
+    form_class = correction_form_class(submission.activity)
+    if formdata is not None:
+        form = form_class(formdata=formdata)
+    else:
+        values = {"session_date": submission.session_date, "city": submission.city or "", "note": submission.note or "",
+                  "session_start": submission.session_start.time() if submission.session_start else None,
+                  **{f"counter_{k}": v for k, v in (submission.counters or {}).items()}}
+        form = form_class(formdata=None, data=values)  # not the request: a GET shows what is stored
+    form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
+    return form
+
+
+def _detail(submission: Submission, form=None, status: int = 200):
+    if form is None and submission.status == "changes_requested":
+        form = _correction_form(submission)
+    return render_template("portal/uploader/detail.html", s=submission, form=form,
+                           counter_fields=[getattr(form, f"counter_{c['name']}") for c in submission.activity.counters or []]
+                           if form is not None else [],
+                           live=[f for f in submission.files if f.deleted_at is None],
+                           status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_step=NEXT_STEP), status
+
+
 @bp.get("/submissions/<int:submission_id>")
 @signed_in_required
 def my_submission(submission_id: int):
-    submission = _own(submission_id)
-    return render_template("portal/uploader/detail.html", s=submission, form=ResubmitForm(),
-                           status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_step=NEXT_STEP)
+    return _detail(_own(submission_id))
 
 
 @bp.post("/submissions/<int:submission_id>/resubmit")
 @signed_in_required
 def resubmit(submission_id: int):
+    """Corrections after "changes requested": every field, files removed and added, one POST."""
     submission = _own(submission_id)
-    form = ResubmitForm()
-    if form.validate_on_submit():
-        try:
-            evidence.add_files(submission.id, current_user.id, _incoming(form.files))
-        except DomainError as exc:
-            attach_errors(form, exc, {})
-            return render_template("portal/uploader/detail.html", s=submission, form=form,
-                                   status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_step=NEXT_STEP), \
-                (exc.status if 400 <= exc.status < 500 else 400)
-        flash("Resubmitted. We are checking the new files; it goes back to review after that.", "success")
-    return redirect(url_for("portal.my_submission", submission_id=submission.id))
+    if submission.status != "changes_requested":
+        flash("This submission can be corrected only when a reviewer has asked for changes; nothing was changed.",
+              "error")
+        return _detail(submission, None, 400)
+    form = _correction_form(submission, formdata=_with_current_values(submission))
+    if not form.validate_on_submit():
+        flash("Some fields need attention; see the messages next to them.", "error")
+        return _detail(submission, form, 400)
+    change = corrections.Correction(
+        session_date=form.session_date.data, session_start=form.session_start.data, city=form.city.data,
+        note=form.note.data or "", remove=[int(i) for i in form.remove.data or [] if str(i).isdigit()],
+        counters={c["name"]: getattr(form, f"counter_{c['name']}").data or 0 for c in submission.activity.counters or []},
+        files=_incoming(form.files))
+    try:
+        corrections.resend(submission.id, current_user.id, change)
+    except DomainError as exc:
+        db.session.rollback()
+        submission = _own(submission_id)
+        form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
+        attach_errors(form, exc, {f"counters.{c['name']}": f"counter_{c['name']}" for c in submission.activity.counters or []})
+        flash("Some fields need attention; see the messages next to them.", "error")
+        return _detail(submission, form, exc.status if 400 <= exc.status < 500 else 400)
+    flash("Resubmitted with your corrections. The reviewer sees what you changed.", "success")
+    return redirect(url_for("portal.my_submission", submission_id=submission_id))
+
+
+@bp.get("/submissions/<int:submission_id>/status.json")
+@signed_in_required
+def submission_status(submission_id: int):
+    """What static/live-status.js polls while files are scanned: {id, status, status_word,
+    next_step, scanning, files: [{id, scan_state, word}]}. `scanning` false means: stop polling."""
+    s = _own(submission_id)
+    body = {"id": s.id, "status": s.status, "status_word": STATUS_WORDS.get(s.status, s.status),
+            "next_step": NEXT_STEP.get(s.status, ""), "scanning": s.status == "scanning",
+            "files": [{"id": f.id, "scan_state": f.scan_state, "word": SCAN_WORDS.get(f.scan_state, f.scan_state)}
+                      for f in s.files if f.deleted_at is None]}
+    return body, 200, {"Cache-Control": "no-store"}

@@ -65,6 +65,11 @@ def matrix(s: dict) -> dict[tuple[str, str], tuple[str, dict]]:
         ("/submissions/<int:submission_id>", "GET"): (f"/submissions/{sid}", row(302, 200, 404, 404, 404)),
         ("/submissions/<int:submission_id>/resubmit", "POST"): (f"/submissions/{sid}/resubmit",
                                                                row(302, 400, 404, 404, 404)),
+        ("/submissions/<int:submission_id>/status.json", "GET"): (f"/submissions/{sid}/status.json",
+                                                                  row(302, 200, 404, 404, 404)),
+        ("/account", "GET"): ("/account", SIGNED_IN),
+        ("/account", "POST"): ("/account", row(302, 302, 302, 302, 302)),
+        ("/favicon.ico", "GET"): ("/favicon.ico", EVERYONE_200),
         # portal: reviewer
         ("/review", "GET"): ("/review", REVIEWERS),
         ("/review/bulk", "POST"): ("/review/bulk", REVIEWERS_POST),
