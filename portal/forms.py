@@ -127,8 +127,11 @@ class RoleForm(FlaskForm):
 
 class ActivityForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    points = IntegerField("Points", validators=[InputRequired(), NumberRange(min=0, max=100_000)])
-    cap_points = IntegerField("Cap (points, empty for none)", validators=[Optional(), NumberRange(min=0, max=1_000_000)])
+    points = IntegerField("Points", validators=[InputRequired(message="Enter a whole number from 0 to 100000."),
+                                                NumberRange(min=0, max=100_000, message="Enter a whole number from 0 to 100000.")])
+    cap_points = IntegerField("Cap (points, empty for none)",
+                              validators=[Optional(), NumberRange(min=0, max=1_000_000,
+                                                                  message="Enter a whole number from 0 to 1000000, or leave it empty.")])
     cap_period = SelectField("Cap period", choices=choices((p, p) for p in ("none", "total", "once", "rolling_7d")))
     active = BooleanField("Active")
     submit = SubmitField("Save")

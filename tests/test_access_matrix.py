@@ -84,7 +84,7 @@ def matrix(s: dict) -> dict[tuple[str, str], tuple[str, dict]]:
         ("/admin/users", "POST"): ("/admin/users", ADMINS_POST_FORM),
         ("/admin/users/<int:user_id>/role", "POST"): (f"/admin/users/{uid}/role", ADMINS_POST),
         ("/admin/catalogue", "GET"): ("/admin/catalogue", ADMINS),
-        ("/admin/activities/<code>", "POST"): ("/admin/activities/EXPLORE", ADMINS_POST),
+        ("/admin/activities/<code>", "POST"): ("/admin/activities/EXPLORE", ADMINS_POST_FORM),
         ("/admin/tags", "POST"): ("/admin/tags", ADMINS_POST),
         ("/admin/tags/remove", "POST"): ("/admin/tags/remove", ADMINS_POST),
         ("/admin/kajabi", "GET"): ("/admin/kajabi", ADMINS),
