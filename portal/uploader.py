@@ -2,6 +2,7 @@
 status and reasons, and resubmission after changes are requested. Usable without JavaScript."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
@@ -15,6 +16,7 @@ from core.points import ledger
 from core.review import reviewing as review
 from core.platform.db import db
 from core.platform.errors import DomainError, NotFound
+from core.platform.filenames import sanitise_filename
 from core.platform.models import Activity, Badge, Submission, UserBadge
 from core.review.reviewing import SCAN_WORDS, STATUS_WORDS
 from portal.blueprint import bp
@@ -68,6 +70,19 @@ def attach_errors(form, exc: DomainError, field_names: dict[str, str]) -> None:
             flash(exc.message, "error")
 
 
+def files_to_choose_again(field, exc: DomainError | None = None) -> list[str]:
+    """The names of the files the refused form carried that were fine (not named by a files[i]
+    error): a browser cannot keep chosen files across a refused form, so the page lists exactly
+    which to choose again. Bad files carry their own message next to the files field."""
+    names = [fs.filename for fs in (field.data or []) if fs and fs.filename]
+    bad = set()
+    for detail in (exc.details if exc is not None else None) or []:
+        match = re.fullmatch(r"files\[(\d+)\]", str(detail.get("field", "")))
+        if match:
+            bad.add(int(match.group(1)))
+    return [sanitise_filename(name) for i, name in enumerate(names) if i not in bad]
+
+
 @bp.route("/submissions/new", methods=["GET", "POST"])
 @signed_in_required
 def new_submission():
@@ -75,7 +90,9 @@ def new_submission():
     form = submission_form_class(activities)()
     form.activity_code.choices = choices([("", "Choose an activity")] + [(a.code, f"{a.name} ({a.code})") for a in activities])
     status = 200
+    rechoose: list[str] = []
     if request.method == "POST":
+        rechoose = files_to_choose_again(form.files)
         if form.validate():
             activity = next(a for a in activities if a.code == form.activity_code.data)
             counters = {spec["name"]: getattr(form, f"counter_{spec['name']}").data or 0
@@ -90,6 +107,7 @@ def new_submission():
                     session_start=session_start, files=_incoming(form.files))
             except DomainError as exc:
                 attach_errors(form, exc, {"counters.peers": "counter_peers", "counters.students": "counter_students"})
+                rechoose = files_to_choose_again(form.files, exc)
                 status = exc.status if 400 <= exc.status < 500 else 400
             else:
                 # The identity key outlives the commit; reading .id would reload the expired row.
@@ -103,7 +121,7 @@ def new_submission():
     counter_fields = [(a, [getattr(form, f"counter_{c['name']}") for c in a.counters or []])
                       for a in activities if a.counters]
     return render_template("portal/uploader/new.html", form=form, activities=activities,
-                           counter_fields=counter_fields), status
+                           counter_fields=counter_fields, rechoose=rechoose), status
 
 
 @bp.get("/submissions")
@@ -160,13 +178,13 @@ def _correction_form(submission: Submission, formdata=None):
     return form
 
 
-def _detail(submission: Submission, form=None, status: int = 200):
+def _detail(submission: Submission, form=None, status: int = 200, rechoose: list[str] | None = None):
     if form is None and submission.status == "changes_requested":
         form = _correction_form(submission)
     return render_template("portal/uploader/detail.html", s=submission, form=form,
                            counter_fields=[getattr(form, f"counter_{c['name']}") for c in submission.activity.counters or []]
                            if form is not None else [],
-                           live=[f for f in submission.files if f.deleted_at is None],
+                           live=[f for f in submission.files if f.deleted_at is None], rechoose=rechoose or [],
                            status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_step=NEXT_STEP), status
 
 
@@ -188,7 +206,7 @@ def resubmit(submission_id: int):
     form = _correction_form(submission, formdata=_with_current_values(submission))
     if not form.validate_on_submit():
         flash("Some fields need attention; see the messages next to them.", "error")
-        return _detail(submission, form, 400)
+        return _detail(submission, form, 400, files_to_choose_again(form.files))
     change = corrections.Correction(
         session_date=form.session_date.data, session_start=form.session_start.data, city=form.city.data,
         note=form.note.data or "", remove=[int(i) for i in form.remove.data or [] if str(i).isdigit()],
@@ -202,7 +220,8 @@ def resubmit(submission_id: int):
         form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
         attach_errors(form, exc, {f"counters.{c['name']}": f"counter_{c['name']}" for c in submission.activity.counters or []})
         flash("Some fields need attention; see the messages next to them.", "error")
-        return _detail(submission, form, exc.status if 400 <= exc.status < 500 else 400)
+        return _detail(submission, form, exc.status if 400 <= exc.status < 500 else 400,
+                       files_to_choose_again(form.files, exc))
     flash("Resubmitted with your corrections. The reviewer sees what you changed.", "success")
     return redirect(url_for("portal.my_submission", submission_id=submission_id))
 
