@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from core.platform.db import db
 from core.platform.models import Submission
 from core.review import reviewing
-from tests.browser.test_review_flow import ARGS, CHROMIUM, _flash, _shot, _sign_in, pytestmark  # noqa: F401
+from tests.browser.test_review_flow import _flash, _shot, _sign_in, browser, pytestmark  # noqa: F401  (fixture, skip mark)
 from tests.conftest import serve
 from tests.evidence_support import CLEAN_PDF
 from tests.test_portal_support import people, png, run_worker, submit
@@ -19,16 +17,6 @@ from tests.evidence_support import yesterday
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 1, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def _no_sideways_scroll(page) -> None:
