@@ -23,7 +23,8 @@ def render(kind: str, payload: dict, user, base_url: str):
     context = {"p": payload, "user": user, "base": base_url,
                "submission_url": f"{base_url}/submissions/{payload['submission_id']}" if "submission_id" in payload else None,
                "settings_url": f"{base_url}/account"}
-    return (SUBJECTS[kind].format(**payload),
+    subject = " ".join(SUBJECTS[kind].format(**payload).split())  # one line: no header injection via names
+    return (subject,
             render_template(f"portal/mail/{kind}.txt", **context),
             render_template(f"portal/mail/{kind}.html", **context))
 
@@ -43,12 +44,12 @@ def deliver(notification_id: int) -> str:
         if user is None or not settings.notifications_enabled:
             messages.finish(row.id, "skipped", "opted out or inactive" if user is None else "NOTIFICATIONS_ENABLED is off")
             return "skipped"
-        subject, text, html = render(row.kind, row.payload, user, settings.public_base_url)
         try:
+            subject, text, html = render(row.kind, row.payload, user, settings.public_base_url)
             mailer.send(settings, mailer.Mail(to=user.email, subject=subject, text=text, html=html,
                                               key=row.idempotency_key))
-        except mailer.MailError as exc:
-            messages.finish(row.id, "failed", str(exc)[:500])
+        except Exception as exc:  # noqa: BLE001 - recorded on the row, then raised for RQ's retry
+            messages.finish(row.id, "failed", f"{type(exc).__name__}: {exc}"[:500])
             raise
         messages.finish(row.id, "sent")
         return "sent"

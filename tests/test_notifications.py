@@ -198,3 +198,24 @@ def test_without_smtp_in_development_the_mail_is_written_to_the_log(make_app, ca
     assert f"http://127.0.0.1:5000/submissions/{submission_id}" in record.text
     [row] = _rows(app)
     assert row.state == "sent"
+
+
+def test_an_unscannable_file_tells_the_uploader_what_to_do(mail_app, smtp_server):  # noqa: F811
+    from core.notifications import messages
+    from core.platform.models import EvidenceFile
+
+    ids = people(mail_app)
+    submission_id, [file_id] = submit(mail_app, ids["owner"], [("scan-of-a-scan.pdf", b"%PDF-1.4\n%%EOF\n")])
+    with mail_app.app_context():
+        # The `unscannable` state (the scanner stopped at its own limits) is handled by name.
+        f = db.session.get(EvidenceFile, file_id)
+        f.scan_state, f.scan_signature = "unscannable", "Heuristics.Limits.Exceeded.MaxScanSize"
+        db.session.commit()
+        first = messages.for_file(file_id)
+        assert messages.for_file(file_id) == first  # the same event twice: one row
+    run_worker(mail_app)
+    [message] = smtp_server["inbox"].to("owner@example.com")
+    assert message["Subject"] == f"A file could not be checked: submission #{submission_id} (Explore)"
+    text, html = _parts(message)
+    assert "scan-of-a-scan.pdf" in text and "save it again in a simpler form" in text
+    assert f'href="{BASE}/submissions/{submission_id}"' in html
