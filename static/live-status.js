@@ -5,6 +5,7 @@
   "use strict";
   var INTERVAL_MS = 3000;
   var MAX_POLLS = 200; // about ten minutes; after that, a reload shows the truth
+  var MAX_WATCHED = 10; // a list with more scanning rows polls the newest ten (each row is one request)
 
   function update(box, data) {
     box.querySelectorAll("[data-live-field=status]").forEach(function (el) {
@@ -45,6 +46,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("[data-live-status][data-live-state=scanning]").forEach(watch);
+    var boxes = document.querySelectorAll("[data-live-status][data-live-state=scanning]");
+    Array.prototype.slice.call(boxes, 0, MAX_WATCHED).forEach(watch);
   });
 })();

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from core.platform.db import db
-from core.platform.models import Submission
+from core.platform.models import KajabiEvent, OutboxRecord, Submission
 from core.review import reviewing
 from tests.browser.test_review_flow import _flash, _shot, _sign_in, browser, pytestmark  # noqa: F401  (fixture, skip mark)
 from tests.conftest import serve
@@ -125,6 +125,13 @@ def test_main_pages_fit_a_phone(make_app, browser):
                     note="Workshop with the science department about prompts and their limits")
     submit(app, ids["other"], [("slides.pdf", CLEAN_PDF)], "EXPLORE")
     run_worker(app)
+    with app.app_context():  # rows for the admin tables: a dead letter and an unmatched Kajabi event
+        db.session.add(OutboxRecord(topic="ledger.recorded", idempotency_key="phone-dead", status="dead",
+                                    payload={"user_id": ids["owner"], "note": "x" * 300}, last_error="HTTP 500 " * 40))
+        db.session.add(KajabiEvent(event_id="evt-phone-" + "9" * 60, event_type="tag_added", payload={},
+                                   contact_id="c-phone", email="someone.with.a.very.long.address@school.example.org",
+                                   tag="elevate-ai-1-completed", state="queued_unmatched"))
+        db.session.commit()
     with serve(app) as base:
         pages = (("owner@example.com", "/submissions", "phone-my-submissions"),
                  ("owner@example.com", "/submissions/new", "phone-new-submission"),
@@ -132,7 +139,15 @@ def test_main_pages_fit_a_phone(make_app, browser):
                  ("reviewer@example.com", "/review", "phone-review-queue"),
                  ("reviewer@example.com", f"/review/{sid}", "phone-review-submission"),
                  ("admin@example.com", "/admin/users", "phone-admin-users"),
-                 ("admin@example.com", "/admin/retention", "phone-admin-retention"))
+                 ("admin@example.com", "/admin/retention", "phone-admin-retention"),
+                 ("admin@example.com", "/admin", "phone-admin"),
+                 ("admin@example.com", "/admin/catalogue", "phone-admin-catalogue"),
+                 ("admin@example.com", "/admin/kajabi", "phone-admin-kajabi"),
+                 ("admin@example.com", "/admin/outbox", "phone-admin-outbox"),
+                 ("admin@example.com", "/admin/backfills", "phone-admin-backfills"),
+                 ("admin@example.com", "/admin/progress", "phone-admin-progress"),
+                 ("admin@example.com", "/admin/jobs", "phone-admin-jobs"),
+                 ("admin@example.com", "/account", "phone-account"))
         contexts = {}
         for email, path, name in pages:
             if email not in contexts:
