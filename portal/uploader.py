@@ -21,7 +21,7 @@ from core.platform.models import Activity, Badge, Submission, UserBadge
 from core.review.reviewing import SCAN_WORDS, STATUS_WORDS
 from portal.blueprint import bp
 from portal.access import signed_in_required
-from core.evidence import corrections
+from core.evidence import corrections, pending
 from portal.forms import choices, correction_form_class, submission_form_class
 
 MY_PAGE_SIZE = 50  # newest first; "Older submissions" pages on by keyset (created_at, id)
@@ -70,17 +70,44 @@ def attach_errors(form, exc: DomainError, field_names: dict[str, str]) -> None:
             flash(exc.message, "error")
 
 
-def files_to_choose_again(field, exc: DomainError | None = None) -> list[str]:
-    """The names of the files the refused form carried that were fine (not named by a files[i]
-    error): a browser cannot keep chosen files across a refused form, so the page lists exactly
-    which to choose again. Bad files carry their own message next to the files field."""
-    names = [fs.filename for fs in (field.data or []) if fs and fs.filename]
+def _bad_files(exc: DomainError | None) -> set[int]:
+    """Indexes i of the files[i] an error names."""
     bad = set()
     for detail in (exc.details if exc is not None else None) or []:
         match = re.fullmatch(r"files\[(\d+)\]", str(detail.get("field", "")))
         if match:
             bad.add(int(match.group(1)))
-    return [sanitise_filename(name) for i, name in enumerate(names) if i not in bad]
+    return bad
+
+
+def files_to_choose_again(field, exc: DomainError | None = None, kept: list | None = None) -> list[str]:
+    """The names of the files the refused form carried that were fine (not named by a files[i]
+    error) and were not kept for the retry: a browser cannot keep chosen files across a refused
+    form, so the page lists exactly which to choose again. Bad files have their own message."""
+    names = [fs.filename for fs in (field.data or []) if fs and fs.filename]
+    kept_names = [k.original_name for k in kept or []]
+    out = []
+    for i, name in enumerate(names):
+        clean = sanitise_filename(name)
+        if i in _bad_files(exc):
+            continue
+        if clean in kept_names:
+            kept_names.remove(clean)
+            continue
+        out.append(clean)
+    return out
+
+
+def _keep_good(form, incoming: list[evidence.IncomingFile], exc: DomainError | None) -> list:
+    """After a refusal: keep the new files that were fine (pending uploads) for the retry."""
+    bad = _bad_files(exc)
+    good = [f for i, f in enumerate(incoming) if i not in bad]
+    for f in good:
+        try:
+            f.stream.seek(0)
+        except (OSError, ValueError):  # a stream that cannot rewind is chosen again instead
+            return []
+    return pending.keep(current_user.id, form.activity_code.data, good)
 
 
 @bp.route("/submissions/new", methods=["GET", "POST"])
@@ -91,8 +118,11 @@ def new_submission():
     form.activity_code.choices = choices([("", "Choose an activity")] + [(a.code, f"{a.name} ({a.code})") for a in activities])
     status = 200
     rechoose: list[str] = []
+    kept: list = []
     if request.method == "POST":
-        rechoose = files_to_choose_again(form.files)
+        kept = pending.load(current_user.id, request.form.getlist("keep"))  # good files of the last try
+        incoming = _incoming(form.files)
+        error: DomainError | None = None
         if form.validate():
             activity = next(a for a in activities if a.code == form.activity_code.data)
             counters = {spec["name"]: getattr(form, f"counter_{spec['name']}").data or 0
@@ -100,28 +130,36 @@ def new_submission():
             session_start = None
             if form.session_start.data:
                 session_start = datetime.combine(form.session_date.data, form.session_start.data, timezone.utc)
+            again = pending.as_incoming(kept, len(incoming))
             try:
                 submission = evidence.create_submission(
                     current_user.id, activity.code, form.session_date.data, counters=counters,
                     note=form.note.data or "", city=(form.city.data or "").strip() or current_user.city,
-                    session_start=session_start, files=_incoming(form.files))
+                    session_start=session_start, files=incoming + again)
             except DomainError as exc:
+                error = exc
                 attach_errors(form, exc, {"counters.peers": "counter_peers", "counters.students": "counter_students"})
-                rechoose = files_to_choose_again(form.files, exc)
                 status = exc.status if 400 <= exc.status < 500 else 400
             else:
                 # The identity key outlives the commit; reading .id would reload the expired row.
                 (submission_id,) = inspect(submission).identity
+                pending.discard(kept)
                 flash(f"Submission {submission_id} sent. We are checking the files; it goes to review after that.",
                       "success")
                 return redirect(url_for("portal.my_submission", submission_id=submission_id))
+            finally:
+                for f in again:
+                    f.stream.close()
         else:
             status = 400
+        new_kept = _keep_good(form, incoming, error)
+        kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
+        rechoose = files_to_choose_again(form.files, error, new_kept)
         flash("Some fields need attention; see the messages next to them.", "error")
     counter_fields = [(a, [getattr(form, f"counter_{c['name']}") for c in a.counters or []])
                       for a in activities if a.counters]
     return render_template("portal/uploader/new.html", form=form, activities=activities,
-                           counter_fields=counter_fields, rechoose=rechoose), status
+                           counter_fields=counter_fields, rechoose=rechoose, kept=kept), status
 
 
 @bp.get("/submissions")

@@ -279,3 +279,20 @@ class Notification(db.Model):
     sent_at = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingUpload(db.Model):
+    """A good file of a refused form, kept for the retry (core.evidence.pending): its object is
+    stored under the evidence layout, never served or scanned until the form goes through (then
+    it is copied into the submission and this row and its object go). Purged after a day."""
+    __tablename__ = "pending_uploads"
+    __table_args__ = (Index("ix_pending_uploads_user_created", "user_id", "created_at"),
+                      Index("ix_pending_uploads_created", "created_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    storage_key: Mapped[str] = mapped_column(String(512), unique=True)
+    original_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigId)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at = mapped_column(UTCDateTime, default=utcnow)
