@@ -84,3 +84,20 @@ def test_favicon_is_served(app):
     response = app.test_client().get("/favicon.ico")
     assert response.status_code == 200 and response.data[:4] == b"\x00\x00\x01\x00"
     assert response.mimetype == "image/vnd.microsoft.icon"
+
+
+def test_the_confirmation_step_works_with_csrf_on(make_app):
+    from tests.test_portal_support import csrf_token
+
+    app = make_app(flask_overrides={"WTF_CSRF_ENABLED": True})
+    people(app)
+    client = app.test_client()
+    token = csrf_token(client, "/login")
+    client.post("/login", data={"email": "admin@example.com", "password": "correct-horse-battery", "csrf_token": token})
+    token = csrf_token(client, "/admin/retention")
+    held = client.post("/admin/retention", data={"days": "730", "run": "Run now", "csrf_token": token})
+    assert held.status_code == 200 and "Run retention now?" in held.get_data(as_text=True)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', held.get_data(as_text=True)))
+    assert fields["confirmed"] == "yes" and fields["days"] == "730" and fields["csrf_token"]
+    done = client.post("/admin/retention", data=fields, follow_redirects=True)
+    assert any(m.startswith("Retention run queued.") for m in flashes(done))
