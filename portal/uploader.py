@@ -98,7 +98,7 @@ def files_to_choose_again(field, exc: DomainError | None = None, kept: list | No
     return out
 
 
-def _keep_good(form, incoming: list[evidence.IncomingFile], exc: DomainError | None) -> list:
+def _keep_good(activity_code: str | None, incoming: list[evidence.IncomingFile], exc: DomainError | None) -> list:
     """After a refusal: keep the new files that were fine (pending uploads) for the retry."""
     bad = _bad_files(exc)
     good = [f for i, f in enumerate(incoming) if i not in bad]
@@ -107,7 +107,7 @@ def _keep_good(form, incoming: list[evidence.IncomingFile], exc: DomainError | N
             f.stream.seek(0)
         except (OSError, ValueError):  # a stream that cannot rewind is chosen again instead
             return []
-    return pending.keep(current_user.id, form.activity_code.data, good)
+    return pending.keep(current_user.id, activity_code, good)
 
 
 @bp.route("/submissions/new", methods=["GET", "POST"])
@@ -152,7 +152,7 @@ def new_submission():
                     f.stream.close()
         else:
             status = 400
-        new_kept = _keep_good(form, incoming, error)
+        new_kept = _keep_good(form.activity_code.data, incoming, error)
         kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
         rechoose = files_to_choose_again(form.files, error, new_kept)
         flash("Some fields need attention; see the messages next to them.", "error")
@@ -216,13 +216,15 @@ def _correction_form(submission: Submission, formdata=None):
     return form
 
 
-def _detail(submission: Submission, form=None, status: int = 200, rechoose: list[str] | None = None):
+def _detail(submission: Submission, form=None, status: int = 200, rechoose: list[str] | None = None,
+            kept: list | None = None):
     if form is None and submission.status == "changes_requested":
         form = _correction_form(submission)
     return render_template("portal/uploader/detail.html", s=submission, form=form,
                            counter_fields=[getattr(form, f"counter_{c['name']}") for c in submission.activity.counters or []]
                            if form is not None else [],
                            live=[f for f in submission.files if f.deleted_at is None], rechoose=rechoose or [],
+                           kept=kept or [],
                            status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_step=NEXT_STEP), status
 
 
@@ -242,26 +244,39 @@ def resubmit(submission_id: int):
               "error")
         return _detail(submission, None, 400)
     form = _correction_form(submission, formdata=_with_current_values(submission))
-    if not form.validate_on_submit():
-        flash("Some fields need attention; see the messages next to them.", "error")
-        return _detail(submission, form, 400, files_to_choose_again(form.files))
-    change = corrections.Correction(
-        session_date=form.session_date.data, session_start=form.session_start.data, city=form.city.data,
-        note=form.note.data or "", remove=[int(i) for i in form.remove.data or [] if str(i).isdigit()],
-        counters={c["name"]: getattr(form, f"counter_{c['name']}").data or 0 for c in submission.activity.counters or []},
-        files=_incoming(form.files))
-    try:
-        corrections.resend(submission.id, current_user.id, change)
-    except DomainError as exc:
-        db.session.rollback()
-        submission = _own(submission_id)
-        form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
-        attach_errors(form, exc, {f"counters.{c['name']}": f"counter_{c['name']}" for c in submission.activity.counters or []})
-        flash("Some fields need attention; see the messages next to them.", "error")
-        return _detail(submission, form, exc.status if 400 <= exc.status < 500 else 400,
-                       files_to_choose_again(form.files, exc))
-    flash("Resubmitted with your corrections. The reviewer sees what you changed.", "success")
-    return redirect(url_for("portal.my_submission", submission_id=submission_id))
+    kept = pending.load(current_user.id, request.form.getlist("keep"))  # good files of the last try
+    incoming = _incoming(form.files)
+    error: DomainError | None = None
+    if form.validate_on_submit():
+        again = pending.as_incoming(kept, len(incoming))
+        change = corrections.Correction(
+            session_date=form.session_date.data, session_start=form.session_start.data, city=form.city.data,
+            note=form.note.data or "", remove=[int(i) for i in form.remove.data or [] if str(i).isdigit()],
+            counters={c["name"]: getattr(form, f"counter_{c['name']}").data or 0
+                      for c in submission.activity.counters or []},
+            files=incoming + again)
+        try:
+            corrections.resend(submission.id, current_user.id, change)
+        except DomainError as exc:
+            error = exc
+            db.session.rollback()
+        else:
+            pending.discard(kept)
+            flash("Resubmitted with your corrections. The reviewer sees what you changed.", "success")
+            return redirect(url_for("portal.my_submission", submission_id=submission_id))
+        finally:
+            for f in again:
+                f.stream.close()
+    submission = _own(submission_id)
+    form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
+    if error is not None:
+        attach_errors(form, error, {f"counters.{c['name']}": f"counter_{c['name']}"
+                                    for c in submission.activity.counters or []})
+    new_kept = _keep_good(submission.activity_code, incoming, error)
+    kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
+    flash("Some fields need attention; see the messages next to them.", "error")
+    status = error.status if error is not None and 400 <= error.status < 500 else 400
+    return _detail(submission, form, status, files_to_choose_again(form.files, error, new_kept), kept)
 
 
 @bp.get("/submissions/<int:submission_id>/status.json")

@@ -110,3 +110,35 @@ def test_kept_files_of_an_abandoned_form_are_purged_after_a_day(app):
         db.session.commit()
         assert pending.purge() == 1
         assert db.session.query(PendingUpload).count() == 0 and stored_keys(app) == []
+
+
+def test_the_correction_form_keeps_its_good_new_files_too(app):
+    from core.review import reviewing
+    from tests.test_portal_support import run_worker, submit
+
+    client = _client(app)
+    with app.app_context():
+        from core.platform.models import User
+        reviewer_id = db.session.query(User.id).filter_by(email="reviewer@example.com").scalar()
+        owner_id = db.session.query(User.id).filter_by(email="owner@example.com").scalar()
+    sid, _ = submit(app, owner_id, [("first.png", png())])
+    run_worker(app)
+    with app.app_context():
+        reviewing.decide(sid, reviewer_id, "changes", "Add the attendance list.")
+        db.session.commit()
+    future = (yesterday() + timedelta(days=30)).isoformat()
+    response = client.post(f"/submissions/{sid}/resubmit", content_type="multipart/form-data", data={
+        "session_date": future, "files": [(io.BytesIO(CLEAN_PDF), "attendance.pdf"), (io.BytesIO(EXE), "x.exe")]})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and "The session date cannot be in the future." in html
+    kept = _kept(html)
+    assert list(kept) == ["attendance.pdf"] and "x.exe" in re.search(r'id="files-error">(.*?)</p>', html, re.S).group(1)
+
+    response = client.post(f"/submissions/{sid}/resubmit", content_type="multipart/form-data",
+                           data={"session_date": yesterday().isoformat(), "keep": list(kept.values())})
+    assert response.status_code == 302
+    with app.app_context():
+        s = db.session.get(Submission, sid)
+        assert (s.status, s.revision) == ("scanning", 2)
+        assert sorted(f.original_name for f in s.files) == ["attendance.pdf", "first.png"]
+        assert db.session.query(PendingUpload).count() == 0
