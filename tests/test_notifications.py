@@ -219,3 +219,21 @@ def test_an_unscannable_file_tells_the_uploader_what_to_do(mail_app, smtp_server
     text, html = _parts(message)
     assert "scan-of-a-scan.pdf" in text and "save it again in a simpler form" in text
     assert f'href="{BASE}/submissions/{submission_id}"' in html
+
+
+def test_a_bulk_decision_tells_each_uploader_once(mail_app, smtp_server):  # noqa: F811
+    ids = people(mail_app)
+    first, _ = in_review(mail_app, ids["owner"])
+    second, _ = in_review(mail_app, ids["other"])
+    client = mail_app.test_client()
+    sign_in(client, "reviewer")
+    response = client.post("/review/bulk", data={"submission_ids": [str(first), str(second)], "reject": "1",
+                                                 "reason": "Duplicate of an earlier one.", "confirmed": "yes"})
+    assert response.status_code == 302
+    run_worker(mail_app)
+    inbox = smtp_server["inbox"]
+    for address, submission_id in (("owner@example.com", first), ("other@example.com", second)):
+        [message] = inbox.to(address)
+        assert message["Subject"].startswith(f"Not accepted: submission #{submission_id}")
+        assert "Duplicate of an earlier one." in _parts(message)[0]
+    assert len(inbox.messages) == 2
