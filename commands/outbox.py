@@ -29,6 +29,13 @@ def _parse_since(value: str | None) -> datetime | None:
 def replay(since: str | None, topic: str | None) -> None:
     """Reset records to pending so the worker delivers them again; sinks skip keys they have seen."""
     moment = _parse_since(since)
+    if topic is not None:
+        try:
+            valid = outbox.known_topics()
+        except Exception as exc:
+            raise click.ClickException(f"replay failed: {reason(exc)}") from None
+        if topic not in valid:
+            raise click.ClickException(f"unknown topic {topic!r}; valid topics: {', '.join(valid)}")
     try:
         ids = outbox.replay_range(since=moment, topic=topic)
         with click.progressbar(length=ids[1] - ids[0] + 1 if ids else 0, label="replaying", file=sys.stderr) as bar:

@@ -7,9 +7,13 @@ from jobs.context import job_context
 def scan_file(file_id: int) -> str | None:
     """Idempotent; raises ScannerUnavailable when clamd cannot answer, so RQ retries."""
     from core.evidence.scan_pipeline import scan_file as scan
+    from core.notifications import messages
 
     with job_context():
-        return scan(int(file_id))
+        state = scan(int(file_id))
+        if state in messages.FILE_KINDS:  # infected or unscannable: the verdict is committed; tell the uploader
+            messages.for_file(int(file_id))
+        return state
 
 
 def sweep_pending() -> dict:

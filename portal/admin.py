@@ -2,19 +2,22 @@
 dead letters, retention, backfill runs, reviewer progress, and the job queues."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from rq.registry import FailedJobRegistry
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from core.admin import actions as admin
 from core.retention import enforcement as retention
 from core.review import reviewing as review
-from core.platform.db import db
+from core.platform.db import db, utcnow
 from core.platform.errors import DomainError
 from core.platform.models import Activity, ActivityTag, KajabiEvent, OutboxRecord, Run, User
 from core.platform.queues import enqueue_after_commit
 from core.platform.services import services
+from portal import confirm, run_words
 from portal.blueprint import bp
 from portal.access import admin_required
 from portal.outcomes import refused
@@ -41,10 +44,26 @@ def admin_home():
 
 # ---- users --------------------------------------------------------------------------------
 
+USERS_PAGE_SIZE = 50
+
+
 def _users_page(form: NewUserForm, status: int = 200, created: tuple[User, str] | None = None):
-    users = db.session.scalars(select(User).order_by(User.email)).all()
+    """One page of users (by e-mail), optionally those whose e-mail, name or city contains `q`."""
+    q = (request.args.get("q") or "").replace("\x00", "").strip()[:200]  # PostgreSQL text refuses NUL
+    page = request.args.get("page", "1")
+    page = int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 100_000 else 1
+    query = select(User)
+    if q:
+        needle = q.lower()
+        query = query.where(or_(func.lower(User.email).contains(needle, autoescape=True),
+                                func.lower(User.name).contains(needle, autoescape=True),
+                                func.lower(func.coalesce(User.city, "")).contains(needle, autoescape=True)))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    users = db.session.scalars(query.order_by(User.email).offset((page - 1) * USERS_PAGE_SIZE)
+                               .limit(USERS_PAGE_SIZE)).all()
+    pages = max(1, -(-total // USERS_PAGE_SIZE))
     return render_template("portal/admin/users.html", users=users, form=form, role_form=RoleForm,
-                           created=created), status
+                           created=created, q=q, page=page, pages=pages, total=total), status
 
 
 @bp.get("/admin/users")
@@ -95,13 +114,14 @@ def admin_set_role(user_id: int):
 
 @bp.get("/admin/catalogue")
 @admin_required
-def admin_catalogue():
+def admin_catalogue(failed: tuple[str, ActivityForm] | None = None, status: int = 200):
+    """`failed`: (code, the refused form), whose typed values and errors show on that activity."""
     activities = db.session.scalars(select(Activity).order_by(Activity.code)).all()
     tags = db.session.scalars(select(ActivityTag).order_by(ActivityTag.tag)).all()
     tag_form = TagForm()
     tag_form.activity_code.choices = choices((a.code, a.code) for a in activities)
     return render_template("portal/admin/catalogue.html", activities=activities, tags=tags, tag_form=tag_form,
-                           activity_form=ActivityForm, action=ActionForm())
+                           activity_form=ActivityForm, action=ActionForm(), failed=failed), status
 
 
 @bp.post("/admin/activities/<code>")
@@ -109,9 +129,8 @@ def admin_catalogue():
 def admin_update_activity(code: str):
     form = ActivityForm()
     if not form.validate_on_submit():
-        problems = "; ".join(f"{f.label.text}: {' '.join(f.errors)}" for f in form if f.errors)
-        flash(f"{problems}. Nothing was changed.", "error")
-        return redirect(url_for("portal.admin_catalogue"))
+        flash(f"{code} was not saved; see the message next to the field.", "error")
+        return admin_catalogue(failed=(code, form), status=400)
     try:
         admin.update_activity(current_user.id, code, name=form.name.data, points=form.points.data,
                               cap_points=form.cap_points.data, cap_period=form.cap_period.data,
@@ -219,6 +238,14 @@ def admin_run_retention():
     if not form.validate_on_submit():
         flash("Give a number of days from 1 to 36500; nothing was changed.", "error")
         return redirect(url_for("portal.admin_retention"))
+    if not form.dry_run.data and not confirm.confirmed():
+        cutoff = datetime.now(timezone.utc) - timedelta(days=form.days.data)
+        return confirm.page("Run retention now?", f"Delete every evidence file older than {form.days.data} days "
+                            f"(sent before {cutoff:%Y-%m-%d %H:%M} UTC), with its thumbnails?",
+                            ["This cannot be undone: the files are deleted from storage.",
+                             "Raw Kajabi payloads past their own limit are anonymised too.",
+                             "Not sure? Go back and run a dry run first: it counts what would go and deletes nothing."],
+                            "Yes, delete them now", url_for("portal.admin_retention"))
     if not form.dry_run.data:
         # A real run walks every user's objects: a job, not this request (gunicorn's timeout
         # would cut a long one short). It records its Run, listed below with its counts.
@@ -230,8 +257,12 @@ def admin_run_retention():
         return redirect(url_for("portal.admin_retention"))
     # A dry run deletes nothing and reports here; it stays in the request.
     result = retention.run_all(days=form.days.data, dry_run=True, started_by=current_user.email)
+    # Listed with the real runs, marked as a dry run (retention's own run_all records none for it).
+    db.session.add(Run(kind="retention", status="dry_run", started_by=current_user.email, finished_at=utcnow(),
+                       params={"days": form.days.data, "cutoff": result.get("cutoff")},
+                       counts={k: v for k, v in result.items() if k not in ("dry_run", "cutoff", "kajabi_anonymised")}))
     db.session.commit()
-    summary = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in result.items() if k not in ("dry_run", "cutoff"))
+    summary = ", ".join(run_words.count_words(result, dry=True))
     flash(f"Dry run (nothing deleted) finished: {summary}.", "success")
     return redirect(url_for("portal.admin_retention"))
 

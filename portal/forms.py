@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, EmailField, HiddenField, IntegerField, MultipleFileField, PasswordField,
-                     SelectField, StringField, SubmitField, TextAreaField, TimeField)
+                     SelectField, SelectMultipleField, StringField, SubmitField, TextAreaField, TimeField)
+from wtforms.widgets import CheckboxInput, ListWidget
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
@@ -126,8 +127,11 @@ class RoleForm(FlaskForm):
 
 class ActivityForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    points = IntegerField("Points", validators=[InputRequired(), NumberRange(min=0, max=100_000)])
-    cap_points = IntegerField("Cap (points, empty for none)", validators=[Optional(), NumberRange(min=0, max=1_000_000)])
+    points = IntegerField("Points", validators=[InputRequired(message="Enter a whole number from 0 to 100000."),
+                                                NumberRange(min=0, max=100_000, message="Enter a whole number from 0 to 100000.")])
+    cap_points = IntegerField("Cap (points, empty for none)",
+                              validators=[Optional(), NumberRange(min=0, max=1_000_000,
+                                                                  message="Enter a whole number from 0 to 1000000, or leave it empty.")])
     cap_period = SelectField("Cap period", choices=choices((p, p) for p in ("none", "total", "once", "rolling_7d")))
     active = BooleanField("Active")
     submit = SubmitField("Save")
@@ -153,3 +157,37 @@ class RetentionForm(FlaskForm):
 class HiddenIdForm(FlaskForm):
     item_id = HiddenField()
     submit = SubmitField("Go")
+
+
+class NotificationsForm(FlaskForm):
+    notify_email = BooleanField("E-mail me about my submissions")
+    submit = SubmitField("Save")
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """Checkboxes, one per choice (the files a correction may remove)."""
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class CorrectionForm(FlaskForm):
+    """After "changes requested": every field of the submission form except the activity (its
+    files are stored under it), plus files to remove and new ones to add."""
+    session_date = DateField("Session date", validators=[InputRequired(message="Give the date of the session.")])
+    session_start = TimeField("Start time (optional, UTC)", validators=[Optional()])
+    city = StringField("City (optional)", validators=[Optional(), Length(max=120)])
+    note = TextAreaField("Note for the reviewer (optional)", validators=[Optional(), Length(max=2000)])
+    remove = MultiCheckboxField("Remove these files", validators=[Optional()])
+    files = MultipleFileField("New or corrected files")
+    submit = SubmitField("Resubmit for review")
+
+
+def correction_form_class(activity) -> type[CorrectionForm]:
+    """CorrectionForm with one number field per counter of this activity (AMPLIFY: peers, students)."""
+    attrs = {}
+    for spec in activity.counters or []:
+        low, high = int(spec.get("min", 0)), int(spec.get("max", 10_000))
+        attrs[f"counter_{spec['name']}"] = IntegerField(
+            f"{spec.get('label', spec['name'])} ({low} to {high})",
+            validators=[Optional(), NumberRange(min=low, max=high, message=f"Enter a number from {low} to {high}.")])
+    return type("DynamicCorrectionForm", (CorrectionForm,), attrs)

@@ -7,6 +7,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
+from core.notifications import messages as notify
 from core.platform import audit
 from core.review import reviewing as review
 from core.platform.db import db
@@ -71,6 +72,7 @@ def bulk_decide():
         outcome = review.decide_many([int(i) for i in ids], current_user.id, action, form.reason.data)
     except DomainError as exc:
         return refused(exc, back)
+    notify.for_decisions(outcome.done)  # e-mails go out after this commit, never before
     db.session.commit()
     verb = "Approved" if action == "approve" else "Rejected"
     if outcome.done:
@@ -152,6 +154,7 @@ def decide(submission_id: int):
         return redirect(here)
     except DomainError as exc:
         return refused(exc, here)
+    notify.for_decisions([submission_id])  # e-mails go out after this commit, never before
     db.session.commit()
     if action == "approve":
         flash(approval_message(result), "success")

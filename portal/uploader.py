@@ -2,10 +2,12 @@
 status and reasons, and resubmission after changes are requested. Usable without JavaScript."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from werkzeug.datastructures import CombinedMultiDict, MultiDict
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import selectinload
 
@@ -14,11 +16,13 @@ from core.points import ledger
 from core.review import reviewing as review
 from core.platform.db import db
 from core.platform.errors import DomainError, NotFound
+from core.platform.filenames import sanitise_filename
 from core.platform.models import Activity, Badge, Submission, UserBadge
 from core.review.reviewing import SCAN_WORDS, STATUS_WORDS
 from portal.blueprint import bp
 from portal.access import signed_in_required
-from portal.forms import ResubmitForm, choices, submission_form_class
+from core.evidence import corrections, pending
+from portal.forms import choices, correction_form_class, submission_form_class
 
 MY_PAGE_SIZE = 50  # newest first; "Older submissions" pages on by keyset (created_at, id)
 
@@ -66,6 +70,46 @@ def attach_errors(form, exc: DomainError, field_names: dict[str, str]) -> None:
             flash(exc.message, "error")
 
 
+def _bad_files(exc: DomainError | None) -> set[int]:
+    """Indexes i of the files[i] an error names."""
+    bad = set()
+    for detail in (exc.details if exc is not None else None) or []:
+        match = re.fullmatch(r"files\[(\d+)\]", str(detail.get("field", "")))
+        if match:
+            bad.add(int(match.group(1)))
+    return bad
+
+
+def files_to_choose_again(field, exc: DomainError | None = None, kept: list | None = None) -> list[str]:
+    """The names of the files the refused form carried that were fine (not named by a files[i]
+    error) and were not kept for the retry: a browser cannot keep chosen files across a refused
+    form, so the page lists exactly which to choose again. Bad files have their own message."""
+    names = [fs.filename for fs in (field.data or []) if fs and fs.filename]
+    kept_names = [k.original_name for k in kept or []]
+    out = []
+    for i, name in enumerate(names):
+        clean = sanitise_filename(name)
+        if i in _bad_files(exc):
+            continue
+        if clean in kept_names:
+            kept_names.remove(clean)
+            continue
+        out.append(clean)
+    return out
+
+
+def _keep_good(activity_code: str | None, incoming: list[evidence.IncomingFile], exc: DomainError | None) -> list:
+    """After a refusal: keep the new files that were fine (pending uploads) for the retry."""
+    bad = _bad_files(exc)
+    good = [f for i, f in enumerate(incoming) if i not in bad]
+    for f in good:
+        try:
+            f.stream.seek(0)
+        except (OSError, ValueError):  # a stream that cannot rewind is chosen again instead
+            return []
+    return pending.keep(current_user.id, activity_code, good)
+
+
 @bp.route("/submissions/new", methods=["GET", "POST"])
 @signed_in_required
 def new_submission():
@@ -73,7 +117,12 @@ def new_submission():
     form = submission_form_class(activities)()
     form.activity_code.choices = choices([("", "Choose an activity")] + [(a.code, f"{a.name} ({a.code})") for a in activities])
     status = 200
+    rechoose: list[str] = []
+    kept: list = []
     if request.method == "POST":
+        kept = pending.load(current_user.id, request.form.getlist("keep"))  # good files of the last try
+        incoming = _incoming(form.files)
+        error: DomainError | None = None
         if form.validate():
             activity = next(a for a in activities if a.code == form.activity_code.data)
             counters = {spec["name"]: getattr(form, f"counter_{spec['name']}").data or 0
@@ -81,27 +130,36 @@ def new_submission():
             session_start = None
             if form.session_start.data:
                 session_start = datetime.combine(form.session_date.data, form.session_start.data, timezone.utc)
+            again = pending.as_incoming(kept, len(incoming))
             try:
                 submission = evidence.create_submission(
                     current_user.id, activity.code, form.session_date.data, counters=counters,
                     note=form.note.data or "", city=(form.city.data or "").strip() or current_user.city,
-                    session_start=session_start, files=_incoming(form.files))
+                    session_start=session_start, files=incoming + again)
             except DomainError as exc:
+                error = exc
                 attach_errors(form, exc, {"counters.peers": "counter_peers", "counters.students": "counter_students"})
                 status = exc.status if 400 <= exc.status < 500 else 400
             else:
                 # The identity key outlives the commit; reading .id would reload the expired row.
                 (submission_id,) = inspect(submission).identity
+                pending.discard(kept)
                 flash(f"Submission {submission_id} sent. We are checking the files; it goes to review after that.",
                       "success")
                 return redirect(url_for("portal.my_submission", submission_id=submission_id))
+            finally:
+                for f in again:
+                    f.stream.close()
         else:
             status = 400
+        new_kept = _keep_good(form.activity_code.data, incoming, error)
+        kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
+        rechoose = files_to_choose_again(form.files, error, new_kept)
         flash("Some fields need attention; see the messages next to them.", "error")
     counter_fields = [(a, [getattr(form, f"counter_{c['name']}") for c in a.counters or []])
                       for a in activities if a.counters]
     return render_template("portal/uploader/new.html", form=form, activities=activities,
-                           counter_fields=counter_fields), status
+                           counter_fields=counter_fields, rechoose=rechoose, kept=kept), status
 
 
 @bp.get("/submissions")
@@ -133,26 +191,102 @@ def _own(submission_id: int) -> Submission:
     return submission
 
 
+def _with_current_values(submission: Submission) -> CombinedMultiDict:
+    """The posted form, where a field that was not sent at all keeps its current value (a client
+    that only adds files need not repeat the rest). A field sent empty is empty."""
+    current = MultiDict({"session_date": submission.session_date.isoformat(), "city": submission.city or "",
+                         "note": submission.note or "",
+                         "session_start": submission.session_start.strftime("%H:%M") if submission.session_start else "",
+                         **{f"counter_{k}": str(v) for k, v in (submission.counters or {}).items()}})
+    missing = MultiDict([(k, v) for k, v in current.items(multi=True) if k not in request.form])
+    return CombinedMultiDict([request.form, missing, request.files])
+
+
+def _correction_form(submission: Submission, formdata=None):
+    """The correction form for this submission; on GET it is filled with the current values."""
+    form_class = correction_form_class(submission.activity)
+    if formdata is not None:
+        form = form_class(formdata=formdata)
+    else:
+        values = {"session_date": submission.session_date, "city": submission.city or "", "note": submission.note or "",
+                  "session_start": submission.session_start.time() if submission.session_start else None,
+                  **{f"counter_{k}": v for k, v in (submission.counters or {}).items()}}
+        form = form_class(formdata=None, data=values)  # not the request: a GET shows what is stored
+    form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
+    return form
+
+
+def _detail(submission: Submission, form=None, status: int = 200, rechoose: list[str] | None = None,
+            kept: list | None = None):
+    if form is None and submission.status == "changes_requested":
+        form = _correction_form(submission)
+    return render_template("portal/uploader/detail.html", s=submission, form=form,
+                           counter_fields=[getattr(form, f"counter_{c['name']}") for c in submission.activity.counters or []]
+                           if form is not None else [],
+                           live=[f for f in submission.files if f.deleted_at is None], rechoose=rechoose or [],
+                           kept=kept or [],
+                           status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_step=NEXT_STEP), status
+
+
 @bp.get("/submissions/<int:submission_id>")
 @signed_in_required
 def my_submission(submission_id: int):
-    submission = _own(submission_id)
-    return render_template("portal/uploader/detail.html", s=submission, form=ResubmitForm(),
-                           status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_step=NEXT_STEP)
+    return _detail(_own(submission_id))
 
 
 @bp.post("/submissions/<int:submission_id>/resubmit")
 @signed_in_required
 def resubmit(submission_id: int):
+    """Corrections after "changes requested": every field, files removed and added, one POST."""
     submission = _own(submission_id)
-    form = ResubmitForm()
+    if submission.status != "changes_requested":
+        flash("This submission can be corrected only when a reviewer has asked for changes; nothing was changed.",
+              "error")
+        return _detail(submission, None, 400)
+    form = _correction_form(submission, formdata=_with_current_values(submission))
+    kept = pending.load(current_user.id, request.form.getlist("keep"))  # good files of the last try
+    incoming = _incoming(form.files)
+    error: DomainError | None = None
     if form.validate_on_submit():
+        again = pending.as_incoming(kept, len(incoming))
+        change = corrections.Correction(
+            session_date=form.session_date.data, session_start=form.session_start.data, city=form.city.data,
+            note=form.note.data or "", remove=[int(i) for i in form.remove.data or [] if str(i).isdigit()],
+            counters={c["name"]: getattr(form, f"counter_{c['name']}").data or 0
+                      for c in submission.activity.counters or []},
+            files=incoming + again)
         try:
-            evidence.add_files(submission.id, current_user.id, _incoming(form.files))
+            corrections.resend(submission.id, current_user.id, change)
         except DomainError as exc:
-            attach_errors(form, exc, {})
-            return render_template("portal/uploader/detail.html", s=submission, form=form,
-                                   status_words=STATUS_WORDS, scan_words=SCAN_WORDS, next_step=NEXT_STEP), \
-                (exc.status if 400 <= exc.status < 500 else 400)
-        flash("Resubmitted. We are checking the new files; it goes back to review after that.", "success")
-    return redirect(url_for("portal.my_submission", submission_id=submission.id))
+            error = exc
+            db.session.rollback()
+        else:
+            pending.discard(kept)
+            flash("Resubmitted with your corrections. The reviewer sees what you changed.", "success")
+            return redirect(url_for("portal.my_submission", submission_id=submission_id))
+        finally:
+            for f in again:
+                f.stream.close()
+    submission = _own(submission_id)
+    form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
+    if error is not None:
+        attach_errors(form, error, {f"counters.{c['name']}": f"counter_{c['name']}"
+                                    for c in submission.activity.counters or []})
+    new_kept = _keep_good(submission.activity_code, incoming, error)
+    kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
+    flash("Some fields need attention; see the messages next to them.", "error")
+    status = error.status if error is not None and 400 <= error.status < 500 else 400
+    return _detail(submission, form, status, files_to_choose_again(form.files, error, new_kept), kept)
+
+
+@bp.get("/submissions/<int:submission_id>/status.json")
+@signed_in_required
+def submission_status(submission_id: int):
+    """What static/live-status.js polls while files are scanned: {id, status, status_word,
+    next_step, scanning, files: [{id, scan_state, word}]}. `scanning` false means: stop polling."""
+    s = _own(submission_id)
+    body = {"id": s.id, "status": s.status, "status_word": STATUS_WORDS.get(s.status, s.status),
+            "next_step": NEXT_STEP.get(s.status, ""), "scanning": s.status == "scanning",
+            "files": [{"id": f.id, "scan_state": f.scan_state, "word": SCAN_WORDS.get(f.scan_state, f.scan_state)}
+                      for f in s.files if f.deleted_at is None]}
+    return body, 200, {"Cache-Control": "no-store"}

@@ -124,19 +124,22 @@ def test_retention_dry_run_then_run_and_backfill_runs(app):
         db.session.commit()
     client = _admin(app)
     page = client.post("/admin/retention", data={"days": "730", "dry_run": "Dry run"}, follow_redirects=True)
-    assert any(m.startswith("Dry run (nothing deleted) finished: objects deleted: 1") for m in flashes(page))
+    assert any(m.startswith("Dry run (nothing deleted) finished: 1 files that would be deleted") for m in flashes(page))
     with app.app_context():
         assert db.session.get(EvidenceFile, fid).deleted_at is None
-    page = client.post("/admin/retention", data={"days": "730", "run": "Run now"}, follow_redirects=True)
+    held = client.post("/admin/retention", data={"days": "730", "run": "Run now"})  # a confirmation step first
+    assert held.status_code == 200 and "Run retention now?" in held.get_data(as_text=True)
+    page = client.post("/admin/retention", data={"days": "730", "run": "Run now", "confirmed": "yes"},
+                       follow_redirects=True)
     assert any(m.startswith("Retention run queued.") for m in flashes(page))
     with app.app_context():
         assert db.session.get(EvidenceFile, fid).deleted_at is None  # a job does it, not the request
     run_worker(app)
     with app.app_context():
         assert db.session.get(EvidenceFile, fid).deleted_at is not None
-        run = db.session.scalars(db.select(Run).where(Run.kind == "retention")).one()
+        run = db.session.scalars(db.select(Run).where(Run.kind == "retention", Run.status != "dry_run")).one()
         assert (run.status, run.started_by, run.counts["objects_deleted"]) == ("finished", "admin@example.com", 1)
-    assert "finished" in client.get("/admin/retention").get_data(as_text=True)  # the run is listed
+    assert "Finished" in client.get("/admin/retention").get_data(as_text=True)  # the run is listed
     assert "bf-2024-01" in client.get("/admin/backfills").get_data(as_text=True)
 
 

@@ -174,8 +174,12 @@ def test_bulk_decisions_report_each_conflict_and_do_the_rest(app):
     page = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[:2]], "reject": "1"},
                        follow_redirects=True)
     assert any("Give a reason" in m for m in flashes(page))
+    held = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[:2]], "reject": "1",
+                                             "reason": "Duplicate"})  # a confirmation step first (portal/confirm.py)
+    assert held.status_code == 200 and "Reject 2 submission(s)?" in held.get_data(as_text=True)
+    assert _row(app, too_many[0]).status == "in_review"
     page = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[:2]], "reject": "1",
-                                             "reason": "Duplicate"}, follow_redirects=True)
+                                             "reason": "Duplicate", "confirmed": "yes"}, follow_redirects=True)
     assert "Rejected 2 submission(s)." in flashes(page)
 
 
@@ -187,7 +191,11 @@ def test_revoke_is_admin_only_and_writes_a_compensating_row(app):
     sign_in(admin, "admin")
     reviewer.post(f"/review/{sid}/decide", data={"approve": "Approve"})
     assert reviewer.post(f"/review/{sid}/revoke", data={"reason": "fraud"}).status_code == 403
-    page = admin.post(f"/review/{sid}/revoke", data={"reason": "Copied evidence"}, follow_redirects=True)
+    held = admin.post(f"/review/{sid}/revoke", data={"reason": "Copied evidence"})  # confirmation step first
+    assert held.status_code == 200 and "Revoke this approval?" in held.get_data(as_text=True)
+    assert _row(app, sid).status == "approved"
+    page = admin.post(f"/review/{sid}/revoke", data={"reason": "Copied evidence", "confirmed": "yes"},
+                      follow_redirects=True)
     assert "Revoked: -50 points written back to the ledger." in flashes(page)
     with app.app_context():
         rows = db.session.query(LedgerEntry).order_by(LedgerEntry.id).all()

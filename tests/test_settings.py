@@ -57,7 +57,8 @@ def test_ttl_is_clamped_to_an_hour():
 
 
 def test_production_cookies_are_secure(make_settings):
-    production = create_app(make_settings({}, APP_ENV="production", SECRET_KEY="x" * 40))  # CSRF on: a session
+    production = create_app(make_settings({}, APP_ENV="production", SECRET_KEY="x" * 40,
+                                              NOTIFICATIONS_ENABLED="false"))  # CSRF on: a session
     development = create_app(make_settings(None, APP_ENV="development"))
     assert production.config["SESSION_COOKIE_SECURE"] and production.config["REMEMBER_COOKIE_SECURE"]
     assert not development.config["SESSION_COOKIE_SECURE"]  # plain http://localhost keeps working
@@ -78,7 +79,7 @@ def test_blank_endpoint_secrets_count_as_unset_and_production_wants_long_ones():
     spaces = Settings.from_env({"KAJABI_WEBHOOK_SECRET": "   ", "CRON_SECRET": "\t", "INTERNAL_METRICS_TOKEN": " "})
     assert (spaces.kajabi_webhook_secret, spaces.cron_secret, spaces.internal_metrics_token) == ("", "", "")
     assert Settings.from_env({"CRON_SECRET": "  padded-secret  "}).cron_secret == "padded-secret"
-    production = {"APP_ENV": "production", "SECRET_KEY": "x" * 40}
+    production = {"APP_ENV": "production", "SECRET_KEY": "x" * 40, "NOTIFICATIONS_ENABLED": "0"}
     with pytest.raises(SettingsError, match="CRON_SECRET must be at least 16 characters in production"):
         Settings.from_env({**production, "CRON_SECRET": "short"})
     assert Settings.from_env({**production, "CRON_SECRET": "c" * 16}).cron_secret == "c" * 16

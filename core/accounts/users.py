@@ -70,7 +70,7 @@ def create_user(email: str, role: str, password: str | None = None, name: str = 
     """Returns the user and the password (generated when none is given). Caller commits."""
     email = normalise_email(email)
     if "@" not in email or len(email) > 320:
-        raise ValidationError("email_invalid", f"{email!r} is not an e-mail address.", [{"field": "email", "issue": "invalid"}])
+        raise ValidationError("email_invalid", f"{email!r} is not an e-mail address.", [{"field": "email", "issue": "Enter an e-mail address such as name@example.org."}])
     if role not in ROLES:
         raise ValidationError("role_invalid", f"Role must be one of {', '.join(ROLES)}.", [{"field": "role", "issue": role}])
     if db.session.query(User.id).filter_by(email=email).first():

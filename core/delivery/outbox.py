@@ -22,6 +22,17 @@ from core.delivery.sinks import Message, build_sinks
 MAX_BACKOFF_S = 3600
 
 
+# The topics ledger writes append (core.points.ledger); `outbox replay --topic` accepts these and
+# any other topic already in the table.
+TOPICS = ("ledger.recorded", "badge.awarded")
+
+
+def known_topics() -> list[str]:
+    """TOPICS plus every topic the table holds, sorted."""
+    stored = db.session.scalars(select(OutboxRecord.topic).distinct()).all()
+    return sorted(set(TOPICS) | set(stored))
+
+
 def append(topic: str, idempotency_key: str, payload: dict, ledger_id: int | None = None) -> OutboxRecord:
     """Add a record in the caller's transaction; delivery is kicked once the transaction commits."""
     record = OutboxRecord(topic=topic, idempotency_key=idempotency_key, payload=payload, ledger_id=ledger_id,

@@ -5,7 +5,7 @@ import uuid
 
 from flask_login import UserMixin
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, true)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.platform.db import UTCDateTime, db, utcnow
@@ -30,6 +30,8 @@ class User(UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at = mapped_column(UTCDateTime, default=utcnow)
     updated_at = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # E-mail about their own submissions (and, for admins, the daily digest); off = no mail (0008).
+    notify_email: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -263,3 +265,39 @@ class DailyRollup(db.Model):
     events: Mapped[int] = mapped_column(Integer, default=0)
     users: Mapped[int] = mapped_column(Integer, default=0)
     updated_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Notification(db.Model):
+    """One e-mail per event (core.notifications). The idempotency key is claimed before sending:
+    pending -> sending (claimed_at) -> sent | skipped | failed; a `sending` claim older than the
+    lease is taken over (a crash between claim and send), a `sent` one is never sent again."""
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_state_created", "state", "created_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    payload: Mapped[dict] = mapped_column(JSON, default=dict)  # the message's facts, fixed at the event
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at = mapped_column(UTCDateTime)
+    sent_at = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingUpload(db.Model):
+    """A good file of a refused form, kept for the retry (core.evidence.pending): its object is
+    stored under the evidence layout, never served or scanned until the form goes through (then
+    it is copied into the submission and this row and its object go). Purged after a day."""
+    __tablename__ = "pending_uploads"
+    __table_args__ = (Index("ix_pending_uploads_user_created", "user_id", "created_at"),
+                      Index("ix_pending_uploads_created", "created_at"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    storage_key: Mapped[str] = mapped_column(String(512), unique=True)
+    original_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigId)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at = mapped_column(UTCDateTime, default=utcnow)

@@ -90,6 +90,11 @@ class Settings:
     proxy_count: int = 0
     queue_prefix: str = ""
     log_level: str = "INFO"
+    # E-mail notifications (core.notifications): unset SMTP_URL writes messages to the log.
+    notifications_enabled: bool = True
+    smtp_url: str = ""
+    mail_from: str = "Points <points@localhost>"
+    public_base_url: str = "http://127.0.0.1:5000"
     # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
     flask_overrides: Mapping = field(default_factory=dict)
 
@@ -178,6 +183,22 @@ class Settings:
         ttl = parse_int("SIGNED_URL_TTL_SECONDS", get("SIGNED_URL_TTL_SECONDS", "3600"), minimum=1)
         ttl = min(ttl, MAX_SIGNED_URL_TTL)  # the contract: clamped, never longer
 
+        notifications_enabled = parse_bool("NOTIFICATIONS_ENABLED", get("NOTIFICATIONS_ENABLED", "true"))
+        smtp_url = get("SMTP_URL").strip()
+        if smtp_url and urlparse(smtp_url).scheme not in ("smtp", "smtps", "smtp+starttls"):
+            raise SettingsError("SMTP_URL must start with smtp://, smtp+starttls:// or smtps://")
+        if smtp_url and not urlparse(smtp_url).hostname:
+            raise SettingsError("SMTP_URL needs a host, e.g. smtp://mail.example.org:25")
+        public_base_url = get("PUBLIC_BASE_URL", cls.public_base_url).strip().rstrip("/") or cls.public_base_url
+        if urlparse(public_base_url).scheme not in ("http", "https") or not urlparse(public_base_url).hostname:
+            raise SettingsError(f"PUBLIC_BASE_URL={public_base_url!r} must be an absolute http(s) URL")
+        if production and notifications_enabled:
+            # Fail closed: in production, mail that would only reach a log is mail nobody reads.
+            if not smtp_url:
+                raise SettingsError("SMTP_URL is required when APP_ENV=production and NOTIFICATIONS_ENABLED is on")
+            if not get("PUBLIC_BASE_URL").strip():
+                raise SettingsError("PUBLIC_BASE_URL is required when APP_ENV=production and NOTIFICATIONS_ENABLED is on")
+
         return cls(
             app_env=app_env,
             secret_key=secret_key,
@@ -214,4 +235,8 @@ class Settings:
             proxy_count=parse_int("PROXY_COUNT", get("PROXY_COUNT", "0"), minimum=0, maximum=5),
             queue_prefix=get("QUEUE_PREFIX"),
             log_level=parse_choice("LOG_LEVEL", get("LOG_LEVEL", "INFO"), ("debug", "info", "warning", "error")).upper(),
+            notifications_enabled=notifications_enabled,
+            smtp_url=smtp_url,
+            mail_from=get("MAIL_FROM", cls.mail_from).strip() or cls.mail_from,
+            public_base_url=public_base_url,
         )
