@@ -18,6 +18,7 @@ def periodic_job_definitions() -> list[dict]:
         {"name": "kajabi-reconcile", "func": "jobs.kajabi.reconcile", "queue": "ledger", "interval": 300, "timeout": 600},
         {"name": "rollups-refresh", "func": "jobs.rollups.refresh_recent", "queue": "maintenance", "interval": 60, "timeout": 300},
         {"name": "retention-requeue", "func": "jobs.retention.requeue_lost", "queue": "maintenance", "interval": 900, "timeout": 120},
+        {"name": "sink-keys-trim", "func": "jobs.outbox.trim_sink_keys", "queue": "maintenance", "interval": 3600, "timeout": 600},
     ]
 
 
