@@ -29,7 +29,6 @@ class Queues:
         self.redis = redis
         self.prefix = prefix
         self._queues = {name: Queue(prefix + name, connection=redis) for name in QUEUE_NAMES}
-        self.last_kick: dict[str, float] = {}  # this process's latest kicks (core.points.kajabi.kick_drain)
 
     def __getitem__(self, name: str) -> Queue:
         return self._queues[name]
