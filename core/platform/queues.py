@@ -20,7 +20,8 @@ from core.platform.db import db
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAMES = ("scans", "media", "ledger", "outbox", "maintenance")
+# A worker on several queues takes them in this order: delivery before Kajabi drains (docs/operations.md).
+QUEUE_NAMES = ("scans", "media", "outbox", "ledger", "maintenance")
 _PENDING = "points_after_commit_jobs"
 
 

@@ -222,7 +222,16 @@ def process(event_row_id: int, *, skip_locked: bool = False) -> str | None:
         code = "duplicate_event"
     _finish(event, "ledgered", code, user_id=user.id)
     event.ledgered_at = utcnow()
+    event.matchable_at = matchable_at(event.received_at, user.created_at, mapping.created_at)
     return event.state
+
+
+def matchable_at(received_at: datetime | None, *created: datetime | None) -> datetime | None:
+    """When an event could first be matched: its arrival, or the creation of the user or the tag
+    mapping that matched it, whichever is latest (the SLO's tag -> ledger latency counts from
+    here; time waiting for a sign-up is the unmatched alert's, docs/operations.md)."""
+    moments = [m for m in (received_at, *created) if m is not None]
+    return max(moments) if moments else None
 
 
 def _event_time(event: KajabiEvent) -> datetime:
