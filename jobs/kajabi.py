@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.points import kajabi, kajabi_batch
 from core.platform.db import db, is_postgres
@@ -113,6 +114,28 @@ def _drain(counts: dict[str, int], budget_s: float) -> None:
             if time.monotonic() >= idle_until:
                 return
             time.sleep(IDLE_POLL_S)
+
+
+STALE_RECEIVED_S = 10  # well past any drain's reach: a drain claims a new event within a second
+
+
+def sweep_received(now=None) -> dict[str, int]:
+    """Every 15 s (jobs/schedule.py): if an event has waited `received` for over 10 s, queue a
+    drain, bypassing the once-marker. The marker's own job can be lost (a worker SIGKILLed between
+    taking the job and clearing the marker), and the marker then stops every kick for up to a
+    minute; without this the event would wait for reconcile's 60 s rule every 5 minutes."""
+    from core.platform.db import utcnow
+    from core.platform.services import services
+
+    with job_context():
+        cutoff = (now or utcnow()) - timedelta(seconds=STALE_RECEIVED_S)
+        oldest = db.session.scalar(select(func.min(KajabiEvent.id))
+                                   .where(KajabiEvent.state == "received", KajabiEvent.received_at < cutoff))
+        db.session.rollback()
+        if oldest is None:
+            return {"queued": 0}
+        services().queues.enqueue("ledger", "jobs.kajabi.process_event", oldest)
+        return {"queued": 1}
 
 
 def reconcile() -> dict[str, int]:

@@ -15,6 +15,7 @@ def periodic_job_definitions() -> list[dict]:
     return [
         {"name": "outbox-deliver", "func": "jobs.outbox.deliver_due", "queue": "outbox", "interval": 5, "timeout": 120},
         {"name": "scan-sweep", "func": "jobs.scans.sweep_pending", "queue": "scans", "interval": 60, "timeout": 120},
+        {"name": "kajabi-sweep", "func": "jobs.kajabi.sweep_received", "queue": "ledger", "interval": 15, "timeout": 60},
         {"name": "kajabi-reconcile", "func": "jobs.kajabi.reconcile", "queue": "ledger", "interval": 300, "timeout": 600},
         {"name": "rollups-refresh", "func": "jobs.rollups.refresh_recent", "queue": "maintenance", "interval": 60, "timeout": 300},
         {"name": "retention-requeue", "func": "jobs.retention.requeue_lost", "queue": "maintenance", "interval": 900, "timeout": 120},

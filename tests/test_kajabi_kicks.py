@@ -73,3 +73,29 @@ def test_a_drain_out_of_time_queues_its_next_slice(hook_app):
     assert ledger_queue.count == 1, "a drain that ran out of time left its events to the next hook"
     burst(hook_app)
     assert set(_states(hook_app).values()) <= {"ledgered", "ignored"}
+
+
+def test_a_drain_lost_with_its_worker_is_replaced_by_the_sweep(hook_app):
+    """The once-marker's job taken by a worker that was SIGKILLed before it cleared the marker:
+    every hook then finds the marker set and queues nothing. The 15 s sweep queues a drain for
+    an event left `received` past 10 s, marker or not."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.platform.db import utcnow
+    from jobs.kajabi import STALE_RECEIVED_S, sweep_received
+
+    ledger_queue = hook_app.extensions["points"].queues["ledger"]
+    client = hook_app.test_client()
+    assert post(client, documented("evt-lost", tag="elevate-ai-1-completed")).status_code == 202
+    ledger_queue.empty()  # its drain died with the worker; the marker stays set
+    assert post(client, documented("evt-after", tag="elevate-ai-2-completed")).status_code == 202
+    assert ledger_queue.count == 0  # the marker stops the kick
+    assert sweep_received() == {"queued": 0}  # young events are a running drain's business
+    with hook_app.app_context():
+        db.session.execute(update(KajabiEvent).values(received_at=utcnow() - timedelta(seconds=STALE_RECEIVED_S + 1)))
+        db.session.commit()
+    assert sweep_received() == {"queued": 1} and ledger_queue.count == 1
+    burst(hook_app)
+    assert _states(hook_app) == {"evt-lost": "ledgered", "evt-after": "ledgered"}
