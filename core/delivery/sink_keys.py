@@ -19,7 +19,8 @@ import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import any_, bindparam, delete, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from core.platform.db import db, is_postgres, utcnow
 from core.platform.models import SinkKey
@@ -43,6 +44,14 @@ def _chunks(keys: list[str]) -> Iterable[list[str]]:
         yield keys[start:start + _KEYS_PER_STATEMENT]
 
 
+def one_of(column, values: list):
+    """`column IN values`; on PostgreSQL `column = ANY(:array)`, one parameter however many values
+    (an expanded IN of 500 parameters cost more to build than to run)."""
+    if is_postgres():
+        return column == any_(bindparam(None, value=list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
 def lookup(sink: str, keys: list[str]) -> tuple[set[str], dict[str, int]]:
     """(applied keys, {key: file offset} of keys noted as being written) among `keys`."""
     applied: set[str] = set()
@@ -51,7 +60,7 @@ def lookup(sink: str, keys: list[str]) -> tuple[set[str], dict[str, int]]:
     with _connection() as conn:
         for chunk in _chunks(keys):
             rows = conn.execute(select(table.c.idempotency_key, table.c.file_offset)
-                                .where(table.c.sink == sink, table.c.idempotency_key.in_(chunk)))
+                                .where(table.c.sink == sink, one_of(table.c.idempotency_key, chunk)))
             for key, offset in rows:
                 if offset is None:
                     applied.add(key)
@@ -60,10 +69,35 @@ def lookup(sink: str, keys: list[str]) -> tuple[set[str], dict[str, int]]:
     return applied, writing
 
 
+_CLAIM_PG = text(
+    "INSERT INTO sink_keys (sink, idempotency_key, file_offset, applied_at) "
+    "SELECT :sink, k, :offset, :stamp FROM unnest(CAST(:keys AS varchar[])) AS k "
+    "ON CONFLICT (sink, idempotency_key) DO NOTHING RETURNING idempotency_key")
+
+
+def claim(sink: str, keys: list[str], offset: int) -> tuple[set[str], set[str], dict[str, int]]:
+    """Note `keys` as being written from `offset` (committed at once), except keys already known.
+    Returns (keys noted now: write them; keys already applied; {key: offset} of keys a writer
+    noted and never confirmed). The usual first delivery costs one INSERT."""
+    stamp = utcnow()
+    noted: set[str] = set()
+    with _connection() as conn:
+        if is_postgres():  # one statement and three parameters, whatever the batch size
+            noted.update(conn.execute(_CLAIM_PG, {"sink": sink, "keys": keys, "offset": offset, "stamp": stamp}).scalars())
+        else:
+            table = SinkKey.__table__
+            statement = (sqlite.insert(table).on_conflict_do_nothing(index_elements=[table.c.sink, table.c.idempotency_key])
+                         .returning(table.c.idempotency_key))
+            for key in keys:
+                noted.update(conn.execute(statement, {"sink": sink, "idempotency_key": key, "file_offset": offset,
+                                                      "applied_at": stamp}).scalars())
+    known = [k for k in keys if k not in noted]
+    applied, writing = lookup(sink, known) if known else (set(), {})
+    return noted, applied, writing
+
+
 @functools.cache
 def _upsert(postgres: bool):
-    from sqlalchemy.dialects import postgresql, sqlite
-
     table = SinkKey.__table__
     insert = (postgresql.insert if postgres else sqlite.insert)(table)
     return insert.on_conflict_do_update(index_elements=[table.c.sink, table.c.idempotency_key],
@@ -82,13 +116,15 @@ def note_writing(sink: str, keys: list[str], offset: int) -> None:
 
 
 def mark_applied(sink: str, keys: list[str]) -> None:
-    """After the write (or for a sink that applies and records in one step): applied now."""
+    """After the write: keys noted by note_writing are applied now (one UPDATE per 1,000 keys)."""
     if not keys:
         return
     stamp = utcnow()
+    table = SinkKey.__table__
     with _connection() as conn:
-        conn.execute(_upsert(is_postgres()), [{"sink": sink, "idempotency_key": k, "file_offset": None,
-                                               "applied_at": stamp} for k in keys])
+        for chunk in _chunks(keys):
+            conn.execute(update(table).where(table.c.sink == sink, one_of(table.c.idempotency_key, chunk))
+                         .values(file_offset=None, applied_at=stamp))
 
 
 def trim(now: datetime | None = None, batch_size: int = 10_000) -> int:

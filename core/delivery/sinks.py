@@ -91,11 +91,11 @@ class CacheSink:
         for uid, activity, count, total in db.session.execute(
                 select(LedgerEntry.user_id, LedgerEntry.activity_code, func.count(),
                        func.coalesce(func.sum(LedgerEntry.delta_points), 0))
-                .where(LedgerEntry.user_id.in_(user_ids)).group_by(LedgerEntry.user_id, LedgerEntry.activity_code)):
+                .where(sink_keys.one_of(LedgerEntry.user_id, sorted(user_ids))).group_by(LedgerEntry.user_id, LedgerEntry.activity_code)):
             rows[uid] += count
             points[uid][activity] = int(total)
         for uid, badge in db.session.execute(select(UserBadge.user_id, UserBadge.badge_code)
-                                             .where(UserBadge.user_id.in_(user_ids))):
+                                             .where(sink_keys.one_of(UserBadge.user_id, sorted(user_ids)))):
             badges[uid].append(badge)
         return {uid: (rows[uid], points[uid], badges[uid]) for uid in user_ids}
 
@@ -136,23 +136,25 @@ class AnalyticsFileSink:
     def deliver(self, messages: Sequence[Message]) -> dict[int, str | None]:
         if not messages:
             return {}
-        applied, writing = sink_keys.lookup(self.name, [m.key for m in messages])
-        written = self._already_in_file(writing)
-        todo = [m for m in messages if m.key not in applied and m.key not in written]
-        if todo:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                offset = os.fstat(fd).st_size
-                sink_keys.note_writing(self.name, [m.key for m in todo], offset)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            # Lines written from here on start at or after this offset (O_APPEND only grows it).
+            offset = os.fstat(fd).st_size
+            noted, _applied, writing = sink_keys.claim(self.name, [m.key for m in messages], offset)
+            written = self._already_in_file(writing)
+            redo = [key for key in writing if key not in written]  # noted by a writer that died first
+            sink_keys.note_writing(self.name, redo, offset)
+            todo = [m for m in messages if m.key in noted or m.key in redo]
+            if todo:
                 # A torn last line (kill mid-write) must not swallow the first new one.
                 torn = offset > 0 and os.pread(fd, 1, offset - 1) != b"\n"
                 data = (b"\n" if torn else b"") + b"".join(json.dumps({"idempotency_key": m.key, "topic": m.topic, "outbox_id": m.id,
                                             **m.payload}, sort_keys=True).encode() + b"\n" for m in todo)
                 os.write(fd, data)  # one append; O_APPEND keeps concurrent workers' lines whole
                 os.fsync(fd)
-            finally:
-                os.close(fd)
+        finally:
+            os.close(fd)
         sink_keys.mark_applied(self.name, [m.key for m in todo] + sorted(written))
         return {m.id: None for m in messages}
 
