@@ -6,7 +6,7 @@ export FLASK_APP := app:main_app
 APT_PACKAGES := libmagic1 clamav clamav-daemon clamav-testfiles chromium
 PORT ?= 5000
 
-.PHONY: install install-dev system-deps services run test bench clean
+.PHONY: install install-dev system-deps services run test bench soak clean
 
 .venv/bin/python:
 	python3 -m venv .venv
@@ -48,6 +48,11 @@ test: system-deps install-dev services
 # standard library's queue module.
 bench: system-deps install-dev services
 	$(PY) -m bench.upload && $(PY) -m bench.ingest && $(PY) -m bench.outbox && $(PY) -m bench.queue && $(PY) -m bench.slo
+
+# The storm of tests/reliability/ at 20,000 hooks (`make test` runs it at 2,000); not run by CI.
+# Figures: tests/artifacts/storm-20000.json (docs/reliability.md).
+soak: system-deps install-dev services
+	STORM_HOOKS=20000 $(PY) -m pytest -q -p no:cacheprovider -s tests/reliability/test_storm.py
 
 clean:
 	rm -rf .venv instance tests/artifacts

@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from commands.failures import reason
-from core.delivery import outbox
+from core.delivery import outbox, sink_keys
 
 cli = AppGroup("outbox", help="The transactional outbox.")
 
@@ -27,7 +27,8 @@ def _parse_since(value: str | None) -> datetime | None:
 @click.option("--since", help="Only records created at or after this ISO date-time (UTC if no zone).")
 @click.option("--topic", help="Only this topic, e.g. ledger.recorded or badge.awarded.")
 def replay(since: str | None, topic: str | None) -> None:
-    """Reset records to pending so the worker delivers them again; sinks skip keys they have seen."""
+    """Reset records to pending so the worker delivers them again; sinks skip keys they applied.
+    Only records from the last 90 days (the replay horizon), whatever --since says."""
     moment = _parse_since(since)
     if topic is not None:
         try:
@@ -36,6 +37,11 @@ def replay(since: str | None, topic: str | None) -> None:
             raise click.ClickException(f"replay failed: {reason(exc)}") from None
         if topic not in valid:
             raise click.ClickException(f"unknown topic {topic!r}; valid topics: {', '.join(valid)}")
+    horizon = sink_keys.replay_horizon()
+    if moment is None or moment < horizon:
+        # The sinks' records of older keys may be trimmed; such records are never reset.
+        click.echo(f"replaying records created since {horizon.isoformat(timespec='seconds')} "
+                   f"(the {sink_keys.REPLAY_HORIZON_DAYS}-day replay horizon)", err=True)
     try:
         ids = outbox.replay_range(since=moment, topic=topic)
         with click.progressbar(length=ids[1] - ids[0] + 1 if ids else 0, label="replaying", file=sys.stderr) as bar:

@@ -11,7 +11,7 @@ from core.platform.queues import QUEUE_NAMES
 from core.platform.services import services
 from jobs import context
 from jobs.schedule import run_forever
-from jobs.worker import build_worker
+from jobs.worker import run as run_worker
 
 
 @click.command("worker")
@@ -32,7 +32,8 @@ def worker(burst: bool, queue_names: str, max_jobs: int | None) -> None:
     except Exception as exc:
         raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {first_line(exc)}") from None
     _warm_up()
-    build_worker(svc, names).work(burst=burst, with_scheduler=True, logging_level="INFO", max_jobs=max_jobs)
+    # Outlives Redis outages and restarts: only a signal (or --burst / --max-jobs) ends it.
+    run_worker(svc, names, burst=burst, max_jobs=max_jobs)
 
 
 def _warm_up() -> None:

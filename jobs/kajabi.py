@@ -3,17 +3,23 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
+
+from sqlalchemy import func, select
 
 from core.points import kajabi, kajabi_batch
 from core.platform.db import db, is_postgres
-from core.platform.queues import clear_once, rq_timeout_in
+from core.platform.models import KajabiEvent
+from core.platform.queues import clear_once, enqueue_committed, rq_timeout_in
 from jobs.context import job_context
 
 log = logging.getLogger(__name__)
 
 # One job drains for this long, so a burst costs one job and its RQ bookkeeping, not one per
-# event; an idle drain lingers briefly for the next hooks before it exits.
-DRAIN_BUDGET_S = 30.0
+# event; an idle drain lingers briefly for the next hooks before it exits. A short slice: a worker
+# that also serves other queues gets back to them between slices (docs/operations.md, queues),
+# and a drain that stops with work left queues the next slice itself (_next_slice).
+DRAIN_BUDGET_S = 5.0
 IDLE_GRACE_S = 0.3
 IDLE_POLL_S = 0.05
 # A short batch means the drain has caught up. Each batch costs about a dozen statements however
@@ -22,37 +28,62 @@ IDLE_POLL_S = 0.05
 # this much added latency.
 BATCH_GAP_S = 0.2
 
-# A hook within core.points.kajabi.KICK_REUSE_S of its process's last kick skips the kick, trusting the
-# drain that kick queued to claim it: that holds while a drain lingers longer than that for more.
-assert kajabi.KICK_REUSE_S + IDLE_POLL_S < IDLE_GRACE_S
 
-
-def process_event(event_row_id: int, drain: bool = True) -> dict[str, int]:
+def process_event(event_row_id: int, drain: bool = True, budget_s: float = DRAIN_BUDGET_S) -> dict[str, int]:
     """Drain received events, oldest first, in batches: each batch is claimed with SKIP LOCKED and
     processed in one transaction, so several workers drain one backlog in parallel and never take
     the same event. A failed batch is rolled back and retried event by event (one transaction
     each), so one bad event cannot block the rest; reconcile retries what is left. Idempotent:
-    final events are left alone. Raises on failure so RQ records it."""
+    final events are left alone. Raises on failure so RQ records it. After `budget_s` seconds the
+    drain stops and queues its next slice if events are left."""
     with job_context():
         clear_once(kajabi.PROCESS_KICK)  # before draining: a hook from now on kicks again
         counts: dict[str, int] = {}
         if drain and is_postgres():
-            _drain(counts)
+            _drain(counts, budget_s)
         else:  # SQLite (one writer anyway) or a single event: the per-event path
             kajabi.process_and_commit(event_row_id, counts)
             if drain:
-                for row_id in kajabi.next_received():
-                    kajabi.process_and_commit(row_id, counts, skip_locked=True)
+                _drain_per_event(counts, budget_s)
         if counts.get("failed"):
             raise RuntimeError(f"kajabi process_event: {counts['failed']} event(s) failed: {counts}")
         return counts
 
 
-def _drain(counts: dict[str, int]) -> None:
+def _next_slice(failed: set[int]) -> None:
+    """The drain's budget ran out with events perhaps left: queue the next slice (or find one
+    pending), so they never wait for the next hook or the reconcile safety net. Events that
+    failed in this drain are reconcile's, not a reason for another slice."""
+    query = select(KajabiEvent.id).where(KajabiEvent.state == "received")
+    if failed:
+        query = query.where(KajabiEvent.id.not_in(failed))
+    remaining = db.session.scalar(query.order_by(KajabiEvent.id).limit(1))
+    db.session.rollback()
+    if remaining is not None:
+        enqueue_committed("ledger", "jobs.kajabi.process_event", remaining, once=kajabi.PROCESS_KICK)
+
+
+def _drain_per_event(counts: dict[str, int], budget_s: float) -> None:
+    deadline = time.monotonic() + budget_s
     failed: set[int] = set()
-    deadline = time.monotonic() + DRAIN_BUDGET_S
+    while True:
+        batch = [row_id for row_id in kajabi.next_received() if row_id not in failed]
+        if not batch:
+            return
+        for row_id in batch:
+            if time.monotonic() >= deadline:
+                return _next_slice(failed)
+            if not kajabi.process_and_commit(row_id, counts, skip_locked=True):
+                failed.add(row_id)  # not retried by this drain; reconcile retries it
+
+
+def _drain(counts: dict[str, int], budget_s: float) -> None:
+    failed: set[int] = set()
+    deadline = time.monotonic() + budget_s
     idle_until = None
-    while time.monotonic() < deadline:
+    while True:
+        if time.monotonic() >= deadline:
+            return _next_slice(failed)
         claimed: list = []
         started = time.monotonic()
         try:
@@ -83,6 +114,28 @@ def _drain(counts: dict[str, int]) -> None:
             if time.monotonic() >= idle_until:
                 return
             time.sleep(IDLE_POLL_S)
+
+
+STALE_RECEIVED_S = 10  # well past any drain's reach: a drain claims a new event within a second
+
+
+def sweep_received(now=None) -> dict[str, int]:
+    """Every 15 s (jobs/schedule.py): if an event has waited `received` for over 10 s, queue a
+    drain, bypassing the once-marker. The marker's own job can be lost (a worker SIGKILLed between
+    taking the job and clearing the marker), and the marker then stops every kick for up to a
+    minute; without this the event would wait for reconcile's 60 s rule every 5 minutes."""
+    from core.platform.db import utcnow
+    from core.platform.services import services
+
+    with job_context():
+        cutoff = (now or utcnow()) - timedelta(seconds=STALE_RECEIVED_S)
+        oldest = db.session.scalar(select(func.min(KajabiEvent.id))
+                                   .where(KajabiEvent.state == "received", KajabiEvent.received_at < cutoff))
+        db.session.rollback()
+        if oldest is None:
+            return {"queued": 0}
+        services().queues.enqueue("ledger", "jobs.kajabi.process_event", oldest)
+        return {"queued": 1}
 
 
 def reconcile() -> dict[str, int]:

@@ -15,6 +15,7 @@ def periodic_job_definitions() -> list[dict]:
     return [
         {"name": "outbox-deliver", "func": "jobs.outbox.deliver_due", "queue": "outbox", "interval": 5, "timeout": 120},
         {"name": "scan-sweep", "func": "jobs.scans.sweep_pending", "queue": "scans", "interval": 60, "timeout": 120},
+        {"name": "kajabi-sweep", "func": "jobs.kajabi.sweep_received", "queue": "ledger", "interval": 15, "timeout": 60},
         {"name": "kajabi-reconcile", "func": "jobs.kajabi.reconcile", "queue": "ledger", "interval": 300, "timeout": 600},
         {"name": "rollups-refresh", "func": "jobs.rollups.refresh_recent", "queue": "maintenance", "interval": 60, "timeout": 300},
         {"name": "thumbnail-sweep", "func": "jobs.thumbnails.sweep_missing", "queue": "media", "interval": 300, "timeout": 120},
@@ -22,6 +23,7 @@ def periodic_job_definitions() -> list[dict]:
         {"name": "notifications-sweep", "func": "jobs.notifications.sweep", "queue": "outbox", "interval": 600, "timeout": 120},
         {"name": "pending-uploads-purge", "func": "jobs.uploads.purge_pending", "queue": "maintenance", "interval": 3600, "timeout": 300},
         {"name": "admin-digest", "func": "jobs.notifications.daily_digest", "queue": "maintenance", "interval": 86400, "timeout": 300},
+        {"name": "sink-keys-trim", "func": "jobs.outbox.trim_sink_keys", "queue": "maintenance", "interval": 3600, "timeout": 600},
     ]
 
 

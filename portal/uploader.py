@@ -139,7 +139,8 @@ def new_submission():
             except DomainError as exc:
                 error = exc
                 attach_errors(form, exc, {"counters.peers": "counter_peers", "counters.students": "counter_students"})
-                status = exc.status if 400 <= exc.status < 500 else 400
+                # A part that is down (storage: 503) is not the form's fault: say so, and when to retry.
+                status = exc.status if 400 <= exc.status < 500 or exc.status == 503 else 400
             else:
                 # The identity key outlives the commit; reading .id would reload the expired row.
                 (submission_id,) = inspect(submission).identity
@@ -158,8 +159,9 @@ def new_submission():
         flash("Some fields need attention; see the messages next to them.", "error")
     counter_fields = [(a, [getattr(form, f"counter_{c['name']}") for c in a.counters or []])
                       for a in activities if a.counters]
-    return render_template("portal/uploader/new.html", form=form, activities=activities,
-                           counter_fields=counter_fields, rechoose=rechoose, kept=kept), status
+    return (render_template("portal/uploader/new.html", form=form, activities=activities,
+                            counter_fields=counter_fields, rechoose=rechoose, kept=kept),
+            status, {"Retry-After": "5"} if status == 503 else {})
 
 
 @bp.get("/submissions")

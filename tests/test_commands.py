@@ -51,7 +51,7 @@ def test_worker_refuses_an_unknown_queue_with_one_line(app):
     with app.app_context():  # as `flask worker` runs it
         result = app.test_cli_runner().invoke(args=["worker", "--burst", "--queues", "scans,nope"])
     assert result.exit_code != 0
-    assert "unknown queue(s) nope; known: scans, media, ledger, outbox, maintenance" in result.output
+    assert "unknown queue(s) nope; known: scans, media, outbox, ledger, maintenance" in result.output
 
 
 def test_worker_stops_after_max_jobs(app):

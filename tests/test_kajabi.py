@@ -84,7 +84,7 @@ def test_the_hook_stores_an_event_once_on_sqlite_too(make_app, make_settings, tm
 
 
 def test_a_burst_of_hooks_queues_one_drain_that_ledgers_them_all(kapp):
-    # Hooks right after a kick skip Redis (core.points.kajabi.kick_drain); the one drain still takes all.
+    # Each hook asks Redis, and finds the one pending drain (core.points.kajabi.kick_drain); it takes all.
     client = kapp.test_client()
     for i, tag in enumerate(["Elevate-AI-1-Completed", "Elevate-AI-2-Completed", "Elevate-AI-3-Completed"]):
         assert post(client, documented(f"evt-burst-{i}", tag=tag)).status_code == 202

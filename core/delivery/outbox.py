@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from core.platform.db import db, is_postgres, utcnow
 from core.platform.models import OutboxRecord
 from core.platform.queues import enqueue_after_commit
+from core.delivery import sink_keys
 from core.delivery.sinks import Message, build_sinks
 
 MAX_BACKOFF_S = 3600
@@ -130,7 +131,9 @@ REPLAY_WINDOW = 10_000  # ids per UPDATE: each statement stays short, whatever t
 
 
 def _replay_conditions(since: datetime | None, topic: str | None) -> list:
-    conditions = [OutboxRecord.created_at >= since] if since is not None else []
+    # Never before the horizon: the sinks' records of older keys may be trimmed (sink_keys).
+    horizon = sink_keys.replay_horizon()
+    conditions = [OutboxRecord.created_at >= (horizon if since is None else max(since, horizon))]
     if topic:
         conditions.append(OutboxRecord.topic == topic)
     return conditions
@@ -147,7 +150,8 @@ def replay_range(since: datetime | None = None, topic: str | None = None) -> tup
 
 def replay(since: datetime | None = None, topic: str | None = None, *, progress=None, window: int = REPLAY_WINDOW,
            id_range: tuple[int, int] | None = None) -> int:
-    """Reset delivered and dead records to pending (the sinks skip what they have seen).
+    """Reset delivered and dead records created since `since` (never before the replay horizon,
+    core.delivery.sink_keys.REPLAY_HORIZON_DAYS) to pending; the sinks skip what they applied.
 
     Walks the id range in windows of `window` ids, one UPDATE and one commit each, so a replay
     of millions of records never holds its locks (or a statement) for long, and a stopped replay

@@ -1,14 +1,18 @@
 """Where outbox records go: analytics (HTTP or a JSON-lines file) and the Redis cache.
 
 Every sink is idempotent on the record's idempotency key, because the outbox delivers at least
-once: a worker killed between "sink applied" and "row marked delivered" redelivers the record.
+once (a worker killed between "sink applied" and "row marked delivered" redelivers the record)
+and `flask outbox replay` delivers again on purpose. Nothing a sink needs for that lives only in
+Redis, so a Redis that loses its data cannot make a replay apply anything twice:
 
-- Cache: one Lua script per record does "seen? else apply and mark seen" atomically in Redis, so
-  no crash can fall between applying and marking.
-- Analytics file: the line and the seen mark live in two systems, so a batch is first noted as
-  in flight (key -> file offset) in Redis, then written with one append, then marked seen. A
-  record found in flight on redelivery is looked up in the file from that offset, and only
-  written if it is not there: exactly one line per key even after kill -9.
+- Cache: derived state. Each delivery SETS the user's totals, leaderboard score and badges to
+  what the ledger says now (never adds a delta), guarded by the number of the user's ledger rows
+  (append-only, so a larger count is a newer view): a late or repeated delivery can only write
+  the same or a newer value. After Redis loses everything, a replay rebuilds it. No key record.
+- Analytics file: the record of applied keys is the `sink_keys` table (core.delivery.sink_keys).
+  A batch is first noted there as being written (key -> file offset, committed), then written with
+  one append, then marked applied. A key found "being written" on redelivery is looked up in the
+  file from that offset, and only written if it is not there: one line per key even after kill -9.
 - Analytics HTTP: the receiver dedupes on the `Idempotency-Key` header.
 """
 from __future__ import annotations
@@ -21,7 +25,11 @@ from dataclasses import dataclass
 
 import requests
 from redis import Redis
+from sqlalchemy import func, select
 
+from core.delivery import sink_keys
+from core.platform.db import db
+from core.platform.models import LedgerEntry, UserBadge
 from core.platform.settings import Settings
 
 HTTP_TIMEOUT = (2, 5)  # connect, read: a slow sink must not hold the claimed batch for long
@@ -29,17 +37,23 @@ HTTP_TIMEOUT = (2, 5)  # connect, read: a slow sink must not hold the claimed ba
 # when the job's own 60 s budget (jobs/outbox.py) runs out just as a batch starts.
 HTTP_BUDGET_S = 45.0
 
-_CACHE_APPLY = """
--- KEYS: seen set, user totals hash, leaderboard zset, user badges set
--- ARGV: idempotency key, user id, delta points, activity code, badge code ('' for none)
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-local delta = tonumber(ARGV[3])
-if delta ~= 0 then
-  redis.call('HINCRBY', KEYS[2], 'total', delta)
-  redis.call('HINCRBY', KEYS[2], ARGV[4], delta)
-  redis.call('ZINCRBY', KEYS[3], delta, ARGV[2])
+_CACHE_SET = """
+-- KEYS: version key, user totals hash, leaderboard zset, user badges set
+-- ARGV: version (the user's ledger row count), user id, total, then activity/points pairs,
+--       then '|', then badge codes
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local version = tonumber(ARGV[1])
+if version < current then return 0 end
+redis.call('SET', KEYS[1], version)
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'total', ARGV[3])
+local i = 4
+while ARGV[i] ~= '|' do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
 end
-if ARGV[5] ~= '' then redis.call('SADD', KEYS[4], ARGV[5]) end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+for j = i + 1, #ARGV do redis.call('SADD', KEYS[4], ARGV[j]) end
 return 1
 """
 
@@ -53,39 +67,55 @@ class Message:
 
 
 class CacheSink:
-    """User totals (hash per user), a leaderboard (sorted set) and badges (set per user)."""
+    """User totals (hash per user), a leaderboard (sorted set) and badges (set per user), each
+    set from the ledger (see the module's docstring), so applying a record twice is harmless."""
 
     name = "cache"
 
     def __init__(self, redis: Redis, prefix: str = ""):
         self.redis = redis
         self.prefix = prefix
-        self._script = redis.register_script(_CACHE_APPLY)
+        self._script = redis.register_script(_CACHE_SET)
 
     def keys_for(self, user_id) -> list[str]:
         p = self.prefix
-        return [f"{p}cache:seen", f"{p}cache:user:{user_id}:totals", f"{p}cache:leaderboard", f"{p}cache:user:{user_id}:badges"]
+        return [f"{p}cache:user:{user_id}:version", f"{p}cache:user:{user_id}:totals", f"{p}cache:leaderboard",
+                f"{p}cache:user:{user_id}:badges"]
+
+    @staticmethod
+    def ledger_view(user_ids: set[int]) -> dict[int, tuple[int, dict[str, int], list[str]]]:
+        """{user id: (ledger row count, {activity: points}, badge codes)}, read from the database."""
+        rows: dict[int, int] = dict.fromkeys(user_ids, 0)
+        points: dict[int, dict[str, int]] = {uid: {} for uid in user_ids}
+        badges: dict[int, list[str]] = {uid: [] for uid in user_ids}
+        for uid, activity, count, total in db.session.execute(
+                select(LedgerEntry.user_id, LedgerEntry.activity_code, func.count(),
+                       func.coalesce(func.sum(LedgerEntry.delta_points), 0))
+                .where(sink_keys.one_of(LedgerEntry.user_id, sorted(user_ids))).group_by(LedgerEntry.user_id, LedgerEntry.activity_code)):
+            rows[uid] += count
+            points[uid][activity] = int(total)
+        for uid, badge in db.session.execute(select(UserBadge.user_id, UserBadge.badge_code)
+                                             .where(sink_keys.one_of(UserBadge.user_id, sorted(user_ids)))):
+            badges[uid].append(badge)
+        return {uid: (rows[uid], points[uid], badges[uid]) for uid in user_ids}
 
     def deliver(self, messages: Sequence[Message]) -> dict[int, str | None]:
-        pipe = self.redis.pipeline(transaction=False)  # one round trip; each script is atomic itself
-        for m in messages:
-            user_id = m.payload.get("user_id")
-            delta = int(m.payload.get("delta_points", 0)) if m.topic == "ledger.recorded" else 0
-            badge = m.payload.get("badge_code", "") if m.topic == "badge.awarded" else ""
-            self._script(keys=self.keys_for(user_id), args=[m.key, user_id, delta, m.payload.get("activity_code", ""), badge],
-                         client=pipe)
-        pipe.execute()
+        user_ids = {int(m.payload["user_id"]) for m in messages if m.payload.get("user_id") is not None}
+        if user_ids:
+            pipe = self.redis.pipeline(transaction=False)  # one round trip; each script is atomic itself
+            for uid, (version, by_activity, badges) in self.ledger_view(user_ids).items():
+                pairs = [x for activity, points in sorted(by_activity.items()) for x in (activity, points)]
+                self._script(keys=self.keys_for(uid),
+                             args=[version, uid, sum(by_activity.values()), *pairs, "|", *badges], client=pipe)
+            pipe.execute()
         return {m.id: None for m in messages}
 
 
 class AnalyticsFileSink:
     name = "analytics"
 
-    def __init__(self, redis: Redis, path: str, prefix: str = ""):
-        self.redis = redis
+    def __init__(self, path: str):
         self.path = path
-        self.seen_key = f"{prefix}analytics:seen"
-        self.inflight_key = f"{prefix}analytics:inflight"
 
     def _already_in_file(self, keys: dict[str, int]) -> set[str]:
         """Keys (with the offset where their write began) that a killed worker did write."""
@@ -106,34 +136,26 @@ class AnalyticsFileSink:
     def deliver(self, messages: Sequence[Message]) -> dict[int, str | None]:
         if not messages:
             return {}
-        keys = [m.key for m in messages]
-        seen = self.redis.smismember(self.seen_key, keys)
-        todo = [m for m, s in zip(messages, seen) if not s]
-        if todo:
-            inflight = self.redis.hmget(self.inflight_key, [m.key for m in todo])
-            recovering = {m.key: int(o) for m, o in zip(todo, inflight) if o is not None}
-            written = self._already_in_file(recovering)
-            todo = [m for m in todo if m.key not in written]
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                if todo:
-                    offset = os.fstat(fd).st_size
-                    self.redis.hset(self.inflight_key, mapping={m.key: offset for m in todo})
-                    # A torn last line (kill mid-write) must not swallow the first new one.
-                    torn = offset > 0 and os.pread(fd, 1, offset - 1) != b"\n"
-                    data = (b"\n" if torn else b"") + b"".join(json.dumps({"idempotency_key": m.key, "topic": m.topic, "outbox_id": m.id,
-                                                **m.payload}, sort_keys=True).encode() + b"\n" for m in todo)
-                    os.write(fd, data)  # one append; O_APPEND keeps concurrent workers' lines whole
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            done = [m.key for m in todo] + list(written)
-            if done:
-                pipe = self.redis.pipeline()
-                pipe.sadd(self.seen_key, *done)
-                pipe.hdel(self.inflight_key, *done)
-                pipe.execute()
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            # Lines written from here on start at or after this offset (O_APPEND only grows it).
+            offset = os.fstat(fd).st_size
+            noted, _applied, writing = sink_keys.claim(self.name, [m.key for m in messages], offset)
+            written = self._already_in_file(writing)
+            redo = [key for key in writing if key not in written]  # noted by a writer that died first
+            sink_keys.note_writing(self.name, redo, offset)
+            todo = [m for m in messages if m.key in noted or m.key in redo]
+            if todo:
+                # A torn last line (kill mid-write) must not swallow the first new one.
+                torn = offset > 0 and os.pread(fd, 1, offset - 1) != b"\n"
+                data = (b"\n" if torn else b"") + b"".join(json.dumps({"idempotency_key": m.key, "topic": m.topic, "outbox_id": m.id,
+                                            **m.payload}, sort_keys=True).encode() + b"\n" for m in todo)
+                os.write(fd, data)  # one append; O_APPEND keeps concurrent workers' lines whole
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        sink_keys.mark_applied(self.name, [m.key for m in todo] + sorted(written))
         return {m.id: None for m in messages}
 
 
@@ -165,5 +187,5 @@ class AnalyticsHttpSink:
 
 def build_sinks(settings: Settings, redis: Redis) -> list:
     analytics = (AnalyticsHttpSink(settings.analytics_sink_url) if settings.analytics_sink_url
-                 else AnalyticsFileSink(redis, settings.analytics_file, settings.queue_prefix))
+                 else AnalyticsFileSink(settings.analytics_file))
     return [CacheSink(redis, settings.queue_prefix), analytics]

@@ -36,8 +36,14 @@ def _age_seconds(oldest: datetime | None, now: datetime) -> float | None:
     return round(max(0.0, (now - oldest).total_seconds()), 3)
 
 
+# Tag -> ledger latency counts from when the event could be matched: its arrival, or the creation
+# of the user or tag mapping that matched it (kajabi_events.matchable_at, core.points.kajabi.
+# matchable_at). Waiting for someone to sign up is the unmatched queue's, with its own alert.
+_MATCHABLE = func.coalesce(KajabiEvent.matchable_at, KajabiEvent.received_at)
+
+
 def _latencies_postgres(since: datetime) -> tuple[int, int, list[float | None]]:
-    seconds = func.extract("epoch", KajabiEvent.ledgered_at - KajabiEvent.received_at)
+    seconds = func.extract("epoch", KajabiEvent.ledgered_at - _MATCHABLE)
     row = db.session.execute(
         select(func.count(), func.count().filter(seconds <= TARGET_SECONDS),
                func.percentile_cont(0.5).within_group(seconds),
@@ -50,7 +56,7 @@ def _latencies_postgres(since: datetime) -> tuple[int, int, list[float | None]]:
 
 def _latencies_portable(since: datetime) -> tuple[int, int, list[float | None]]:
     rows = db.session.execute(
-        select(KajabiEvent.received_at, KajabiEvent.ledgered_at)
+        select(_MATCHABLE, KajabiEvent.ledgered_at)
         .where(KajabiEvent.ledgered_at.is_not(None), KajabiEvent.received_at >= since)
     ).all()
     durations = sorted((ledgered - received).total_seconds() for received, ledgered in rows)

@@ -225,6 +225,9 @@ class KajabiEvent(db.Model):
     processed_at = mapped_column(UTCDateTime)
     ledgered_at = mapped_column(UTCDateTime)
     anonymised_at = mapped_column(UTCDateTime)
+    # When the event could first be matched: arrival, or the creation of the user or tag mapping
+    # that matched it (the SLO's tag -> ledger latency counts from here; core.monitoring.slo).
+    matchable_at = mapped_column(UTCDateTime)
 
 
 class AuditEvent(db.Model):
@@ -301,3 +304,14 @@ class PendingUpload(db.Model):
     size_bytes: Mapped[int] = mapped_column(BigId)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at = mapped_column(UTCDateTime, default=utcnow)
+
+class SinkKey(db.Model):
+    """An outbox key a sink applied (core.delivery.sink_keys): kept in the database so a Redis
+    that loses its data cannot make a replay apply it twice. `file_offset` is set while the key's
+    analytics line is being written, and cleared once it is written."""
+    __tablename__ = "sink_keys"
+    __table_args__ = (Index("ix_sink_keys_applied_at", "applied_at"),)
+    sink: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    file_offset: Mapped[int | None] = mapped_column(BigInteger)
+    applied_at = mapped_column(UTCDateTime, nullable=False, default=utcnow)

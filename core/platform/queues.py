@@ -20,7 +20,8 @@ from core.platform.db import db
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAMES = ("scans", "media", "ledger", "outbox", "maintenance")
+# A worker on several queues takes them in this order: delivery before Kajabi drains (docs/operations.md).
+QUEUE_NAMES = ("scans", "media", "outbox", "ledger", "maintenance")
 _PENDING = "points_after_commit_jobs"
 
 
@@ -29,7 +30,6 @@ class Queues:
         self.redis = redis
         self.prefix = prefix
         self._queues = {name: Queue(prefix + name, connection=redis) for name in QUEUE_NAMES}
-        self.last_kick: dict[str, float] = {}  # this process's latest kicks (core.points.kajabi.kick_drain)
 
     def __getitem__(self, name: str) -> Queue:
         return self._queues[name]

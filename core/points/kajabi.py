@@ -12,7 +12,6 @@ import functools
 import hashlib
 import hmac
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -224,7 +223,16 @@ def process(event_row_id: int, *, skip_locked: bool = False) -> str | None:
         code = "duplicate_event"
     _finish(event, "ledgered", code, user_id=user.id)
     event.ledgered_at = utcnow()
+    event.matchable_at = matchable_at(event.received_at, user.created_at, mapping.created_at)
     return event.state
+
+
+def matchable_at(received_at: datetime | None, *created: datetime | None) -> datetime | None:
+    """When an event could first be matched: its arrival, or the creation of the user or the tag
+    mapping that matched it, whichever is latest (the SLO's tag -> ledger latency counts from
+    here; time waiting for a sign-up is the unmatched alert's, docs/operations.md)."""
+    moments = [m for m in (received_at, *created) if m is not None]
+    return max(moments) if moments else None
 
 
 def _event_time(event: KajabiEvent) -> datetime:
@@ -281,20 +289,15 @@ def process_and_commit(event_row_id: int, counts: dict[str, int], *, skip_locked
     return state != "failed"
 
 
-# A hook this soon after its process's last kick needs none: the drain that kick queued, or found
-# pending, has not started yet or is still draining, and it keeps claiming for a while after its
-# last event (jobs.kajabi asserts IDLE_GRACE_S allows this), so it will claim this one too.
-# Spares a Redis round trip per hook in a burst.
-KICK_REUSE_S = 0.1
-
-
 def kick_drain(event_row_id: int) -> None:
-    """Called by the webhook once the event is committed: make sure a drain will claim it."""
-    queues, now = services().queues, time.monotonic()
-    if now - queues.last_kick.get(PROCESS_KICK, float("-inf")) < KICK_REUSE_S:
-        return
-    if enqueue_committed("ledger", "jobs.kajabi.process_event", event_row_id, once=PROCESS_KICK):
-        queues.last_kick[PROCESS_KICK] = now
+    """Called by the webhook once the event is committed: make sure a drain will claim it.
+
+    Every hook asks Redis (one SET NX, core.platform.queues): either it queues a drain, or one is
+    queued that has not started yet, and a drain clears the marker before its first read, so that
+    drain reads after this event's commit and claims it. No hook skips the question on the strength
+    of a recent kick: a drain that had already read past the event (always so on SQLite, where a
+    drain reads once) would leave it `received` until the next hook came."""
+    enqueue_committed("ledger", "jobs.kajabi.process_event", event_row_id, once=PROCESS_KICK)
 
 
 RECONCILE_KICK = "kajabi-reconcile"

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from core.platform import audit
 from core.points import ledger, ledger_batch
 from core.platform.db import db, utcnow
-from core.points.kajabi import TAG_ADDED, TAG_REMOVED, _parse_time, grant_event_id
+from core.points.kajabi import TAG_ADDED, TAG_REMOVED, _parse_time, grant_event_id, matchable_at
 from core.platform.models import ActivityTag, KajabiEvent, User
 
 BATCH_SIZE = 100
@@ -34,10 +34,10 @@ def claim(limit: int = BATCH_SIZE, exclude: set[int] | frozenset = frozenset()) 
 
 
 class _User:
-    __slots__ = ("id", "email", "contact_id")
+    __slots__ = ("id", "email", "contact_id", "created_at")
 
-    def __init__(self, id_, email, contact_id):
-        self.id, self.email, self.contact_id = id_, email, contact_id
+    def __init__(self, id_, email, contact_id, created_at=None):
+        self.id, self.email, self.contact_id, self.created_at = id_, email, contact_id, created_at
 
 
 def _load_users(events) -> tuple[dict[str, _User], dict[str, _User]]:
@@ -51,14 +51,14 @@ def _load_users(events) -> tuple[dict[str, _User], dict[str, _User]]:
     users: dict[int, _User] = {}
 
     def add(rows):
-        for uid, email, contact in rows:
-            user = users.setdefault(uid, _User(uid, email, contact))
+        for uid, email, contact, created in rows:
+            user = users.setdefault(uid, _User(uid, email, contact, created))
             if contact:
                 by_contact.setdefault(contact, user)
             if email:
                 by_email.setdefault(email.lower(), user)
 
-    cols = (User.id, User.email, User.kajabi_contact_id)
+    cols = (User.id, User.email, User.kajabi_contact_id, User.created_at)
     # Exact e-mail first (unique index; e-mails are stored lower-cased) ...
     add(db.session.execute(select(*cols).where(or_(User.kajabi_contact_id.in_(contacts), User.email.in_(emails)))))
     missing = emails - set(by_email)
@@ -71,14 +71,17 @@ def process_batch(events) -> dict[str, int]:
     """Process claimed rows (from claim) in the caller's transaction; returns counts by state."""
     by_contact, by_email = _load_users(events)
     tags = {e.tag for e in events if e.tag}
-    mapping = dict(db.session.execute(select(ActivityTag.tag, ActivityTag.activity_code)
-                                      .where(ActivityTag.tag.in_(tags))).all()) if tags else {}
+    rows = db.session.execute(select(ActivityTag.tag, ActivityTag.activity_code, ActivityTag.created_at)
+                              .where(ActivityTag.tag.in_(tags))).all() if tags else []
+    mapping = {tag: code for tag, code, _ in rows}
+    mapped_at = {tag: created for tag, _, created in rows}
     now = utcnow()
     updates, grants, binds, counts = [], [], [], {}
 
     def finish(event, state, code, user=None, grant=None):
         updates.append({"_id": event.id, "state": state, "result_code": code,
-                        "user_id": user.id if user is not None else event.user_id, "grant": grant})
+                        "user_id": user.id if user is not None else event.user_id, "grant": grant,
+                        "matchable_at": None})
         counts[state] = counts.get(state, 0) + 1
 
     for event in events:
@@ -108,6 +111,7 @@ def process_batch(events) -> dict[str, int]:
                                  meta={"kajabi_event_id": event.event_id, "kajabi_event_row": event.id})
             grants.append(grant)
             finish(event, "ledgered", None, user, grant)
+            updates[-1]["matchable_at"] = matchable_at(event.received_at, user.created_at, mapped_at[event.tag])
 
     if binds:
         db.session.execute(update(User.__table__).where(User.__table__.c.id == bindparam("_uid"))
@@ -124,7 +128,7 @@ def process_batch(events) -> dict[str, int]:
                        .values(state=bindparam("state"), result_code=bindparam("result_code"),
                                user_id=bindparam("user_id"), processed_at=bindparam("processed_at"),
                                error=bindparam("error"), ledger_id=bindparam("ledger_id"),
-                               ledgered_at=bindparam("ledgered_at")), updates)
+                               ledgered_at=bindparam("ledgered_at"), matchable_at=bindparam("matchable_at")), updates)
     return counts
 
 
