@@ -11,7 +11,7 @@ from core.platform.db import db
 from core.platform.models import AuditEvent, Submission
 from tests.test_portal_support import PASSWORD, csrf_token, insert, people
 
-SAMPLE_ARGS = {"submission_id": None, "user_id": None, "event_id": 1, "code": "EXPLORE"}
+SAMPLE_ARGS = {"submission_id": None, "user_id": None, "event_id": 1, "code": "EXPLORE", "file_id": 1}
 
 
 @pytest.fixture
