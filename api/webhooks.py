@@ -1,13 +1,14 @@
-"""POST /api/webhooks/kajabi: verify, store the raw event once, queue its processing."""
+"""POST /api/webhooks/kajabi: verify, validate against the documented shapes (api.schemas.kajabi),
+store the raw event once, queue its processing. A refused body stores nothing."""
 from __future__ import annotations
-
-import json
 
 from flask import jsonify, request
 
 from api.blueprint import bp
+from api.json_body import read_json
+from api.schemas.kajabi import parse_body
 from core.points import kajabi
-from core.platform.errors import PayloadTooLarge, Unavailable, ValidationError
+from core.platform.errors import PayloadTooLarge, Unavailable
 from core.platform.services import settings
 
 
@@ -28,11 +29,8 @@ def kajabi_webhook():
         raise _too_large()
     kajabi.verify(secret, raw, request.args.get("token"), request.headers.get("X-Webhook-Secret"),
                   request.headers.get("X-Kajabi-Signature"))
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationError("invalid_json", "The body is not valid JSON.") from None
-    parsed = kajabi.parse(body, raw)
+    body = read_json(raw)  # strict: UTF-8, standard JSON, bounded depth, storable strings
+    parsed = parse_body(body, raw)  # one of the two documented shapes, or 400 naming each field
     row_id, created = kajabi.store(parsed, body)  # committed
     if not created:
         return jsonify(event_id=parsed.event_id, status="duplicate"), 200
