@@ -15,7 +15,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
 
 from api.schemas.common import BIGINT_MAX, fits_after, text, validate
 from core.platform.errors import ValidationError
@@ -25,7 +25,8 @@ TAG_EVENTS = (kajabi.TAG_ADDED, kajabi.TAG_REMOVED)
 
 
 # RFC 3339 date-time (what JSON Schema's "date-time" format means), then a real calendar date.
-_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+_RFC3339 = re.compile(RFC3339)
 
 
 def _iso_time(value: str | None) -> str | None:
@@ -52,7 +53,8 @@ EventId = Union[Annotated[int, Field(strict=True, ge=0, le=BIGINT_MAX)], text(25
 Email = Annotated[text(320), fits_after(str.lower, 320, "longer than 320 characters once lower-cased")]
 TagName = Annotated[text(200), fits_after(rules.normalise_tag, 200, "longer than 200 characters once lower-cased"),
                     AfterValidator(_not_blank)]
-CreatedAt = Annotated[text(64), AfterValidator(_iso_time), Field(json_schema_extra={"format": "date-time"})]
+CreatedAt = Annotated[str, StringConstraints(strict=True, max_length=64, pattern=RFC3339), AfterValidator(_iso_time),
+                      Field(json_schema_extra={"format": "date-time"})]
 EventType = Annotated[text(64), Field(description="tag_added and tag_removed are acted on; others are stored and ignored")]
 
 
