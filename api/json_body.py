@@ -16,7 +16,7 @@ import json
 import math
 import re
 
-from core.platform.errors import ValidationError
+from core.platform.errors import PayloadTooLarge, ValidationError
 
 # Kajabi's documented hook body is 4 deep ({payload: [{attributes: {...}}]}); room for custom fields.
 MAX_DEPTH = 16
@@ -106,3 +106,15 @@ def read_json(raw: bytes, *, max_depth: int = MAX_DEPTH):
                                               "(NUL, a control character or a lone surrogate).",
                               [{"field": where, "issue": "control character or lone surrogate"}])
     return value
+
+
+def read_limited(request, limit: int) -> bytes:
+    """The request body, at most `limit` bytes, else PayloadTooLarge `payload_too_large` (413).
+    Reads one byte past the limit, so a chunked body (no Content-Length) or one lying about its
+    length is caught without reading it all."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge("payload_too_large", f"This body is limited to {limit // 1024} KiB.")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge("payload_too_large", f"This body is limited to {limit // 1024} KiB.")
+    return raw

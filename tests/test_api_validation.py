@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.platform.db import db
-from core.platform.models import KajabiEvent, Run
+from core.platform.models import KajabiEvent, Run, User
 from tests.evidence_support import CLEAN_PDF, setup_people, sign_in, submit
 
 SECRET = "kajabi-test-secret"
@@ -311,12 +311,19 @@ def test_cron_parameters_are_refused_by_their_declared_ranges(vapp, query, field
 
 
 @pytest.fixture
-def signed_in(vapp):
-    people = setup_people(vapp)
-    _, [file_id] = submit(vapp, people["owner"], [("a.pdf", CLEAN_PDF)])
+def reviewer(vapp):
+    setup_people(vapp)
     client = vapp.test_client()
     sign_in(client, "reviewer")
-    return client, file_id
+    return client
+
+
+@pytest.fixture
+def signed_in(vapp, reviewer):
+    with vapp.app_context():
+        owner = db.session.scalar(select(User.id).where(User.email == "owner@example.com"))
+    _, [file_id] = submit(vapp, owner, [("a.pdf", CLEAN_PDF)])
+    return reviewer, file_id
 
 
 @pytest.mark.parametrize("body, field", [
@@ -330,8 +337,8 @@ def signed_in(vapp):
     ({"file_ids": [1], "extra": 1}, "extra"),
     ({"file_ids": "1"}, "file_ids"),
 ])
-def test_signed_urls_body_is_refused_naming_the_field(signed_in, body, field):
-    client, _ = signed_in
+def test_signed_urls_body_is_refused_naming_the_field(reviewer, body, field):
+    client = reviewer
     response = client.post("/api/files/signed-urls", json=body)
     assert response.status_code == 400 and response.get_json()["code"] == "invalid_parameter"
     assert field in [d["field"] for d in response.get_json()["details"]]
@@ -341,8 +348,8 @@ def test_signed_urls_body_is_refused_naming_the_field(signed_in, body, field):
                                        (b'{"file_ids": [1], "file_ids": [2]}', "invalid_json"),
                                        (b"[" * 5000, "invalid_json"),
                                        ('{"file_ids": [1]}'.encode("utf-16"), "invalid_encoding")])
-def test_signed_urls_body_is_read_strictly(signed_in, raw, code):
-    client, _ = signed_in
+def test_signed_urls_body_is_read_strictly(reviewer, raw, code):
+    client = reviewer
     response = client.post("/api/files/signed-urls", data=raw, content_type="application/json")
     assert response.status_code == 400 and response.get_json()["code"] == code
 
@@ -352,3 +359,10 @@ def test_signed_url_ttl_is_refused_outside_its_range(signed_in, ttl):
     client, file_id = signed_in
     response = client.get(f"/api/files/{file_id}/signed-url", query_string={"ttl": ttl})
     assert response.status_code == 400 and response.get_json()["details"][0]["field"] == "ttl"
+
+
+def test_signed_urls_body_is_bounded(reviewer):
+    client = reviewer
+    raw = json.dumps({"file_ids": [1], "pad": " " * 20000}).encode()
+    response = client.post("/api/files/signed-urls", data=raw, content_type="application/json")
+    assert response.status_code == 413 and response.get_json()["code"] == "payload_too_large"
