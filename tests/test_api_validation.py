@@ -366,3 +366,9 @@ def test_signed_urls_body_is_bounded(reviewer):
     raw = json.dumps({"file_ids": [1], "pad": " " * 20000}).encode()
     response = client.post("/api/files/signed-urls", data=raw, content_type="application/json")
     assert response.status_code == 413 and response.get_json()["code"] == "payload_too_large"
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(vapp):
+    body = documented(tag="[{" * 40 + '\\"[')  # an escaped quote does not end the string early
+    assert post_raw(vapp, json.dumps(body).encode()).status_code == 202
+    assert stored(vapp) == 1
