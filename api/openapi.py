@@ -18,6 +18,7 @@ from api.schemas.common import BIGINT_MAX
 from api.schemas.cron import JOB_ID_PATTERN, EnforceRetentionQuery
 from api.schemas.files import LINK_TTL_MAX, SignedUrlQuery, SignedUrlsBody
 from api.schemas.kajabi import KajabiFlat, KajabiHook
+from api.schemas.stats import StatsQuery
 
 REF = "#/components/schemas/{model}"
 BODY_MODELS = (KajabiHook, KajabiFlat, SignedUrlsBody)
@@ -174,7 +175,7 @@ def document() -> dict:
         "/api/stats": {"get": {
             "summary": "Aggregate points by activity and period", "tags": ["stats"],
             "description": "Cache-Control: public, s-maxage=1800, stale-while-revalidate=60; ETag; 304 on If-None-Match.",
-            "parameters": [{"name": "period", "in": "query", "schema": {"type": "string", "enum": ["day", "week", "month", "all"]}}],
+            "parameters": _query(StatsQuery),
             "responses": {"200": _json("Aggregates", OBJ), "304": {"description": "Not modified"}, **_errors("400")}}},
         "/api/cron/enforce-retention": {"get": {
             "summary": "Enqueue one retention batch", "tags": ["cron"], "security": CRON,

@@ -93,9 +93,9 @@ def validate(model, data: Any, code: str, message: str, root: str = "body"):
         raise ValidationError(code, f"{message} Failing: {names}.", problems) from None
 
 
-def validate_query(model, args) -> Any:
+def validate_query(model, args, code: str = "invalid_parameter") -> Any:
     """The model's fields from a query string (first value of each; unknown names ignored), or
-    ValidationError `invalid_parameter` (400) naming each bad one. An empty value is a bad value,
-    not an absent one."""
+    ValidationError `code` (400) naming each bad one. An empty value is a bad value, not an
+    absent one."""
     data = {name: args.get(name) for name in model.model_fields if name in args}
-    return validate(model, data, "invalid_parameter", "Some parameters are not valid.", "query")
+    return validate(model, data, code, "Some parameters are not valid.", "query")
