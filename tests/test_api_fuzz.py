@@ -5,7 +5,8 @@ and clean, so the files routes reach their 200 paths (id 1 is a clean PNG with i
 a clean PDF; the spec's minimum id is 1, which the coverage phase always tries).
 
 Checks: no 5xx (not_a_server_error), every response matches the document
-(response_schema_conformance), and data the document refuses is refused (negative_data_rejection).
+(response_schema_conformance, and its status code and content type are documented ones), and
+data the document refuses is refused (negative_data_rejection).
 Bounded and repeatable: deterministic generation (no random seed, no example database) and a fixed
 number of examples per operation. The figures of a run go to docs/reliability.md.
 """
@@ -29,8 +30,8 @@ BIN = os.path.dirname(sys.executable)
 SECRETS = {"KAJABI_WEBHOOK_SECRET": "fuzz-webhook-secret", "CRON_SECRET": "fuzz-cron-secret",
            "INTERNAL_METRICS_TOKEN": "fuzz-metrics-token"}
 USER_AGENT = "points-api-fuzz"  # the session is bound to it (Flask-Login session_protection="strong")
-MAX_EXAMPLES = 200
-CHECKS = "not_a_server_error,response_schema_conformance,negative_data_rejection"
+MAX_EXAMPLES = 150
+CHECKS = "not_a_server_error,response_schema_conformance,negative_data_rejection,status_code_conformance,content_type_conformance"
 RUN_TIMEOUT_S = 400
 
 

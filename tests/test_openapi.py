@@ -118,3 +118,13 @@ def test_what_the_spec_refuses_the_server_refuses(make_app, bad):
     assert not _accepts(doc, body, bad)
     response = client.post("/api/webhooks/kajabi?token=s", data=json.dumps(bad), content_type="application/json")
     assert response.status_code == 400 and response.get_json()["code"] in ("invalid_payload", "invalid_json")
+
+
+def test_the_documents_body_examples_are_accepted_by_the_server(make_app):
+    app = make_app(KAJABI_WEBHOOK_SECRET="s")
+    client = app.test_client()
+    doc = client.get("/api/openapi.json").get_json()
+    for name in ("KajabiHook", "KajabiFlat"):
+        for example in doc["components"]["schemas"][name]["examples"]:
+            response = client.post("/api/webhooks/kajabi?token=s", data=json.dumps(example), content_type="application/json")
+            assert response.status_code == 202, (name, response.get_json())

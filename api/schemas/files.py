@@ -23,6 +23,6 @@ class SignedUrlQuery(BaseModel):
 
 class SignedUrlsBody(BaseModel):
     """POST /api/files/signed-urls: 1 to 100 file ids; duplicates are answered once."""
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"file_ids": [1, 2], "ttl": 600}]})
     file_ids: Annotated[list[BigId], Field(min_length=1, max_length=MAX_BATCH)]
     ttl: Ttl | None = None

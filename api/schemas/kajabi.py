@@ -99,6 +99,10 @@ Item = Annotated[Union[Annotated[ContactItem, Tag("contacts")], Annotated[TagIte
 
 class KajabiHook(_Open):
     """Kajabi's documented hook body."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "evt-1", "event": "tag_added", "created_at": "2024-05-01T10:00:00Z", "payload": [
+            {"type": "contacts", "id": "c-100", "attributes": {"email": "known@example.com", "name": "Known Person"}},
+            {"type": "contact_tags", "id": "t-1", "attributes": {"name": "elevate-ai-1-completed"}}]}]})
     id: EventId | None = None
     event: EventType
     created_at: CreatedAt | None = None
@@ -141,6 +145,9 @@ class FlatTag(_Open):
 
 class KajabiFlat(_Open):
     """The flat form (event defaults to tag_added)."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "event_id": "flat-1", "created_at": "2024-05-01T10:00:00Z",
+        "contact": {"id": "c-100", "email": "known@example.com"}, "tag": {"id": "t-9", "name": "elevate-ai-2-completed"}}]})
     event_id: EventId | None = None
     id: EventId | None = None
     event: EventType = kajabi.TAG_ADDED
