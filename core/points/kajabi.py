@@ -1,5 +1,6 @@
-"""Kajabi tags -> ledger: verify the hook's secret, parse both body forms, store the raw event
-once, then (in a job) match contact -> user and tag -> activity and call ledger.record.
+"""Kajabi tags -> ledger: verify the hook's secret, turn a body the door has validated (against
+either documented form: api.schemas.kajabi) into its stored form, store the raw event once, then
+(in a job) match contact -> user and tag -> activity and call ledger.record.
 
 Event states: received -> ledgered (result_code: the ledger's code, `awarded`, `cap_reached` or
 `duplicate_event`) | queued_unmatched (`unmatched_contact`, retried by reconcile) | ignored
