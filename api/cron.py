@@ -1,8 +1,9 @@
-"""Cron routes, authorised by `Authorization: Bearer $CRON_SECRET` (constant-time compare).
+"""Cron routes, authorised by `Authorization: Bearer $CRON_SECRET` (RFC 6750, api.bearer).
 
 CRON_SECRET unset -> 503 `not_configured`; no bearer token -> 401 `unauthenticated`; a wrong one
--> 403 `invalid_token`. Retention pages through users: each call enqueues ONE job for one batch
-(after the commit that creates its Run row) and says where the next batch starts.
+-> 401 `invalid_token`, both with `WWW-Authenticate`. Parameters are declared in
+api.schemas.cron. Retention pages through users: each call enqueues ONE job for one batch (after
+the commit that creates its Run row) and says where the next batch starts.
 """
 from __future__ import annotations
 
@@ -11,57 +12,33 @@ from datetime import datetime, timedelta, timezone
 
 from flask import jsonify, request
 
+from api.bearer import require_bearer
 from api.blueprint import bp
-from core.accounts.users import tokens_equal
+from api.schemas.common import BIGINT_MAX, validate_query
+from api.schemas.cron import JOB_ID, EnforceRetentionQuery
 from core.platform.db import db
-from core.platform.errors import AuthError, NotFound, Unauthenticated, Unavailable, ValidationError
+from core.platform.errors import NotFound, Unavailable
 from core.platform.models import Run
 from core.platform.queues import enqueue_after_commit
 from core.retention.enforcement import BATCH_JOB_PREFIX, BATCH_JOB_TIMEOUT_S, plan_batch, users_total
 from core.platform.services import services
 
-_DIGITS = re.compile(r"[0-9]+")
-
-MAX_DAYS = 36500
-MAX_LIMIT = 1000
+_BATCH_JOB = re.compile(re.escape(BATCH_JOB_PREFIX) + "([0-9]{1,19})")
 
 
 def _require_cron_secret() -> None:
     secret = services().settings.cron_secret
     if not secret:
         raise Unavailable("not_configured", "CRON_SECRET is not set, so this endpoint is off.")
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("unauthenticated", "Send Authorization: Bearer <CRON_SECRET>.")
-    if not tokens_equal(token.strip(), secret):
-        raise AuthError("invalid_token", "A valid bearer token is required.")
-
-
-def _int_params(spec: dict[str, tuple[int, int, int]]) -> dict[str, int]:
-    """{name: (default, min, max)} -> values; every bad one is reported at once."""
-    values, problems = {}, []
-    for name, (default, low, high) in spec.items():
-        raw = request.args.get(name)
-        if raw is None or raw == "":
-            values[name] = default
-            continue
-        if not _DIGITS.fullmatch(raw.strip()) or not low <= int(raw) <= high:  # ASCII only: "²".isdigit()
-            problems.append({"field": name, "issue": f"must be a whole number from {low} to {high}"})
-            continue
-        values[name] = int(raw)
-    if problems:
-        names = ", ".join(p["field"] for p in problems)
-        raise ValidationError("invalid_parameter", f"Check the parameters: {names}.", problems)
-    return values
+    require_bearer(secret, "CRON_SECRET")
 
 
 @bp.get("/cron/enforce-retention")
 def enforce_retention():
     _require_cron_secret()
-    settings = services().settings
-    params = _int_params({"days": (settings.evidence_retention_days, 1, MAX_DAYS),
-                          "limit": (200, 1, MAX_LIMIT), "offset": (0, 0, 10**9)})
+    query = validate_query(EnforceRetentionQuery, request.args)
+    params = {"days": query.days or services().settings.evidence_retention_days,
+              "limit": query.limit, "offset": query.offset}
     cutoff = datetime.now(timezone.utc) - timedelta(days=params["days"])
     user_ids = plan_batch(params["limit"], params["offset"])
     end = params["offset"] + len(user_ids)
@@ -88,9 +65,12 @@ def job_status(job_id: str):
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
+    if not JOB_ID.fullmatch(job_id):  # not an id RQ could have made (and RQ raises on it)
+        raise NotFound("job_not_found", "No job with this id is known.")
     run = None
-    if job_id.startswith(BATCH_JOB_PREFIX) and job_id[len(BATCH_JOB_PREFIX):].isdigit():
-        run = db.session.get(Run, int(job_id[len(BATCH_JOB_PREFIX):]))
+    batch = _BATCH_JOB.fullmatch(job_id)
+    if batch and int(batch.group(1)) <= BIGINT_MAX:
+        run = db.session.get(Run, int(batch.group(1)))
     try:
         job = Job.fetch(job_id, connection=services().redis)
     except NoSuchJobError:

@@ -45,8 +45,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
         if wants_json():
-            return error_response(exc.status, exc.type, exc.code, exc.message, exc.details)
-        return _html(exc.status, exc.message)
+            response = error_response(exc.status, exc.type, exc.code, exc.message, exc.details)
+        else:
+            response = app.make_response(_html(exc.status, exc.message))
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -1,27 +1,22 @@
 """/api/slo and /metrics: off (404) unless ENABLE_INTERNAL_ENDPOINTS=1, and then only with
-INTERNAL_METRICS_TOKEN (Bearer or X-Internal-Metrics-Token), compared in constant time.
+INTERNAL_METRICS_TOKEN (Bearer or X-Internal-Metrics-Token), compared in constant time; no token
+or a wrong one is 401 with `WWW-Authenticate` (RFC 6750, api.bearer).
 With the endpoints on but no token configured they answer 403: fail closed, never open."""
 from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from api.bearer import require_bearer
 from api.blueprint import bp
 from core.monitoring import metrics, slo
-from core.accounts.users import tokens_equal
 from core.platform.errors import AuthError, NotFound
 from core.platform.services import services
 
 metrics_bp = Blueprint("metrics", __name__)
-
-
-def _presented_token() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header[len("Bearer "):].strip()
-    return request.headers.get("X-Internal-Metrics-Token")
+TOKEN_HEADER = "X-Internal-Metrics-Token"
 
 
 def internal_only(view):
@@ -32,8 +27,7 @@ def internal_only(view):
             raise NotFound("not_found", "The requested URL was not found on the server.")
         if not settings.internal_metrics_token:
             raise AuthError("not_configured", "INTERNAL_METRICS_TOKEN is not set, so internal endpoints refuse everyone.")
-        if not tokens_equal(_presented_token(), settings.internal_metrics_token):
-            raise AuthError("invalid_token", "A valid internal metrics token is required.")
+        require_bearer(settings.internal_metrics_token, "INTERNAL_METRICS_TOKEN", TOKEN_HEADER)
         return view(*args, **kwargs)
 
     return wrapper

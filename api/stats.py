@@ -4,12 +4,14 @@ from __future__ import annotations
 from flask import Response, request
 
 from api.blueprint import bp
+from api.schemas.common import validate_query
+from api.schemas.stats import StatsQuery
 from core.points import stats
 
 
 @bp.get("/stats")
 def get_stats():
-    body = stats.cached_body(request.args.get("period", "all"))
+    body = stats.cached_body(validate_query(StatsQuery, request.args, "invalid_period").period)
     etag = stats.etag_for(body)
     headers = {"Cache-Control": stats.CACHE_CONTROL, "ETag": etag}
     if _matches(request.headers.get("If-None-Match", ""), etag):

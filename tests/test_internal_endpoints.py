@@ -31,9 +31,10 @@ def test_on_without_a_token_configured_answers_403(make_app, path):
 
 @pytest.mark.parametrize("path", ["/api/slo", "/metrics"])
 @pytest.mark.parametrize("headers, status", [
-    ({}, 403),
-    ({"Authorization": "Bearer wrong"}, 403),
-    ({"Authorization": f"Bearer {TOKEN}x"}, 403),
+    ({}, 401),
+    ({"Authorization": "Bearer wrong"}, 401),
+    ({"Authorization": f"Bearer {TOKEN}x"}, 401),
+    ({"X-Internal-Metrics-Token": "wrong"}, 401),
     ({"Authorization": f"Bearer {TOKEN}"}, 200),
     ({"X-Internal-Metrics-Token": TOKEN}, 200),
 ])

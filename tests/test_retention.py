@@ -128,7 +128,7 @@ def test_cron_auth_and_parameters(make_app):
     assert cron(client, "/api/cron/enforce-retention", None).status_code == 401
     assert cron(client, "/api/cron/enforce-retention", None).json["code"] == "unauthenticated"
     response = cron(client, "/api/cron/enforce-retention", "wrong")
-    assert response.status_code == 403 and response.json["code"] == "invalid_token"
+    assert response.status_code == 401 and response.json["code"] == "invalid_token"  # RFC 6750
     assert client.get("/api/cron/enforce-retention", headers={"Authorization": SECRET}).status_code == 401
     response = cron(client, "/api/cron/enforce-retention?days=0&limit=abc&offset=-1")
     assert response.status_code == 400 and response.json["code"] == "invalid_parameter"

@@ -16,6 +16,7 @@ TYPE_STATUS = {
 class DomainError(Exception):
     type = "validation_error"
     status = 400
+    headers: dict[str, str] = {}  # extra response headers (e.g. WWW-Authenticate), read by the doors
 
     def __init__(self, code: str, message: str, details: list | None = None, *, status: int | None = None):
         super().__init__(message)
@@ -47,6 +48,15 @@ class AuthError(DomainError):
 
 class Unauthenticated(DomainError):
     type, status = "auth_error", 401
+
+
+class BearerChallenge(Unauthenticated):
+    """401 for a bearer-token route (RFC 6750 section 3): `WWW-Authenticate: Bearer` when no token
+    was sent, and `Bearer error="invalid_token"` when one was sent but is wrong."""
+
+    def __init__(self, code: str, message: str, *, token_sent: bool):
+        super().__init__(code, message)
+        self.headers = {"WWW-Authenticate": 'Bearer error="invalid_token"' if token_sent else "Bearer"}
 
 
 class NotFound(DomainError):

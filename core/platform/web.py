@@ -7,6 +7,7 @@ import time
 import uuid
 
 from flask import Flask, g, request
+from werkzeug.routing import IntegerConverter
 
 from core.platform.logs import request_id_var
 
@@ -16,6 +17,18 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # No inline script anywhere: the portal's JS lives in static/.
 PAGE_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+class BigintConverter(IntegerConverter):
+    """`<int:...>` for every route: ids are PostgreSQL bigint, so a larger number matches no route
+    (404) instead of reaching the database, which refuses it ("bigint out of range", a 500)."""
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = BIGINT_MAX,
+                 signed: bool = False) -> None:
+        super().__init__(map, fixed_digits, min, max, signed)
 
 
 def wants_json() -> bool:

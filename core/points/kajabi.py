@@ -1,5 +1,6 @@
-"""Kajabi tags -> ledger: verify the hook's secret, parse both body forms, store the raw event
-once, then (in a job) match contact -> user and tag -> activity and call ledger.record.
+"""Kajabi tags -> ledger: verify the hook's secret, turn a body the door has validated (against
+either documented form: api.schemas.kajabi) into its stored form, store the raw event once, then
+(in a job) match contact -> user and tag -> activity and call ledger.record.
 
 Event states: received -> ledgered (result_code: the ledger's code, `awarded`, `cap_reached` or
 `duplicate_event`) | queued_unmatched (`unmatched_contact`, retried by reconcile) | ignored
@@ -20,7 +21,7 @@ from sqlalchemy import func, or_, select
 from core.platform import audit
 from core.points import ledger, rules
 from core.platform.db import db, is_postgres, utcnow
-from core.platform.errors import AuthError, Conflict, Unavailable, ValidationError
+from core.platform.errors import AuthError, Conflict, Unavailable
 from core.platform.models import ActivityTag, KajabiEvent, User
 from core.platform.queues import enqueue_after_commit, enqueue_committed, rq_timeout_in
 from core.accounts.users import normalise_email, user_created
@@ -73,43 +74,19 @@ def _parse_time(value) -> datetime | None:
 
 
 def _text(value) -> str | None:
-    return None if value is None or value == "" else str(value).strip()
+    return None if value is None or value == "" else str(value).strip() or None
 
 
-def parse(body, raw_body: bytes) -> ParsedEvent:
-    """Both forms: Kajabi's documented {id, event, payload: [contacts, contact_tags]} and the flat
-    {event_id, created_at, contact: {id, email}, tag: {id, name}} (event defaults to tag_added)."""
-    if not isinstance(body, dict):
-        raise ValidationError("invalid_payload", "The body must be a JSON object.")
-    contact, tag_name, email = {}, None, None
-    if isinstance(body.get("payload"), list):
-        event_id = _text(body.get("id") or body.get("event_id"))
-        event_type = _text(body.get("event")) or ""
-        for item in body["payload"]:
-            if not isinstance(item, dict):
-                continue
-            attributes = item.get("attributes") if isinstance(item.get("attributes"), dict) else {}
-            if item.get("type") == "contacts":
-                contact = {"id": item.get("id"), "email": attributes.get("email")}
-            elif item.get("type") == "contact_tags":
-                tag_name = attributes.get("name")
-        created = body.get("created_at")
-    elif isinstance(body.get("contact"), dict) or isinstance(body.get("tag"), dict):
-        event_id = _text(body.get("event_id") or body.get("id"))
-        event_type = _text(body.get("event")) or TAG_ADDED
-        contact = body.get("contact") or {}
-        tag = body.get("tag") or {}
-        tag_name = tag.get("name") if isinstance(tag, dict) else tag
-        created = body.get("created_at")
-    else:
-        raise ValidationError("invalid_payload", "The body is neither Kajabi's hook form nor the flat form.",
-                              [{"field": "payload", "issue": "missing"}])
-    if not event_id:
-        # No id: the body itself identifies the event, so a resend is still a duplicate.
-        event_id = "body:" + hashlib.sha256(raw_body).hexdigest()
-    email = _text(contact.get("email"))
-    return ParsedEvent(event_id[:255], event_type[:64], _text(contact.get("id")), normalise_email(email) or None,
-                       rules.normalise_tag(tag_name) or None, _parse_time(created))
+def parsed_event(event_id, event_type: str, contact_id, email: str | None, tag_name: str | None,
+                 created_at: str | None, raw_body: bytes) -> ParsedEvent:
+    """The stored form of a hook whose body the door has already validated against one of the two
+    documented shapes (api.schemas.kajabi): ids as text (ints accepted), e-mail normalised (core.accounts.users.normalise_email: NFC, trimmed, casefolded), tag
+    trimmed and lower-cased (rules.normalise_tag). No event id: the body itself identifies the
+    event (`body:<sha256 of the raw bytes>`), so a resend is still a duplicate."""
+    event_id = _text(event_id) or "body:" + hashlib.sha256(raw_body).hexdigest()
+    email = _text(email)
+    return ParsedEvent(event_id, event_type.strip(), _text(contact_id), normalise_email(email) or None,
+                       rules.normalise_tag(tag_name) or None, _parse_time(created_at))
 
 
 # --- storing (the webhook's transaction) --------------------------------------------------------
