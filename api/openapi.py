@@ -136,6 +136,13 @@ def document() -> dict:
             "summary": "The EXIF-free thumbnail of a clean image", "tags": ["files"], "security": SESSION,
             "parameters": [FILE_ID],
             "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {}}}, **_errors("401", "404", "409", "410")}}},
+        "/api/files/{file_id}/preview/{page}": {"get": {
+            "summary": "A preview image the server made: page N of a PDF (PNG) or an image's larger EXIF-free JPEG",
+            "tags": ["files"], "security": SESSION,
+            "parameters": [FILE_ID, {"name": "page", "in": "path", "required": True,
+                                     "schema": {"type": "integer", "minimum": 1, "maximum": 5}}],
+            "responses": {"200": {"description": "PNG or JPEG", "content": {"image/png": {}, "image/jpeg": {}}},
+                          **_errors("401", "404", "409", "410")}}},
         "/api/files/signed-urls": {"post": {
             "summary": "Many short-lived links at once", "tags": ["files"], "security": SESSION,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["file_ids"],

@@ -17,6 +17,7 @@ def periodic_job_definitions() -> list[dict]:
         {"name": "scan-sweep", "func": "jobs.scans.sweep_pending", "queue": "scans", "interval": 60, "timeout": 120},
         {"name": "kajabi-reconcile", "func": "jobs.kajabi.reconcile", "queue": "ledger", "interval": 300, "timeout": 600},
         {"name": "rollups-refresh", "func": "jobs.rollups.refresh_recent", "queue": "maintenance", "interval": 60, "timeout": 300},
+        {"name": "preview-sweep", "func": "jobs.previews.sweep_missing", "queue": "maintenance", "interval": 900, "timeout": 120},
         {"name": "retention-requeue", "func": "jobs.retention.requeue_lost", "queue": "maintenance", "interval": 900, "timeout": 120},
     ]
 

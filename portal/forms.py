@@ -87,9 +87,10 @@ class QueueFilterForm(FlaskForm):
 class DecisionForm(FlaskForm):
     reason = TextAreaField("Reason (required to reject or request changes; shown to the uploader)",
                            validators=[Optional(), Length(max=2000)])
-    approve = SubmitField("Approve")
-    changes = SubmitField("Request changes")
-    reject = SubmitField("Reject")
+    approve = SubmitField("Approve and next")
+    changes = SubmitField("Request changes and next")
+    reject = SubmitField("Reject and next")
+    queue = HiddenField(validators=[Optional(), Length(max=1000)])  # the queue's filters (portal/review.py)
 
 
 class BulkForm(FlaskForm):

@@ -2,6 +2,8 @@
 that change nothing, bulk decisions, revocation, the detail page and its hints."""
 from __future__ import annotations
 
+import re
+
 from datetime import date, datetime, timedelta, timezone
 
 from core.review import reviewing as review
@@ -65,7 +67,7 @@ def test_approve_goes_through_the_ledger_and_says_how_many_points(app):
     sign_in(client, "reviewer")
     client.post(f"/review/{sid}/claim")
     page = client.post(f"/review/{sid}/decide", data={"approve": "Approve"}, follow_redirects=True)
-    assert "Approved: +50 points. Badges: IN_CLASS_INNOVATOR." in flashes(page)
+    assert "Approved: +50 points. Badges: In-class innovator." in flashes(page)  # the badge's name, not its code
     s = _row(app, sid)
     assert (s.status, s.decided_by_id, s.claimed_by_id) == ("approved", ids["reviewer"], None)
 
@@ -91,7 +93,9 @@ def test_reject_needs_a_reason_and_request_changes_keeps_history(app):
     client = app.test_client()
     sign_in(client, "reviewer")
     page = client.post(f"/review/{sid}/decide", data={"reject": "Reject", "reason": "  "}, follow_redirects=True)
-    assert any("Give a reason" in m for m in flashes(page))
+    assert page.status_code == 400  # the page again, with the error at the reason field
+    assert re.search(r'<p class="error" id="reason-error">Give a reason for rejecting', page.get_data(as_text=True))
+    assert 'aria-invalid="true"' in page.get_data(as_text=True)
     assert _row(app, sid).status == "in_review"
 
     page = client.post(f"/review/{sid}/decide", data={"changes": "Request changes", "reason": "Add the slides"},
