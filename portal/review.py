@@ -237,3 +237,10 @@ def revoke(submission_id: int):
     db.session.commit()
     flash(f"Revoked: {result.delta_points:+d} points written back to the ledger.", "success")
     return redirect(here)
+
+
+@bp.app_template_global("points_earned")
+def points_earned(submissions) -> dict:
+    """For templates (the uploader's list and detail pages): {submission id: (points, why 0)}, one
+    ledger query for the whole page (core.review.approvals.points_earned)."""
+    return approvals.points_earned(list(submissions))

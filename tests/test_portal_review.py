@@ -220,7 +220,8 @@ def test_detail_page_files_earlier_submissions_hints_and_trail(app):
     assert f"#{earlier[0]}" in html  # earlier submission for the same activity
     assert "within 45 minutes" in html
     assert "Peers trained: 45 is unusually large" in html
-    assert f"also uploaded with submission {earlier[0]}" in html
+    assert re.search(rf'data-testid="exact-{fid}">The same file \(identical SHA-256\) was also uploaded with\s*'
+                     rf'<a href="/review/{earlier[0]}">submission {earlier[0]}</a> \(Approved\)', html)
     assert "submission.created" in html and "file.uploaded" not in html
     thumb = client.get(f"/api/files/{fid}/thumbnail")
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"

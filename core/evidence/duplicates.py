@@ -3,11 +3,13 @@
 The hash is imagehash's pHash (64 bits: the signs of the lowest 8x8 DCT frequencies of a 32x32
 grey image), which survives resizing, re-compression and recolouring; see docs/near-duplicates.md
 for the measured distances and the threshold (NEAR_DUPLICATE_DISTANCE). Stored signed (PostgreSQL
-BIGINT) with four 16-bit bands, each indexed (migration 0007_previews): candidates are rows sharing
-any band, and the exact Hamming distance is checked here, so the database needs no bit operators.
+BIGINT) with four 16-bit bands, each indexed (migration 0007_previews): candidates are rows whose
+band is within a few bit flips of ours (a short IN list per band, probe_radius), and the exact
+Hamming distance is checked here, so the database needs no bit operators or extensions.
 
-Only earlier files count (lower id, another submission): the later upload is the one reusing
-evidence, and the first uploader's submission is not flagged by a copy made of it.
+Near-duplicates count only earlier images (lower id, another submission): the later upload is the
+one reusing evidence, and the first uploader's submission is not flagged by a copy made of it.
+Exact repeats (same bytes) are shown from both sides.
 """
 from __future__ import annotations
 
@@ -68,10 +70,34 @@ class Match:
     distance: int  # 0 for a byte-identical repeat
 
 
-def _band_condition(value: int):
-    b0, b1, b2, b3 = bands(value)
-    return or_(EvidenceFile.phash_b0 == b0, EvidenceFile.phash_b1 == b1,
-               EvidenceFile.phash_b2 == b2, EvidenceFile.phash_b3 == b3)
+MAX_PROBE_RADIUS = 2  # 137 probes per band; past this the look-up reads too many index entries
+
+
+def probe_radius(max_distance: int) -> int:
+    """Bits flipped per band when probing: with radius r, two hashes within 4(r+1)-1 bits always
+    agree with some band of the other within r bits (pigeonhole: 4 bands, d bits spread over
+    them), so the look-up misses nothing up to that distance. 0 -> d <= 3, 1 -> d <= 7, 2 -> d <= 11."""
+    return min(MAX_PROBE_RADIUS, max(0, -(-(max_distance + 1) // 4) - 1))
+
+
+def probes(band: int, radius: int) -> list[int]:
+    """`band` and every 16-bit value within `radius` bit flips of it."""
+    values = {band}
+    for _ in range(radius):
+        values |= {v ^ (1 << bit) for v in values for bit in range(BAND_BITS)}
+    return sorted(values)
+
+
+def found_by_index(value: int, other: int, max_distance: int) -> bool:
+    """Whether the band look-up for `value` reads `other` (bench/near_duplicates.py measures it)."""
+    radius = probe_radius(max_distance)
+    return any(o in probes(b, radius) for b, o in zip(bands(value), bands(other)))
+
+
+def _band_condition(value: int, max_distance: int):
+    radius = probe_radius(max_distance)
+    columns = (EvidenceFile.phash_b0, EvidenceFile.phash_b1, EvidenceFile.phash_b2, EvidenceFile.phash_b3)
+    return or_(*(column.in_(probes(band, radius)) for column, band in zip(columns, bands(value))))
 
 
 def near_matches(file: EvidenceFile, max_distance: int, limit: int = 10) -> list[Match]:
@@ -80,7 +106,7 @@ def near_matches(file: EvidenceFile, max_distance: int, limit: int = 10) -> list
     if file.phash is None:
         return []
     rows = db.session.scalars(
-        select(EvidenceFile).where(_band_condition(file.phash), EvidenceFile.id < file.id,
+        select(EvidenceFile).where(_band_condition(file.phash, max_distance), EvidenceFile.id < file.id,
                                    EvidenceFile.submission_id != file.submission_id,
                                    EvidenceFile.deleted_at.is_(None), EvidenceFile.sha256 != file.sha256)
         .order_by(EvidenceFile.id.desc()).limit(CANDIDATES_MAX)).all()
@@ -89,23 +115,25 @@ def near_matches(file: EvidenceFile, max_distance: int, limit: int = 10) -> list
 
 
 def exact_repeats(file: EvidenceFile, limit: int = 10) -> list[Match]:
-    """Earlier files of other submissions with the same SHA-256 (served by ix_evidence_files_sha256)."""
+    """Files of other submissions, earlier or later, with the same SHA-256 (served by
+    ix_evidence_files_sha256): the same bytes sent twice is worth a look from either side."""
     rows = db.session.scalars(
-        select(EvidenceFile).where(EvidenceFile.sha256 == file.sha256, EvidenceFile.id < file.id,
+        select(EvidenceFile).where(EvidenceFile.sha256 == file.sha256,
                                    EvidenceFile.submission_id != file.submission_id)
         .order_by(EvidenceFile.id).limit(limit)).all()
     return [Match(file, other, 0) for other in rows]
 
 
 def submissions_with_matches(submission_ids: Iterable[int], max_distance: int) -> set[int]:
-    """Which of these submissions (a queue page) have a file repeating or resembling an earlier
-    one. One query for the page's files, one for exact repeats, one band query per hashed file."""
+    """Which of these submissions (a queue page) have a file repeating another submission's file
+    (same SHA-256) or resembling an earlier image. One query for exact repeats, one for the page's
+    hashed files, one band look-up per hashed file."""
     ids = list(submission_ids)
     if not ids:
         return set()
-    earlier = aliased(EvidenceFile)
-    repeat = exists(select(earlier.id).where(earlier.sha256 == EvidenceFile.sha256, earlier.id < EvidenceFile.id,
-                                             earlier.submission_id != EvidenceFile.submission_id))
+    other = aliased(EvidenceFile)
+    repeat = exists(select(other.id).where(other.sha256 == EvidenceFile.sha256,
+                                           other.submission_id != EvidenceFile.submission_id))
     flagged = set(db.session.scalars(select(EvidenceFile.submission_id).distinct().where(
         EvidenceFile.submission_id.in_(ids), EvidenceFile.deleted_at.is_(None), repeat)))
     files = db.session.scalars(select(EvidenceFile).where(EvidenceFile.submission_id.in_(ids),
