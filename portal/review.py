@@ -62,7 +62,7 @@ def queue():
                            bulk=BulkForm(), status_words=review.STATUS_WORDS, count_cap=review.COUNT_CAP,
                            holder=review.holder, bulk_max=review.BULK_MAX, queue_qs=urlencode(args)[:QS_MAX],
                            kinds=queue_marks.file_kinds(ids),
-                           reused=queue_marks.reused(ids, services().settings.near_duplicate_distance))
+                           reused=queue_marks.reused(ids))
 
 
 @bp.post("/review/bulk")

@@ -70,13 +70,16 @@ class Match:
     distance: int  # 0 for a byte-identical repeat
 
 
-MAX_PROBE_RADIUS = 2  # 137 probes per band; past this the look-up reads too many index entries
+# 17 probes per band. Radius 2 (137 probes) would guarantee 11 bits, but made the look-up read 2% of
+# all unrelated images (docs/near-duplicates.md): 20,000 rows per look-up at a million files.
+MAX_PROBE_RADIUS = 1
 
 
 def probe_radius(max_distance: int) -> int:
     """Bits flipped per band when probing: with radius r, two hashes within 4(r+1)-1 bits always
     agree with some band of the other within r bits (pigeonhole: 4 bands, d bits spread over
-    them), so the look-up misses nothing up to that distance. 0 -> d <= 3, 1 -> d <= 7, 2 -> d <= 11."""
+    them), so the look-up misses nothing up to that distance. 0 -> d <= 3, 1 -> d <= 7 (the cap);
+    past 7 bits a match is found when its flipped bits leave some band within one flip."""
     return min(MAX_PROBE_RADIUS, max(0, -(-(max_distance + 1) // 4) - 1))
 
 
@@ -124,22 +127,23 @@ def exact_repeats(file: EvidenceFile, limit: int = 10) -> list[Match]:
     return [Match(file, other, 0) for other in rows]
 
 
-def submissions_with_matches(submission_ids: Iterable[int], max_distance: int) -> set[int]:
+def record_match(file: EvidenceFile, max_distance: int) -> None:
+    """Note on a freshly hashed file the nearest earlier image, if any (the queue's mark reads it)."""
+    found = near_matches(file, max_distance, limit=1)
+    file.near_duplicate_of_id = found[0].other.id if found else None
+
+
+def submissions_with_matches(submission_ids: Iterable[int]) -> set[int]:
     """Which of these submissions (a queue page) have a file repeating another submission's file
-    (same SHA-256) or resembling an earlier image. One query for exact repeats, one for the page's
-    hashed files, one band look-up per hashed file."""
+    (same SHA-256) or resembling an earlier image (near_duplicate_of_id, set when it was hashed).
+    One query for the page."""
     ids = list(submission_ids)
     if not ids:
         return set()
     other = aliased(EvidenceFile)
     repeat = exists(select(other.id).where(other.sha256 == EvidenceFile.sha256,
                                            other.submission_id != EvidenceFile.submission_id))
-    flagged = set(db.session.scalars(select(EvidenceFile.submission_id).distinct().where(
-        EvidenceFile.submission_id.in_(ids), EvidenceFile.deleted_at.is_(None), repeat)))
-    files = db.session.scalars(select(EvidenceFile).where(EvidenceFile.submission_id.in_(ids),
-                                                          EvidenceFile.deleted_at.is_(None),
-                                                          EvidenceFile.phash.is_not(None))).all()
-    for f in files:
-        if f.submission_id not in flagged and f.phash is not None and near_matches(f, max_distance, limit=1):
-            flagged.add(f.submission_id)
-    return flagged
+    # Near-duplicates were looked up once, when the preview job hashed the image (record_match).
+    return set(db.session.scalars(select(EvidenceFile.submission_id).distinct().where(
+        EvidenceFile.submission_id.in_(ids), EvidenceFile.deleted_at.is_(None),
+        or_(repeat, EvidenceFile.near_duplicate_of_id.is_not(None)))))

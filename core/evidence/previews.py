@@ -255,6 +255,7 @@ def _store(file_id: int, outcome: Outcome) -> str | None:
         file.preview_state, file.preview_reason, file.preview_pages = outcome.state, outcome.reason, outcome.pages
         if outcome.phash is not None:
             duplicates.set_hash(file, outcome.phash)
+            duplicates.record_match(file, services().settings.near_duplicate_distance)
         audit.record(f"file.preview_{outcome.state}", "evidence_file", file.id, pages=outcome.pages,
                      reason=outcome.reason)
         db.session.commit()

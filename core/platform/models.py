@@ -167,6 +167,7 @@ class EvidenceFile(db.Model):
     phash_b1: Mapped[int | None] = mapped_column(Integer)
     phash_b2: Mapped[int | None] = mapped_column(Integer)
     phash_b3: Mapped[int | None] = mapped_column(Integer)
+    near_duplicate_of_id: Mapped[int | None] = mapped_column(BigId)  # nearest earlier image when hashed
 
     submission = relationship("Submission", back_populates="files")
 

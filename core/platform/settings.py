@@ -92,7 +92,7 @@ class Settings:
     log_level: str = "INFO"
     preview_time_limit_seconds: int = 30  # one PDF's render, in a child process killed past it
     preview_memory_mb: int = 512  # the PDF renderer's address-space limit (RLIMIT_AS)
-    near_duplicate_distance: int = 6  # Hamming distance on the 64-bit pHash; docs/near-duplicates.md
+    near_duplicate_distance: int = 8  # Hamming distance on the 64-bit pHash; docs/near-duplicates.md
     # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
     flask_overrides: Mapping = field(default_factory=dict)
 
@@ -220,6 +220,6 @@ class Settings:
             preview_time_limit_seconds=parse_int("PREVIEW_TIME_LIMIT_SECONDS", get("PREVIEW_TIME_LIMIT_SECONDS", "30"),
                                                  minimum=1, maximum=600),
             preview_memory_mb=parse_int("PREVIEW_MEMORY_MB", get("PREVIEW_MEMORY_MB", "512"), minimum=64, maximum=8192),
-            near_duplicate_distance=parse_int("NEAR_DUPLICATE_DISTANCE", get("NEAR_DUPLICATE_DISTANCE", "6"),
+            near_duplicate_distance=parse_int("NEAR_DUPLICATE_DISTANCE", get("NEAR_DUPLICATE_DISTANCE", "8"),
                                               minimum=0, maximum=32),
         )

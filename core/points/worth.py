@@ -60,7 +60,8 @@ def _cap_words(spec: rules.ActivitySpec, prior: list[rules.PriorFact], event: ru
     room = rules.room_left(spec, prior, event)
     words = []
     if spec.cap_period == "once":
-        words.append(f"{spec.code} pays once" + (" and has paid already" if room["points"] == 0 else ""))
+        if room["points"]:  # once it has paid, the zero reason says so
+            words.append(f"{spec.code} pays once")
     elif room["points"] is not None:
         words.append(f"{spec.code} cap: {room['points']} of {spec.cap_points} points left {PERIOD_WORDS[spec.cap_period]}")
     for counter in spec.counters:

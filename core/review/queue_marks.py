@@ -1,6 +1,6 @@
 """What each queue row shows beyond its submission: how many files of which types, and whether a
 file repeats or resembles earlier evidence (core.evidence.duplicates). One grouped query per page
-for the files, and the duplicate look-ups for the page's files only."""
+for the files, one for the reuse marks."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -27,7 +27,7 @@ def file_kinds(submission_ids: Iterable[int]) -> dict[int, tuple[int, list[str]]
     return out
 
 
-def reused(submission_ids: Iterable[int], max_distance: int) -> set[int]:
-    """Submissions with a file that repeats (same SHA-256) or resembles (pHash within
-    `max_distance`) an earlier file of another submission."""
-    return duplicates.submissions_with_matches(submission_ids, max_distance)
+def reused(submission_ids: Iterable[int]) -> set[int]:
+    """Submissions with a file that repeats (same SHA-256) another submission's file, or that
+    resembled an earlier image when it was hashed."""
+    return duplicates.submissions_with_matches(submission_ids)

@@ -14,7 +14,13 @@ Hamming operator needs an extension (pg_similarity / bktree) that SQLite and a s
 lack; eight 8-bit bands catch distance 7 surely but each band value is shared by 1/256 of all
 images, so every look-up would read thousands of rows at a million files (16-bit: ~15 per band).
 
-A plain index on sha256 serves the exact-repeat hint, which used to scan the table.
+A plain index on sha256 serves the exact-repeat look-up, which used to scan the table.
+near_duplicate_of_id keeps the nearest earlier image found when the file was hashed, so the queue
+marks a page's rows with one query instead of a band look-up per file.
+
+Band values are probed within one bit flip (17 values per band), which finds every pair up to 7
+bits apart; see core/evidence/duplicates.py and docs/near-duplicates.md for the measured recall at
+the default threshold of 8 bits.
 
 Revision ID: 0007_previews
 Revises: 0002
@@ -28,6 +34,7 @@ branch_labels = None
 depends_on = None
 
 BANDS = ('phash_b0', 'phash_b1', 'phash_b2', 'phash_b3')
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 
 
 def upgrade():
@@ -38,6 +45,7 @@ def upgrade():
         batch_op.add_column(sa.Column('phash', sa.BigInteger(), nullable=True))
         for band in BANDS:
             batch_op.add_column(sa.Column(band, sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('near_duplicate_of_id', BIG_ID, nullable=True))
     with op.batch_alter_table('evidence_files', schema=None) as batch_op:
         batch_op.create_index('ix_evidence_files_sha256', ['sha256'], unique=False)
         for band in BANDS:
@@ -50,6 +58,7 @@ def downgrade():
             batch_op.drop_index(f'ix_evidence_files_{band}')
         batch_op.drop_index('ix_evidence_files_sha256')
     with op.batch_alter_table('evidence_files', schema=None) as batch_op:
+        batch_op.drop_column('near_duplicate_of_id')
         for band in reversed(BANDS):
             batch_op.drop_column(band)
         batch_op.drop_column('phash')
