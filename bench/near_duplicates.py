@@ -2,11 +2,12 @@
 people make when they reuse evidence, how far apart unrelated photos land, and how many copies the
 four 16-bit band index finds. The output is the table in docs/near-duplicates.md.
 
-    .venv/bin/python bench/near_duplicates.py [--photos 120] [--seed 7] [--threshold 6]
+    .venv/bin/python bench/near_duplicates.py [--photos 100] [--seed 7] [--threshold 8] [--dir PHOTOS]
 
 No data set is downloaded: the photos are made here, procedurally and reproducibly from the seed
 (smooth lighting gradients, soft blobs of colour, hard-edged objects, grain), at 1024x768, saved as
-JPEG like a phone would. Every image, original or copy, goes through the production path: the
+JPEG like a phone would. `--dir` takes real photos from a folder instead (say, a sample of
+approved evidence): run it there before changing NEAR_DUPLICATE_DISTANCE. Every image, original or copy, goes through the production path: the
 stored JPEG -> core.evidence.images.make_thumbnail at the preview size -> core.evidence.duplicates
 .image_phash, exactly as the preview job hashes an upload.
 """
@@ -97,6 +98,17 @@ def _tint(im: Image.Image) -> Image.Image:
     return Image.merge("RGB", (r.point(lambda v: min(255, v + 20)), g, b.point(lambda v: max(0, v - 20))))
 
 
+def _folder(path: str) -> list[str]:
+    names = sorted(n for n in os.listdir(path) if n.lower().endswith((".jpg", ".jpeg", ".png")))
+    return [os.path.join(path, n) for n in names]
+
+
+def _load(path: str) -> Image.Image:
+    """A photo from disk at the procedural photos' size, so every edit means the same."""
+    with Image.open(path) as im:
+        return ImageOps.fit(ImageOps.exif_transpose(im).convert("RGB"), (W, H))
+
+
 def hashed(data: bytes) -> int:
     """The production path: stored bytes -> the preview rendition -> pHash."""
     large = make_thumbnail(io.BytesIO(data), max_px=LARGE_PX)
@@ -106,23 +118,27 @@ def hashed(data: bytes) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=int, default=120)
+    parser.add_argument("--photos", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--threshold", type=int, default=6)
+    parser.add_argument("--threshold", type=int, default=8)
+    parser.add_argument("--dir", help="use the JPEG/PNG photos in this folder as the originals instead")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     t = args.threshold
 
     originals, copies = [], {name: [] for name in EDITS}
-    for i in range(args.photos):
-        im = photo(rng)
+    sources = _folder(args.dir) if args.dir else None
+    count = len(sources) if sources else args.photos
+    for i in range(count):
+        im = _load(sources[i]) if sources else photo(rng)
         originals.append(hashed(jpeg(im)))
         for name, edit in EDITS.items():
             copies[name].append(hashed(edit(im)))
-        print(f"\rhashed {i + 1}/{args.photos} photos and their {len(EDITS)} copies", end="", file=sys.stderr)
+        print(f"\rhashed {i + 1}/{count} photos and their {len(EDITS)} copies", end="", file=sys.stderr)
     print(file=sys.stderr)
 
-    print(f"pHash (64 bits) of {args.photos} procedural photos (seed {args.seed}); threshold {t} bits\n")
+    what = f"photos from {args.dir}" if sources else f"procedural photos (seed {args.seed})"
+    print(f"pHash (64 bits) of {count} {what}; threshold {t} bits\n")
     print("| copy | median distance | max distance | found at <= threshold | found by the band index |")
     print("| --- | --- | --- | --- | --- |")
     for name, values in copies.items():
@@ -133,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
               f"| {indexed}/{len(within)} |")
 
     scenes = []  # same background (lighting, colour blobs), other objects: a harder negative
-    for i in range(args.photos // 2):
+    for i in range(count // 2):
         seed = int(rng.integers(1 << 30))
         scenes.append((hashed(jpeg(photo(rng, np.random.default_rng(seed)))),
                        hashed(jpeg(photo(rng, np.random.default_rng(seed))))))
