@@ -3,7 +3,7 @@ and decisions. Every change is a POST form with CSRF, answered with a redirect (
 become a flash message and change nothing."""
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -25,17 +25,17 @@ from portal.forms import ActionForm, BulkForm, DecisionForm, QueueFilterForm, Re
 from portal.outcomes import refused
 
 
-def _filters_from(form: QueueFilterForm) -> review.QueueFilters:
+def _filters_from(form: QueueFilterForm, after: str | None = None) -> review.QueueFilters:
     return review.QueueFilters(
         status=form.status.data if form.status.data in SUBMISSION_STATES else "in_review",
         activity=form.activity.data or "", uploader=(form.uploader.data or "").strip(),
         date_from=form.date_from.data, date_to=form.date_to.data, claimed_by_me=bool(form.mine.data),
         reviewed_by_me=bool(form.reviewed.data), sort=form.sort.data or "oldest",
-        after=request.args.get("after", ""))
+        after=request.args.get("after", "") if after is None else after)
 
 
-def queue_form() -> QueueFilterForm:
-    form = QueueFilterForm(request.args)
+def queue_form(args: MultiDict | None = None) -> QueueFilterForm:
+    form = QueueFilterForm(request.args if args is None else args)
     form.status.choices = choices((s, review.STATUS_WORDS[s]) for s in SUBMISSION_STATES)
     codes = db.session.scalars(select(Activity.code).order_by(Activity.code)).all()
     form.activity.choices = choices([("", "Any activity")] + [(c, c) for c in codes])
@@ -47,22 +47,29 @@ def queue_form() -> QueueFilterForm:
 @bp.get("/review")
 @reviewer_required
 def queue():
-    form = queue_form()
+    return _queue_page(request.args, BulkForm())
+
+
+def _queue_page(query: MultiDict, bulk: BulkForm, status: int = 200, picked: frozenset[int] = frozenset(),
+                back: str | None = None):
+    """The queue under the filters in `query` (the page's own query string, or, after a refused
+    bulk decision, the one it was sent from), with `bulk` (and its errors) in its form."""
+    form = queue_form(query)
     form.validate()  # unknown values fall back to defaults; messages show next to the fields
-    filters = _filters_from(form)
+    filters = _filters_from(form, query.get("after", ""))
     try:
         page = review.queue(filters, current_user.id)
     except DomainError as exc:
         flash(exc.message, "error")
         filters.after = ""
         page = review.queue(filters, current_user.id)
-    args = {k: v for k, v in request.args.items() if k != "after"}
+    args = {k: v for k, v in query.items() if k != "after"}
     ids = [s.id for s in page.items]
     return render_template("portal/review/queue.html", form=form, page=page, filters=filters, args=args,
-                           bulk=BulkForm(), status_words=review.STATUS_WORDS, count_cap=review.COUNT_CAP,
+                           bulk=bulk, status_words=review.STATUS_WORDS, count_cap=review.COUNT_CAP,
                            holder=review.holder, bulk_max=review.BULK_MAX, queue_qs=urlencode(args)[:QS_MAX],
-                           kinds=queue_marks.file_kinds(ids),
-                           reused=queue_marks.reused(ids))
+                           kinds=queue_marks.file_kinds(ids), reused=queue_marks.reused(ids), picked=picked,
+                           back=back or request.full_path), status
 
 
 @bp.post("/review/bulk")
@@ -80,7 +87,12 @@ def bulk_decide():
     try:
         outcome = review.decide_many([int(i) for i in ids], current_user.id, action, form.reason.data)
     except DomainError as exc:
-        return refused(exc, back)
+        if exc.code != "reason_required":
+            return refused(exc, back)
+        db.session.rollback()  # the queue again, the error at the reason, the selection kept
+        form.reason.errors = ["Give a reason for rejecting: every uploader sees it."]
+        return _queue_page(MultiDict(parse_qsl(urlsplit(back).query)), form, 400,
+                           frozenset(int(i) for i in ids), back)
     db.session.commit()
     verb = "Approved" if action == "approve" else "Rejected"
     if outcome.done:

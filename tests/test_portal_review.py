@@ -175,9 +175,12 @@ def test_bulk_decisions_report_each_conflict_and_do_the_rest(app):
                                              "reason": "dup"}, follow_redirects=True)
     assert any("at most 50" in m for m in flashes(page))
     assert _row(app, too_many[0]).status == "in_review"
-    page = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[:2]], "reject": "1"},
-                       follow_redirects=True)
-    assert any("Give a reason" in m for m in flashes(page))
+    page = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[-2:]], "reject": "1",
+                                             "back": "/review?sort=newest"})
+    html = page.get_data(as_text=True)  # the queue again, with the error at the reason field
+    assert page.status_code == 400 and '<p class="error" id="reason-error">Give a reason for rejecting' in html
+    assert f'value="{too_many[-1]}" id="pick-{too_many[-1]}" aria-label="Select submission {too_many[-1]}" checked' in html
+    assert 'name="back" value="/review?sort=newest"' in html and not flashes(page)
     page = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[:2]], "reject": "1",
                                              "reason": "Duplicate"}, follow_redirects=True)
     assert "Rejected 2 submission(s)." in flashes(page)

@@ -30,6 +30,8 @@ import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 
+from rq.timeouts import JobTimeoutException
+
 from core.platform import audit
 from core.platform.db import db
 from core.platform.errors import ValidationError
@@ -117,9 +119,14 @@ def _csv_outcome(file: EvidenceFile, data: bytes, size: int) -> Outcome:
 
 def read_table(file: EvidenceFile) -> dict | None:
     """The stored CSV preview of a made preview, or None."""
+    from core.storage.base import ObjectNotFound
+
     if file.ext != "csv" or file.preview_state != "made":
         return None
-    data = b"".join(services().storage.iter_chunks(table_key(file)))
+    try:
+        data = b"".join(services().storage.iter_chunks(table_key(file)))
+    except ObjectNotFound:  # removed by hand or by retention meanwhile: the page shows no table
+        return None
     return json.loads(data)
 
 
@@ -131,6 +138,8 @@ def _image_outcome(file: EvidenceFile, spool) -> Outcome:
     try:
         large = make_thumbnail(spool, max_px=LARGE_PX)
     except ValidationError as exc:
+        if isinstance(exc.__cause__, JobTimeoutException):
+            raise exc.__cause__ from None  # RQ stopped a slow decode: a failed job, not a bad image
         return Outcome("failed", exc.message)
     with Image.open(io.BytesIO(large)) as im:  # our own JPEG: the pixels the reviewer sees
         value = duplicates.image_phash(im)
