@@ -95,3 +95,11 @@ def test_the_band_look_up_misses_nothing_within_its_guaranteed_distance(value, f
 def test_probe_radius_and_probes():
     assert [duplicates.probe_radius(d) for d in (0, 3, 4, 7, 8, 11, 20)] == [0, 0, 1, 1, 1, 1, 1]
     assert len(duplicates.probes(0x1234, 1)) == 17 and len(duplicates.probes(0x1234, 2)) == 137
+
+
+def test_plain_pictures_have_no_fingerprint():
+    # Every flat picture has the same pHash whatever its colour, so two blank pages would "match";
+    # they are not hashed.
+    red, blue = Image.new("RGB", (400, 300), (200, 30, 30)), Image.new("RGB", (400, 300), (20, 30, 200))
+    assert duplicates.image_phash(red) == duplicates.image_phash(blue)
+    assert duplicates.too_plain(red) and duplicates.too_plain(blue) and not duplicates.too_plain(scene(1))

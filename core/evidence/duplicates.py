@@ -47,6 +47,18 @@ def hamming(a: int, b: int) -> int:
     return (to_unsigned(a) ^ to_unsigned(b)).bit_count()
 
 
+PLAIN_STDDEV = 3.0  # grey levels (0-255) across a 32x32 reduction: below it a picture is plain
+
+
+def too_plain(image) -> bool:
+    """A (nearly) single-coloured picture has no perceptual fingerprint: its pHash is the same
+    whatever the colour, so every blank page or flat screenshot would "match" every other."""
+    from PIL import ImageStat
+
+    small = image.convert("L").resize((32, 32))
+    return ImageStat.Stat(small).stddev[0] < PLAIN_STDDEV
+
+
 def image_phash(image) -> int:
     """pHash of a PIL image as an unsigned 64-bit int (imagehash.phash, hash_size 8)."""
     import imagehash  # numpy/scipy: loaded only where images are hashed (the media work horse, bench)

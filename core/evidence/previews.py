@@ -142,7 +142,7 @@ def _image_outcome(file: EvidenceFile, spool) -> Outcome:
             raise exc.__cause__ from None  # RQ stopped a slow decode: a failed job, not a bad image
         return Outcome("failed", exc.message)
     with Image.open(io.BytesIO(large)) as im:  # our own JPEG: the pixels the reviewer sees
-        value = duplicates.image_phash(im)
+        value = None if duplicates.too_plain(im) else duplicates.image_phash(im)
     return Outcome("made", pages=1, phash=value, objects={page_key(file, 1): (large, "image/jpeg")})
 
 
