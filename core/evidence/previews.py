@@ -173,7 +173,10 @@ def render_pdf(path: str, out_dir: str, *, seconds: int, memory_mb: int, max_pag
         return Outcome("failed", f"The PDF took longer than {seconds} s to render, so it was stopped.")
     result = _last_json(done.stdout)
     if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
         if name in ("SIGXCPU", "SIGKILL"):
             return Outcome("failed", f"The PDF took longer than {seconds} s of processing, so it was stopped.")
         if name == "SIGXFSZ":
