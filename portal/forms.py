@@ -90,7 +90,7 @@ class DecisionForm(FlaskForm):
     approve = SubmitField("Approve and next")
     changes = SubmitField("Request changes and next")
     reject = SubmitField("Reject and next")
-    queue = HiddenField(validators=[Optional(), Length(max=1000)])  # the queue's filters (portal/review.py)
+    queue = HiddenField()  # the queue's filters as a query string; portal/review.py cuts it to QS_MAX
 
 
 class BulkForm(FlaskForm):
