@@ -165,3 +165,28 @@ def thumbnail(file_id: int):
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "private, no-store"  # evidence: not left behind in a shared browser
     return response
+
+
+PREVIEW_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/jpeg", "pdf": "image/png"}
+
+
+@bp.get("/files/<int:file_id>/preview/<int:page>")
+def preview_page(file_id: int, page: int):
+    """A preview image this server made (core.evidence.previews): page N (1-based) of a PDF as PNG,
+    or page 1 of an image as a larger EXIF-free JPEG. Same access as the file itself, and only
+    while the file is servable (clean); never the evidence's own bytes."""
+    from core.evidence.previews import page_key
+
+    file, _user = _authorised(file_id)
+    if file.ext not in PREVIEW_TYPES:
+        raise NotFound("preview_not_found", "This file has no preview image.")
+    if file.preview_state is None:
+        raise Conflict("preview_not_ready", "The preview is still being made. Try again in a minute.")
+    if file.preview_state != "made" or not 1 <= page <= (file.preview_pages or 0):
+        raise NotFound("preview_not_found", file.preview_reason or f"This file has no preview page {page}.")
+    data = b"".join(services().storage.iter_chunks(page_key(file, page)))  # bounded by the renderer's limits
+    response = Response(data, mimetype=PREVIEW_TYPES[file.ext])
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -223,6 +223,13 @@ def document() -> dict:
             "parameters": [FILE_ID],
             "responses": {"200": {"description": "JPEG", "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
                           **_errors("401", "404", "409", "410", "422", examples=FILE_ERRORS)}}},
+        "/api/files/{file_id}/preview/{page}": {"get": {
+            "summary": "A preview image the server made: page N of a PDF (PNG) or an image's larger EXIF-free JPEG",
+            "tags": ["files"], "security": SESSION,
+            "parameters": [FILE_ID, {"name": "page", "in": "path", "required": True,
+                                     "schema": {"type": "integer", "minimum": 1, "maximum": 5}}],
+            "responses": {"200": {"description": "PNG or JPEG", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}, "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+                          **_errors("401", "404", "409", "410", "422", examples=FILE_ERRORS)}}},
         "/api/files/signed-urls": {"post": {
             "summary": "Many short-lived links at once", "tags": ["files"], "security": SESSION,
             "requestBody": _body(SignedUrlsBody),

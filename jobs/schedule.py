@@ -19,6 +19,7 @@ def periodic_job_definitions() -> list[dict]:
         {"name": "kajabi-reconcile", "func": "jobs.kajabi.reconcile", "queue": "ledger", "interval": 300, "timeout": 600},
         {"name": "rollups-refresh", "func": "jobs.rollups.refresh_recent", "queue": "maintenance", "interval": 60, "timeout": 300},
         {"name": "thumbnail-sweep", "func": "jobs.thumbnails.sweep_missing", "queue": "media", "interval": 300, "timeout": 120},
+        {"name": "preview-sweep", "func": "jobs.previews.sweep_missing", "queue": "maintenance", "interval": 900, "timeout": 120},
         {"name": "retention-requeue", "func": "jobs.retention.requeue_lost", "queue": "maintenance", "interval": 900, "timeout": 120},
         {"name": "notifications-sweep", "func": "jobs.notifications.sweep", "queue": "outbox", "interval": 600, "timeout": 120},
         {"name": "pending-uploads-purge", "func": "jobs.uploads.purge_pending", "queue": "maintenance", "interval": 3600, "timeout": 300},

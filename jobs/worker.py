@@ -57,6 +57,8 @@ class PointsWorker(Worker):
 def build_worker(svc, queue_names: list[str] | None = None) -> PointsWorker:
     """A worker on the named queues (default: all), forking only for FORKED_QUEUES."""
     queues = [svc.queues[name] for name in queue_names] if queue_names else svc.queues.all()
+    if not queue_names or "media" in queue_names:
+        _preload_media()
     return PointsWorker(queues, connection=svc.redis,
                         forked_queues=tuple(svc.queues[name].name for name in FORKED_QUEUES))
 
@@ -124,3 +126,11 @@ def run(svc, queue_names: list[str] | None = None, *, burst: bool = False, max_j
 def _queues_have_work(svc, queue_names: list[str] | None) -> bool:
     queues = [svc.queues[name] for name in queue_names] if queue_names else svc.queues.all()
     return any(queue.count for queue in queues)
+
+def _preload_media() -> None:
+    """Import what media jobs use (Pillow, imagehash with numpy and scipy: ~0.5 s) once in the
+    worker, so each forked work horse inherits it instead of importing it per job."""
+    import imagehash  # noqa: F401
+    import scipy.fftpack  # noqa: F401  (imagehash.phash's DCT)
+
+    import core.evidence.previews  # noqa: F401

@@ -88,9 +88,10 @@ class QueueFilterForm(FlaskForm):
 class DecisionForm(FlaskForm):
     reason = TextAreaField("Reason (required to reject or request changes; shown to the uploader)",
                            validators=[Optional(), Length(max=2000)])
-    approve = SubmitField("Approve")
-    changes = SubmitField("Request changes")
-    reject = SubmitField("Reject")
+    approve = SubmitField("Approve and next")
+    changes = SubmitField("Request changes and next")
+    reject = SubmitField("Reject and next")
+    queue = HiddenField()  # the queue's filters as a query string; portal/review.py cuts it to QS_MAX
 
 
 class BulkForm(FlaskForm):

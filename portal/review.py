@@ -3,12 +3,19 @@ and decisions. Every change is a POST form with CSRF, answered with a redirect (
 become a flash message and change nothing."""
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from core.notifications import messages as notify
 from core.platform import audit
+from core.evidence import duplicates, previews
+from core.points import worth
+from core.platform.services import services
+from core.review import approvals, flow, queue_marks
 from core.review import reviewing as review
 from core.platform.db import db
 from core.platform.errors import Conflict, DomainError, NotFound
@@ -19,17 +26,17 @@ from portal.forms import ActionForm, BulkForm, DecisionForm, QueueFilterForm, Re
 from portal.outcomes import refused
 
 
-def _filters_from(form: QueueFilterForm) -> review.QueueFilters:
+def _filters_from(form: QueueFilterForm, after: str | None = None) -> review.QueueFilters:
     return review.QueueFilters(
         status=form.status.data if form.status.data in SUBMISSION_STATES else "in_review",
         activity=form.activity.data or "", uploader=(form.uploader.data or "").strip(),
         date_from=form.date_from.data, date_to=form.date_to.data, claimed_by_me=bool(form.mine.data),
         reviewed_by_me=bool(form.reviewed.data), sort=form.sort.data or "oldest",
-        after=request.args.get("after", ""))
+        after=request.args.get("after", "") if after is None else after)
 
 
-def queue_form() -> QueueFilterForm:
-    form = QueueFilterForm(request.args)
+def queue_form(args: MultiDict | None = None) -> QueueFilterForm:
+    form = QueueFilterForm(request.args if args is None else args)
     form.status.choices = choices((s, review.STATUS_WORDS[s]) for s in SUBMISSION_STATES)
     codes = db.session.scalars(select(Activity.code).order_by(Activity.code)).all()
     form.activity.choices = choices([("", "Any activity")] + [(c, c) for c in codes])
@@ -41,19 +48,29 @@ def queue_form() -> QueueFilterForm:
 @bp.get("/review")
 @reviewer_required
 def queue():
-    form = queue_form()
+    return _queue_page(request.args, BulkForm())
+
+
+def _queue_page(query: MultiDict, bulk: BulkForm, status: int = 200, picked: frozenset[int] = frozenset(),
+                back: str | None = None):
+    """The queue under the filters in `query` (the page's own query string, or, after a refused
+    bulk decision, the one it was sent from), with `bulk` (and its errors) in its form."""
+    form = queue_form(query)
     form.validate()  # unknown values fall back to defaults; messages show next to the fields
-    filters = _filters_from(form)
+    filters = _filters_from(form, query.get("after", ""))
     try:
         page = review.queue(filters, current_user.id)
     except DomainError as exc:
         flash(exc.message, "error")
         filters.after = ""
         page = review.queue(filters, current_user.id)
-    args = {k: v for k, v in request.args.items() if k != "after"}
+    args = {k: v for k, v in query.items() if k != "after"}
+    ids = [s.id for s in page.items]
     return render_template("portal/review/queue.html", form=form, page=page, filters=filters, args=args,
-                           bulk=BulkForm(), status_words=review.STATUS_WORDS, count_cap=review.COUNT_CAP,
-                           holder=review.holder, bulk_max=review.BULK_MAX)
+                           bulk=bulk, status_words=review.STATUS_WORDS, count_cap=review.COUNT_CAP,
+                           holder=review.holder, bulk_max=review.BULK_MAX, queue_qs=urlencode(args)[:QS_MAX],
+                           kinds=queue_marks.file_kinds(ids), reused=queue_marks.reused(ids), picked=picked,
+                           back=back or request.full_path), status
 
 
 @bp.post("/review/bulk")
@@ -71,7 +88,12 @@ def bulk_decide():
     try:
         outcome = review.decide_many([int(i) for i in ids], current_user.id, action, form.reason.data)
     except DomainError as exc:
-        return refused(exc, back)
+        if exc.code != "reason_required":
+            return refused(exc, back)
+        db.session.rollback()  # the queue again, the error at the reason, the selection kept
+        form.reason.errors = ["Give a reason for rejecting: every uploader sees it."]
+        return _queue_page(MultiDict(parse_qsl(urlsplit(back).query)), form, 400,
+                           frozenset(int(i) for i in ids), back)
     notify.for_decisions(outcome.done)  # e-mails go out after this commit, never before
     db.session.commit()
     verb = "Approved" if action == "approve" else "Rejected"
@@ -90,17 +112,47 @@ def _submission(submission_id: int) -> Submission:
     return submission
 
 
-@bp.get("/review/<int:submission_id>")
-@reviewer_required
-def review_detail(submission_id: int):
-    s = _submission(submission_id)
+QS_MAX = 1000  # a queue's filters as a query string; anything longer is not one of ours
+
+
+def _queue_qs(raw: str | None) -> str:
+    """The queue a detail page was opened from, as its query string (filters and sort, no cursor)."""
+    pairs = [(k, v) for k, v in parse_qsl((raw or "")[:QS_MAX]) if k != "after"]
+    return urlencode(pairs)
+
+
+def _queue_filters(qs: str) -> review.QueueFilters:
+    """QueueFilters from a queue query string, read by the queue's own form (bad values: defaults)."""
+    form = QueueFilterForm(formdata=MultiDict(parse_qsl(qs)))
+    filters = _filters_from(form)
+    filters.after = ""
+    return filters
+
+
+def _detail(s: Submission, decision: DecisionForm, qs: str, status: int = 200):
     trail = audit.trail("submission", s.id)
     actor_ids = {e.actor_id for e in trail if e.actor_id}
     actors = {u.id: u.email for u in db.session.scalars(select(User).where(User.id.in_(actor_ids)))} if actor_ids else {}
+    distance = services().settings.near_duplicate_distance
+    live = [f for f in s.files if f.deleted_at is None]
+    tables = {f.id: previews.read_table(f) for f in live if f.ext == "csv" and f.scan_state == "clean"}
+    near = {f.id: duplicates.near_matches(f, distance) for f in live}
+    exact = {f.id: duplicates.exact_repeats(f) for f in live}
+    prev_id, next_id = flow.neighbours(_queue_filters(qs), s, current_user.id)
+    value = worth.approval_worth(s) if s.status == "in_review" else None
+    decision.queue.data = qs
     return render_template(
         "portal/review/detail.html", s=s, holder=review.holder(s), earlier=review.earlier_submissions(s),
-        hints=review.hints(s), trail=trail, actors=actors, decision=DecisionForm(), action=ActionForm(),
-        revoke=RevokeForm(), status_words=review.STATUS_WORDS, scan_words=review.SCAN_WORDS)
+        hints=review.hints(s), trail=trail, actors=actors, decision=decision, action=ActionForm(),
+        revoke=RevokeForm(), status_words=review.STATUS_WORDS, scan_words=review.SCAN_WORDS, tables=tables,
+        near=near, exact=exact, distance=distance, prev_id=prev_id, next_id=next_id, qs=qs, worth=value,
+        earned=approvals.points_earned([s]).get(s.id)), status
+
+
+@bp.get("/review/<int:submission_id>")
+@reviewer_required
+def review_detail(submission_id: int):
+    return _detail(_submission(submission_id), DecisionForm(), _queue_qs(request.args.get("q")))
 
 
 @bp.post("/review/<int:submission_id>/claim")
@@ -132,20 +184,26 @@ def release(submission_id: int):
 def approval_message(result) -> str:
     if result.code == "cap_reached":
         return f"Approved, but the cap was reached: {result.delta_points} points."
-    badges = f" Badges: {', '.join(result.badge_codes)}." if result.badge_codes else ""
+    badges = f" Badges: {', '.join(worth.badge_names(result.badge_codes))}." if result.badge_codes else ""
     return f"Approved: {result.delta_points:+d} points.{badges}"
 
 
 @bp.post("/review/<int:submission_id>/decide")
 @reviewer_required
 def decide(submission_id: int):
-    _submission(submission_id)
+    """Decide, then land on the next item of the queue the reviewer came from (hidden `queue`:
+    its filters and sort), claimed for them; back to that queue when nothing is left. A missing
+    or too long reason re-shows the page with the error at the field and the text kept."""
+    s = _submission(submission_id)
     form = DecisionForm()
-    here = url_for("portal.review_detail", submission_id=submission_id)
-    if not form.validate_on_submit():
-        flash("The reason is too long; nothing was changed.", "error")
-        return redirect(here)
+    qs = _queue_qs(form.queue.data)
+    here = url_for("portal.review_detail", submission_id=submission_id, q=qs or None)
     action = "approve" if form.approve.data else "reject" if form.reject.data else "changes" if form.changes.data else ""
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            flash("The form could not be read; nothing was changed.", "error")
+            return redirect(here)
+        return _detail(s, form, qs, 400)
     try:
         result = review.decide(submission_id, current_user.id, action, form.reason.data)
     except Conflict as exc:
@@ -153,16 +211,29 @@ def decide(submission_id: int):
         flash("Already recorded; nothing was changed." if exc.code == "duplicate_event" else exc.message, "error")
         return redirect(here)
     except DomainError as exc:
+        if exc.code == "reason_required":
+            db.session.rollback()
+            form.reason.errors = [REASON_WORDS[action]]
+            return _detail(s, form, qs, 400)
         return refused(exc, here)
     notify.for_decisions([submission_id])  # e-mails go out after this commit, never before
-    db.session.commit()
     if action == "approve":
         flash(approval_message(result), "success")
     elif action == "reject":
         flash(f"Rejected submission {submission_id}. The uploader sees your reason.", "success")
     else:
         flash(f"Asked for changes on submission {submission_id}. The uploader sees your reason.", "success")
-    return redirect(url_for("portal.queue"))
+    following = flow.claim_next(_queue_filters(qs), current_user.id, result.submission)
+    db.session.commit()
+    if following is None:
+        flash("Nothing else in this queue is waiting for you.", "info")
+        return redirect(url_for("portal.queue") + (f"?{qs}" if qs else ""))
+    flash(f"Next: submission {following.id}, yours until {following.claim_expires_at:%H:%M} UTC.", "info")
+    return redirect(url_for("portal.review_detail", submission_id=following.id, q=qs or None))
+
+
+REASON_WORDS = {"reject": "Give a reason for rejecting: the uploader sees it.",
+                "changes": "Say what to change: the uploader sees it.", "approve": "", "": ""}
 
 
 @bp.post("/review/<int:submission_id>/revoke")
@@ -181,3 +252,10 @@ def revoke(submission_id: int):
     db.session.commit()
     flash(f"Revoked: {result.delta_points:+d} points written back to the ledger.", "success")
     return redirect(here)
+
+
+@bp.app_template_global("points_earned")
+def points_earned(submissions) -> dict:
+    """For templates (the uploader's list and detail pages): {submission id: (points, why 0)}, one
+    ledger query for the whole page (core.review.approvals.points_earned)."""
+    return approvals.points_earned(list(submissions))

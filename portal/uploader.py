@@ -31,7 +31,7 @@ NEXT_STEP = {
     "scanning": "We are checking your files for viruses. This usually takes a minute.",
     "in_review": "A reviewer will look at it soon.",
     "changes_requested": "A reviewer asked for changes. Read the reason and resubmit.",
-    "approved": "Done. The points are in your total.",
+    "approved": "Done. What it earned (below) is in your total.",
     "rejected": "This submission was not accepted. The reason is below.",
     "revoked": "An administrator withdrew this approval and its points.",
 }

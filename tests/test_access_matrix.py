@@ -53,6 +53,7 @@ def matrix(s: dict) -> dict[tuple[str, str], tuple[str, dict]]:
         ("/api/files/<int:file_id>", "GET"): (f"/api/files/{fid}", FILE_READERS),
         ("/api/files/<int:file_id>/signed-url", "GET"): (f"/api/files/{fid}/signed-url", FILE_READERS),
         ("/api/files/<int:file_id>/thumbnail", "GET"): (f"/api/files/{fid}/thumbnail", FILE_READERS),
+        ("/api/files/<int:file_id>/preview/<int:page>", "GET"): (f"/api/files/{fid}/preview/1", FILE_READERS),
         ("/api/files/signed-urls", "POST"): ("/api/files/signed-urls", API_SIGNED_IN_POST),
         # portal: sign-in
         ("/login", "GET"): ("/login", row(200, 302, 302, 302, 302)),

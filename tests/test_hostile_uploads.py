@@ -219,4 +219,10 @@ def test_hostile_corpus_through_clamd_and_a_real_worker(make_app, clamd_server):
         assert all(r.thumbnail_key for r in clean if r.is_image)
         assert all(key.startswith((f"evidence/{people['owner']}/EXPLORE/", f"thumbnails/{people['owner']}/EXPLORE/"))
                    for key in want)
-    assert stored_keys(app) == want
+    # ...plus the previews of clean files (core.evidence.previews): each clean file has a final
+    # preview outcome, and only made previews left objects, under their own prefix.
+    assert all(r.preview_state in ("made", "failed") for r in clean)
+    made = {r.uuid for r in clean if r.preview_state == "made"}
+    previews = [k for k in stored_keys(app) if k.startswith(f"previews/{people['owner']}/EXPLORE/")]
+    assert previews and all(k.split("/")[3] in made for k in previews)
+    assert [k for k in stored_keys(app) if k not in previews] == want

@@ -2,6 +2,8 @@
 that change nothing, bulk decisions, revocation, the detail page and its hints."""
 from __future__ import annotations
 
+import re
+
 from datetime import date, datetime, timedelta, timezone
 
 from core.review import reviewing as review
@@ -65,7 +67,7 @@ def test_approve_goes_through_the_ledger_and_says_how_many_points(app):
     sign_in(client, "reviewer")
     client.post(f"/review/{sid}/claim")
     page = client.post(f"/review/{sid}/decide", data={"approve": "Approve"}, follow_redirects=True)
-    assert "Approved: +50 points. Badges: IN_CLASS_INNOVATOR." in flashes(page)
+    assert "Approved: +50 points. Badges: In-class innovator." in flashes(page)  # the badge's name, not its code
     s = _row(app, sid)
     assert (s.status, s.decided_by_id, s.claimed_by_id) == ("approved", ids["reviewer"], None)
 
@@ -91,7 +93,9 @@ def test_reject_needs_a_reason_and_request_changes_keeps_history(app):
     client = app.test_client()
     sign_in(client, "reviewer")
     page = client.post(f"/review/{sid}/decide", data={"reject": "Reject", "reason": "  "}, follow_redirects=True)
-    assert any("Give a reason" in m for m in flashes(page))
+    assert page.status_code == 400  # the page again, with the error at the reason field
+    assert re.search(r'<p class="error" id="reason-error">Give a reason for rejecting', page.get_data(as_text=True))
+    assert 'aria-invalid="true"' in page.get_data(as_text=True)
     assert _row(app, sid).status == "in_review"
 
     page = client.post(f"/review/{sid}/decide", data={"changes": "Request changes", "reason": "Add the slides"},
@@ -171,9 +175,12 @@ def test_bulk_decisions_report_each_conflict_and_do_the_rest(app):
                                              "reason": "dup"}, follow_redirects=True)
     assert any("at most 50" in m for m in flashes(page))
     assert _row(app, too_many[0]).status == "in_review"
-    page = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[:2]], "reject": "1"},
-                       follow_redirects=True)
-    assert any("Give a reason" in m for m in flashes(page))
+    page = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[-2:]], "reject": "1",
+                                             "back": "/review?sort=newest"})
+    html = page.get_data(as_text=True)  # the queue again, with the error at the reason field
+    assert page.status_code == 400 and '<p class="error" id="reason-error">Give a reason for rejecting' in html
+    assert f'value="{too_many[-1]}" id="pick-{too_many[-1]}" aria-label="Select submission {too_many[-1]}" checked' in html
+    assert 'name="back" value="/review?sort=newest"' in html and not flashes(page)
     held = client.post("/review/bulk", data={"submission_ids": [str(i) for i in too_many[:2]], "reject": "1",
                                              "reason": "Duplicate"})  # a confirmation step first (portal/confirm.py)
     assert held.status_code == 200 and "Reject 2 submission(s)?" in held.get_data(as_text=True)
@@ -224,7 +231,8 @@ def test_detail_page_files_earlier_submissions_hints_and_trail(app):
     assert f"#{earlier[0]}" in html  # earlier submission for the same activity
     assert "within 45 minutes" in html
     assert "Peers trained: 45 is unusually large" in html
-    assert f"also uploaded with submission {earlier[0]}" in html
+    assert re.search(rf'data-testid="exact-{fid}">The same file \(identical SHA-256\) was also uploaded with\s*'
+                     rf'<a href="/review/{earlier[0]}">submission {earlier[0]}</a> \(Approved\)', html)
     assert "submission.created" in html and "file.uploaded" not in html
     thumb = client.get(f"/api/files/{fid}/thumbnail")
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"

@@ -58,9 +58,12 @@ def test_old_objects_and_thumbnails_go_young_ones_stay_and_a_second_run_does_not
     old, young, others = aged["old"], aged["young"], aged["others"]
     with app.app_context():
         counts = enforce_user_retention(owner, cutoff)
-    assert counts.as_dict() == {"objects_deleted": 1, "thumbnails_deleted": 1, "rows_marked": 2, "failed": 0}
+    # The old image's preview goes with it, although the preview itself is young.
+    assert counts.as_dict() == {"objects_deleted": 1, "thumbnails_deleted": 1, "rows_marked": 2, "failed": 0,
+                                 "previews_deleted": 1}
     keys = stored_keys(app)
     assert old.storage_key not in keys and old.thumbnail_key not in keys
+    assert not any(old.uuid in k for k in keys) and any(k.startswith("previews/") and young.uuid in k for k in keys)
     assert {young.storage_key, young.thumbnail_key, others.storage_key} <= set(keys)
     new_old, new_young, new_infected, new_others = rows(app, old.id, young.id, aged["infected"].id, others.id)
     assert new_old.deleted_at is not None and new_infected.deleted_at is not None
@@ -68,7 +71,8 @@ def test_old_objects_and_thumbnails_go_young_ones_stay_and_a_second_run_does_not
 
     with app.app_context():
         again = enforce_user_retention(owner, cutoff)
-    assert again.as_dict() == {"objects_deleted": 0, "thumbnails_deleted": 0, "rows_marked": 0, "failed": 0}
+    assert again.as_dict() == {"objects_deleted": 0, "thumbnails_deleted": 0, "rows_marked": 0, "failed": 0,
+                                "previews_deleted": 0}
     assert stored_keys(app) == keys
 
     client = app.test_client()

@@ -25,6 +25,7 @@ from core.evidence.uploads import IMAGE_EXTS, SCAN_RETRY, SCAN_TIMEOUT_S, scan_j
 from core.platform.models import EvidenceFile, Submission, User
 from core.platform.queues import ALIVE_STATES, enqueue_after_commit, job_statuses
 from core.evidence.scanning import ScanResult, scan_file_buffer, unscannable_advice
+from core.evidence.previews import enqueue_preview
 from core.platform.services import services
 from core.storage.base import ObjectNotFound
 
@@ -184,6 +185,7 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
         if file.ext in IMAGE_EXTS:
             enqueue_after_commit("media", "jobs.thumbnails.make_thumbnail", file.id,
                                  job_id=f"thumbnail-{file.id}", timeout=120)
+        enqueue_preview(file.id)  # PDF pages, an enlarged image, a CSV table (core.evidence.previews)
     elif result.state == "unscannable":
         # Neither clean nor infected: kept (an admin may look at it), never served.
         file.scan_state, file.scan_signature = "unscannable", (result.signature or "")[:255] or None

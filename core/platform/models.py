@@ -132,7 +132,14 @@ class Submission(db.Model):
 class EvidenceFile(db.Model):
     __tablename__ = "evidence_files"
     __table_args__ = (Index("ix_evidence_files_scan_state_created", "scan_state", "created_at"),
-                      Index("ix_evidence_files_user_created", "user_id", "created_at"))
+                      Index("ix_evidence_files_user_created", "user_id", "created_at"),
+                      # Reused evidence (migration 0007_previews): exact repeats by SHA-256, and
+                      # near-duplicate images by any equal 16-bit band of the perceptual hash.
+                      Index("ix_evidence_files_sha256", "sha256"),
+                      Index("ix_evidence_files_phash_b0", "phash_b0"),
+                      Index("ix_evidence_files_phash_b1", "phash_b1"),
+                      Index("ix_evidence_files_phash_b2", "phash_b2"),
+                      Index("ix_evidence_files_phash_b3", "phash_b3"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
@@ -156,6 +163,18 @@ class EvidenceFile(db.Model):
     # made | failed (final); None while an image's thumbnail is still to be made.
     thumbnail_state: Mapped[str | None] = mapped_column(String(16))
     thumbnail_error: Mapped[str | None] = mapped_column(String(255))
+    # Reviewer previews (core.evidence.previews): None until the preview job ran, then made | failed.
+    preview_state: Mapped[str | None] = mapped_column(String(16))
+    preview_reason: Mapped[str | None] = mapped_column(String(255))  # why there is no preview
+    preview_pages: Mapped[int | None] = mapped_column(Integer, default=0)  # stored page images (PDF) or 1 (image)
+    # 64-bit perceptual hash of an image (signed, as PostgreSQL's BIGINT holds it), and its four
+    # 16-bit bands, each indexed: two hashes within Hamming distance 3 share at least one band.
+    phash: Mapped[int | None] = mapped_column(BigInteger)
+    phash_b0: Mapped[int | None] = mapped_column(Integer)
+    phash_b1: Mapped[int | None] = mapped_column(Integer)
+    phash_b2: Mapped[int | None] = mapped_column(Integer)
+    phash_b3: Mapped[int | None] = mapped_column(Integer)
+    near_duplicate_of_id: Mapped[int | None] = mapped_column(BigId)  # nearest earlier image when hashed
 
     submission = relationship("Submission", back_populates="files")
 

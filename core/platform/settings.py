@@ -95,6 +95,9 @@ class Settings:
     smtp_url: str = ""
     mail_from: str = "Points <points@localhost>"
     public_base_url: str = "http://127.0.0.1:5000"
+    preview_time_limit_seconds: int = 30  # one PDF's render, in a child process killed past it
+    preview_memory_mb: int = 512  # the PDF renderer's address-space limit (RLIMIT_AS)
+    near_duplicate_distance: int = 8  # Hamming distance on the 64-bit pHash; docs/near-duplicates.md
     # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
     flask_overrides: Mapping = field(default_factory=dict)
 
@@ -239,4 +242,9 @@ class Settings:
             smtp_url=smtp_url,
             mail_from=get("MAIL_FROM", cls.mail_from).strip() or cls.mail_from,
             public_base_url=public_base_url,
+            preview_time_limit_seconds=parse_int("PREVIEW_TIME_LIMIT_SECONDS", get("PREVIEW_TIME_LIMIT_SECONDS", "30"),
+                                                 minimum=1, maximum=600),
+            preview_memory_mb=parse_int("PREVIEW_MEMORY_MB", get("PREVIEW_MEMORY_MB", "512"), minimum=64, maximum=8192),
+            near_duplicate_distance=parse_int("NEAR_DUPLICATE_DISTANCE", get("NEAR_DUPLICATE_DISTANCE", "8"),
+                                              minimum=0, maximum=32),
         )

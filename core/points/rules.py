@@ -172,3 +172,22 @@ def newly_earned_badges(rules: Sequence[BadgeRule], facts: UserFacts) -> list[st
 
 def normalise_tag(tag: str | None) -> str:
     return (tag or "").strip().lower()
+
+
+def room_left(spec: ActivitySpec, prior: Sequence[PriorFact], event: NewEvent) -> dict[str, int | None]:
+    """What the caps still allow for a new event, by the same windows compute_award uses:
+    {"points": room under cap_points (None when uncapped), <counter>: room (None when uncapped)}.
+    For `once`, points is 0 once anything was awarded."""
+    windows = _windows(spec, prior, event)
+    room: dict[str, int | None] = {}
+    if spec.cap_period == "once":
+        cap = spec.cap_points if spec.cap_points is not None else spec.points
+        room["points"] = 0 if sum(f.delta_points for f in prior) > 0 else cap
+    elif spec.cap_points is not None and spec.cap_period != "none":
+        room["points"] = _room(spec.cap_points, (sum(f.delta_points for f in w) for w in windows))
+    else:
+        room["points"] = None
+    for counter in spec.counters:
+        room[counter.name] = None if counter.cap is None else _room(
+            counter.cap, (sum(int(f.counted.get(counter.name, 0)) for f in w) for w in windows))
+    return room

@@ -28,6 +28,7 @@ class RetentionCounts:
     objects_deleted: int = 0
     thumbnails_deleted: int = 0
     rows_marked: int = 0
+    previews_deleted: int = 0
     failed: int = 0
 
     def add(self, other: "RetentionCounts") -> "RetentionCounts":
@@ -40,8 +41,9 @@ class RetentionCounts:
 
 
 def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = False) -> RetentionCounts:
-    """Delete this user's evidence and thumbnails last modified before `cutoff` (tz-aware), mark
-    the matching evidence_files rows deleted, and commit. With dry_run, only count."""
+    """Delete this user's evidence, thumbnails and previews last modified before `cutoff` (tz-aware),
+    and the previews of every file deleted, mark the matching evidence_files rows deleted, and commit.
+    With dry_run, only count."""
     if cutoff.tzinfo is None:
         raise ValueError("cutoff must be timezone-aware")
     storage = services().storage
@@ -61,16 +63,19 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
                    or (r.created_at < cutoff and r.storage_key not in old_originals and not storage.exists(r.storage_key))]
     doomed_ids = {r.id for r in doomed}
     thumbs = set(old_thumbs) | {r.thumbnail_key for r in doomed if r.thumbnail_key}
+    previews = _doomed_previews(storage, user_id, cutoff, {r.uuid for r in doomed})
     counts = RetentionCounts(objects_deleted=len(old_originals), thumbnails_deleted=len(thumbs),
-                             rows_marked=len(doomed))
+                             rows_marked=len(doomed), previews_deleted=len(previews))
     if dry_run:
         db.session.rollback()
         return counts
 
-    failed = set(storage.delete_many(sorted(old_originals | thumbs)))
+    failed = set(storage.delete_many(sorted(old_originals | thumbs | previews)))
     counts.failed = len(failed)
     counts.objects_deleted -= len(failed & old_originals)
     counts.thumbnails_deleted -= len(failed & thumbs)
+    counts.previews_deleted -= len(failed & previews)
+    lost_previews = {_preview_uuid(k) for k in previews - failed}
     now = utcnow()
     marked = 0
     for row in rows:
@@ -81,6 +86,9 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
             # The thumbnail is gone (it was old, or its original was due but could not be
             # deleted): the row keeps its original, without a key to a missing thumbnail.
             row.thumbnail_key = None
+        if row.deleted_at is None and row.uuid in lost_previews:
+            row.preview_state, row.preview_pages = "failed", 0
+            row.preview_reason = "The preview was removed under the retention policy."
     counts.rows_marked = marked
     if any(asdict(counts).values()):
         audit.record("retention.enforced", "user", user_id, cutoff=cutoff.isoformat(), **counts.as_dict())
@@ -88,6 +96,21 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
     if failed:
         log.error("retention could not delete some objects", extra={"user_id": user_id, "keys": sorted(failed)[:20]})
     return counts
+
+
+def _preview_uuid(key: str) -> str:
+    parts = key.split("/")  # previews/<user_id>/<activity_code>/<file_uuid>/<name>
+    return parts[3] if len(parts) > 4 else ""
+
+
+def _doomed_previews(storage, user_id: int, cutoff: datetime, doomed_uuids: set[str]) -> set[str]:
+    """Preview objects (core.evidence.previews) to delete: those past the cutoff, and every preview
+    of a file being deleted, however young (one listing of the user's previews/ prefix)."""
+    keys = set()
+    for obj in storage.list(f"previews/{user_id}/"):
+        if obj.last_modified < cutoff or _preview_uuid(obj.key) in doomed_uuids:
+            keys.add(obj.key)
+    return keys
 
 
 def plan_batch(limit: int, offset: int) -> list[int]:

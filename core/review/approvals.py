@@ -117,3 +117,33 @@ def revoke_submission(submission_id: int, admin_id: int, reason: str | None) -> 
     audit.record("submission.revoked", "submission", submission.id, actor_id=admin_id, reason=reason,
                  ledger_id=result.entry.id, delta_points=result.delta_points)
     return ApprovalResult(submission, result.entry, result.code, result.delta_points, [])
+
+
+def points_earned(submissions) -> dict[int, tuple[int, str | None]]:
+    """{submission id: (net points, why it is 0, or None)} for the given submissions that were
+    ever approved, from their approval and revocation rows in the ledger (the unique
+    (external_source, external_event_id) index finds them). Others are absent."""
+    from core.points.worth import zero_reason
+
+    by_event = {}
+    for s in submissions:
+        by_event[APPROVED_EVENT.format(id=s.id)] = s
+        by_event[REVOKED_EVENT.format(id=s.id)] = s
+    if not by_event:
+        return {}
+    rows = db.session.execute(select(LedgerEntry.external_event_id, LedgerEntry.delta_points, LedgerEntry.code)
+                              .where(LedgerEntry.external_source == ledger.SUBMISSION_SOURCE,
+                                     LedgerEntry.external_event_id.in_(list(by_event)))).all()
+    codes: dict[int, list[str]] = {}
+    totals: dict[int, int] = {}
+    for event_id, delta, code in rows:
+        s = by_event[event_id]
+        totals[s.id] = totals.get(s.id, 0) + delta
+        codes.setdefault(s.id, []).append(code)
+    out = {}
+    for sid, total in totals.items():
+        s = by_event[APPROVED_EVENT.format(id=sid)]
+        code = "revoked" if "revoked" in codes[sid] else codes[sid][0]
+        period = s.activity.cap_period if s.activity else "none"
+        out[sid] = (total, zero_reason(s.activity_code, period, code) if total == 0 else None)
+    return out

@@ -15,7 +15,7 @@ from core.platform import audit
 from core.review import approvals
 from core.platform.db import db, utcnow
 from core.platform.errors import Conflict, NotFound, ValidationError
-from core.platform.models import SUBMISSION_STATES, AuditEvent, EvidenceFile, Submission, User
+from core.platform.models import SUBMISSION_STATES, AuditEvent, Submission, User
 
 LEASE = timedelta(minutes=30)
 PAGE_SIZE = 50
@@ -313,13 +313,8 @@ def hints(submission: Submission) -> list[str]:
         maximum = spec.get("max")
         if maximum and value >= LARGE_COUNT_SHARE * maximum:
             found.append(f"{spec.get('label', spec['name'])}: {value} is unusually large (the most allowed is {maximum}).")
-    hashes = [f.sha256 for f in submission.files if f.deleted_at is None]
-    if hashes:
-        reused = db.session.execute(
-            select(EvidenceFile.sha256, EvidenceFile.submission_id)
-            .where(EvidenceFile.sha256.in_(hashes), EvidenceFile.submission_id != submission.id).limit(5)).all()
-        for sha, other_id in reused:
-            found.append(f"A file with SHA-256 {sha[:12]}... was also uploaded with submission {other_id}.")
+    # Repeated files (same SHA-256) and near-duplicate images: the page's "Reused evidence"
+    # section, one entry per file with links (core.evidence.duplicates).
     if any(f.scan_state == "unscanned" for f in submission.files):
         found.append("Some files were not scanned for viruses (scanning is turned off).")
     if any(f.scan_state == "unscannable" and f.deleted_at is None for f in submission.files):

@@ -1,0 +1,325 @@
+"""Previews for reviewers, safe by construction: everything shown is an image this server made, or
+escaped text. Never the evidence itself inline.
+
+- PDF: the first MAX_PDF_PAGES pages rendered to PNG by pdfium (pypdfium2) in a child process
+  (core.evidence.pdf_render) with an address-space limit, a CPU limit, an output-size limit and a
+  wall-clock timeout, and no app settings in its environment. The job itself runs in the media
+  queue's forked work horse (jobs/worker.py), so this is a second wall around the renderer.
+- Images: a larger EXIF-free JPEG (core.evidence.images.make_thumbnail at LARGE_PX), plus the
+  perceptual hash used to find near-duplicates (core.evidence.duplicates).
+- CSV: the first rows as data (rendered by the portal with autoescaping); cells a spreadsheet would
+  run as a formula are marked.
+
+Objects live under previews/<user_id>/<activity_code>/<file_uuid>/ (CONTRACT "Storage layout");
+retention deletes them with their file. Every run ends in a stored outcome: preview_state `made`,
+or `failed` with preview_reason; only a storage or database failure raises (RQ retries).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+
+from rq.timeouts import JobTimeoutException
+
+from core.platform import audit
+from core.platform.db import db
+from core.platform.errors import ValidationError
+from core.platform.models import EvidenceFile
+from core.platform.services import services
+from core.evidence import duplicates
+from core.evidence.images import make_thumbnail
+from core.evidence.uploads import IMAGE_EXTS
+
+log = logging.getLogger(__name__)
+
+MAX_PDF_PAGES = 5
+PAGE_PX = 1400  # longer side of a rendered PDF page
+LARGE_PX = 1600  # longer side of an image's enlarged view
+PAGE_MAX_BYTES = 8 * 1024 * 1024  # per rendered page; the child's RLIMIT_FSIZE enforces it
+CSV_HEAD_BYTES = 64 * 1024
+CSV_ROWS = 20
+CSV_COLUMNS = 20
+CSV_CELL_CHARS = 200
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?%?")
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def preview_prefix(file: EvidenceFile) -> str:
+    return f"previews/{file.user_id}/{file.activity_code}/{file.uuid}/"
+
+
+def page_key(file: EvidenceFile, page: int) -> str:
+    """The stored image for preview page `page` (1-based): PNG pages of a PDF, one JPEG for an image."""
+    if file.ext in IMAGE_EXTS:
+        return preview_prefix(file) + "large.jpg"
+    return preview_prefix(file) + f"page-{page}.png"
+
+
+def table_key(file: EvidenceFile) -> str:
+    return preview_prefix(file) + "table.json"
+
+
+@dataclass
+class Outcome:
+    state: str  # made | failed
+    reason: str | None = None
+    pages: int = 0
+    phash: int | None = None
+    objects: dict[str, tuple[bytes, str]] | None = None  # key -> (bytes, content type)
+
+
+# ---- CSV ------------------------------------------------------------------------------------
+
+def is_formula(cell: str) -> bool:
+    """Would a spreadsheet run this cell? Starts with = + - @ tab or CR (OWASP "CSV injection"),
+    except a plain number such as -5 or +3.2, which a spreadsheet reads as a number."""
+    return cell.startswith(FORMULA_START) and not _NUMBER.fullmatch(cell.strip())
+
+
+def csv_table(head: bytes, *, complete: bool) -> dict:
+    """The first CSV_ROWS rows of `head` (the file's first bytes) as
+    {"rows": [[{"text": str, "formula": bool}, ...], ...], "truncated": bool, "formulas": int}.
+    Text is left raw: the template escapes it. A last line cut by the byte limit is dropped."""
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    if not complete and "\n" in text:
+        text = text[:text.rindex("\n") + 1]
+    rows, truncated = [], not complete
+    try:
+        for i, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
+            if i >= CSV_ROWS:
+                truncated = True
+                break
+            if len(row) > CSV_COLUMNS:
+                row, truncated = row[:CSV_COLUMNS], True
+            rows.append([{"text": c[:CSV_CELL_CHARS], "formula": is_formula(c)} for c in row])
+    except csv.Error:
+        truncated = True  # e.g. a NUL byte: show the rows read so far
+    return {"rows": rows, "truncated": truncated, "formulas": sum(c["formula"] for r in rows for c in r)}
+
+
+def _csv_outcome(file: EvidenceFile, data: bytes, size: int) -> Outcome:
+    table = csv_table(data, complete=size <= len(data))
+    if not table["rows"]:
+        return Outcome("failed", "The file has no rows to show.")
+    body = json.dumps(table).encode()
+    return Outcome("made", pages=1, objects={table_key(file): (body, "application/json")})
+
+
+def read_table(file: EvidenceFile) -> dict | None:
+    """The stored CSV preview of a made preview, or None."""
+    from core.storage.base import ObjectNotFound
+
+    if file.ext != "csv" or file.preview_state != "made":
+        return None
+    try:
+        data = b"".join(services().storage.iter_chunks(table_key(file)))
+    except ObjectNotFound:  # removed by hand or by retention meanwhile: the page shows no table
+        return None
+    return json.loads(data)
+
+
+# ---- images ---------------------------------------------------------------------------------
+
+def _image_outcome(file: EvidenceFile, spool) -> Outcome:
+    from PIL import Image
+
+    try:
+        large = make_thumbnail(spool, max_px=LARGE_PX)
+    except ValidationError as exc:
+        if isinstance(exc.__cause__, JobTimeoutException):
+            raise exc.__cause__ from None  # RQ stopped a slow decode: a failed job, not a bad image
+        return Outcome("failed", exc.message)
+    with Image.open(io.BytesIO(large)) as im:  # our own JPEG: the pixels the reviewer sees
+        value = None if duplicates.too_plain(im) else duplicates.image_phash(im)
+    return Outcome("made", pages=1, phash=value, objects={page_key(file, 1): (large, "image/jpeg")})
+
+
+# ---- PDF ------------------------------------------------------------------------------------
+
+def _limits(memory_mb: int, seconds: int):
+    def apply() -> None:  # runs in the child between fork and exec
+        memory = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds + 1, seconds + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (PAGE_MAX_BYTES, PAGE_MAX_BYTES))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+def render_pdf(path: str, out_dir: str, *, seconds: int, memory_mb: int, max_pages: int = MAX_PDF_PAGES,
+               max_px: int = PAGE_PX) -> Outcome:
+    """Render the first pages of the PDF at `path` into `out_dir` (page-N.png) in a limited child
+    process. Returns Outcome made (pages > 0) or failed with a reason a reviewer can read; the
+    objects are filled in by the caller. Never raises for anything the PDF does."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": PROJECT_ROOT, "LANG": "C.UTF-8"}
+    cmd = [sys.executable, "-s", "-m", "core.evidence.pdf_render", path, out_dir,
+           str(max_pages), str(max_px)]
+    try:
+        done = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=seconds,
+                              preexec_fn=_limits(memory_mb, seconds), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return Outcome("failed", f"The PDF took longer than {seconds} s to render, so it was stopped.")
+    result = _last_json(done.stdout)
+    if done.returncode < 0:
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
+        if name in ("SIGXCPU", "SIGKILL"):
+            return Outcome("failed", f"The PDF took longer than {seconds} s of processing, so it was stopped.")
+        if name == "SIGXFSZ":
+            return Outcome("failed", "A rendered page of this PDF was too large to keep.")
+        # pdfium aborts when an allocation fails, i.e. at the RLIMIT_AS limit.
+        return Outcome("failed", f"The PDF renderer crashed on this file ({name}), most likely at its "
+                                 f"{memory_mb} MB memory limit.")
+    if "error" in result:
+        return Outcome("failed", f"No preview: {result['error']}.")
+    if done.returncode != 0 or "pages" not in result:
+        memory = b"MemoryError" in done.stderr or b"alloc" in done.stderr.lower()
+        return Outcome("failed", "The PDF renderer ran out of memory." if memory else "The PDF renderer failed on this file.")
+    if int(result["pages"]) < 1:
+        return Outcome("failed", "The PDF has no pages to show.")
+    return Outcome("made", pages=int(result["pages"]))
+
+
+def _last_json(stdout: bytes) -> dict:
+    for line in reversed(stdout.decode("utf-8", "replace").splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def _pdf_outcome(file: EvidenceFile, src_path: str) -> Outcome:
+    settings = services().settings
+    with tempfile.TemporaryDirectory(prefix="pdf-preview-") as out_dir:
+        outcome = render_pdf(src_path, out_dir, seconds=settings.preview_time_limit_seconds,
+                             memory_mb=settings.preview_memory_mb)
+        if outcome.state != "made":
+            return outcome
+        objects = {}
+        for page in range(1, outcome.pages + 1):
+            with open(os.path.join(out_dir, f"page-{page}.png"), "rb") as fh:
+                data = fh.read(PAGE_MAX_BYTES + 1)
+            if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) > PAGE_MAX_BYTES:
+                return Outcome("failed", "The PDF renderer produced an unusable page image.")
+            objects[page_key(file, page)] = (data, "image/png")
+        outcome.objects = objects
+        return outcome
+
+
+# ---- the job --------------------------------------------------------------------------------
+
+def make_file_preview(file_id: int) -> str | None:
+    """Make and store the preview of one clean file; returns the final state (made | failed), or
+    None when there is nothing to do (unknown, deleted, not clean, already final). Raises only
+    when storage or the database fails, so RQ retries."""
+    storage = services().storage
+    file = db.session.get(EvidenceFile, file_id)
+    if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state:
+        return None
+    source_key, ext, size = file.storage_key, file.ext, file.size_bytes
+    db.session.rollback()  # no transaction held while pdfium or Pillow works
+
+    with tempfile.NamedTemporaryFile(prefix="evidence-", suffix=f".{ext}") as spool:
+        for chunk in storage.iter_chunks(source_key):
+            spool.write(chunk)
+        spool.flush()
+        spool.seek(0)
+        if ext == "pdf":
+            outcome = _pdf_outcome(file, spool.name)
+        elif ext in IMAGE_EXTS:
+            outcome = _image_outcome(file, spool)
+        elif ext == "csv":
+            outcome = _csv_outcome(file, spool.read(CSV_HEAD_BYTES), size)
+        else:
+            outcome = Outcome("failed", f"No preview for .{ext} files.")
+    return _store(file_id, outcome)
+
+
+def _store(file_id: int, outcome: Outcome) -> str | None:
+    storage = services().storage
+    keys = list((outcome.objects or {}).keys())
+    for key, (data, content_type) in (outcome.objects or {}).items():
+        storage.put(key, io.BytesIO(data), len(data), content_type)
+    try:
+        file = db.session.get(EvidenceFile, file_id, with_for_update=True, populate_existing=True)
+        if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state:
+            db.session.rollback()  # retention or another run got there first: leave nothing behind
+            if keys:
+                storage.delete_many(keys)
+            return None
+        file.preview_state, file.preview_reason, file.preview_pages = outcome.state, outcome.reason, outcome.pages
+        if outcome.phash is not None:
+            duplicates.set_hash(file, outcome.phash)
+            duplicates.record_match(file, services().settings.near_duplicate_distance)
+        audit.record(f"file.preview_{outcome.state}", "evidence_file", file.id, pages=outcome.pages,
+                     reason=outcome.reason)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        if keys:
+            storage.delete_many(keys)
+        raise
+    if outcome.state == "failed":
+        log.warning("no preview for evidence file", extra={"file_id": file_id, "reason": outcome.reason})
+    return outcome.state
+
+
+def preview_job_timeout() -> int:
+    """The RQ timeout: past the renderer's own limit, so the child is stopped first and the
+    outcome is stored."""
+    return services().settings.preview_time_limit_seconds + 60
+
+
+def enqueue_preview(file_id: int) -> None:
+    """Queue the preview job once the caller's transaction commits."""
+    from core.platform.queues import enqueue_after_commit
+
+    enqueue_after_commit("media", "jobs.previews.make_preview", file_id, job_id=f"preview-{file_id}",
+                         timeout=preview_job_timeout())
+
+
+SWEEP_AFTER = 15  # minutes: a clean file without a preview outcome this long after its scan lost its job
+SWEEP_BATCH = 200
+SWEEP_WINDOW = timedelta(days=2)  # files older than this are left to a re-run by hand
+
+
+def sweep_missing() -> int:
+    """Enqueue the preview job of clean files scanned over SWEEP_AFTER minutes ago that still have no
+    outcome (the job was lost with Redis), among files uploaded in the last SWEEP_WINDOW. Job ids are per file and
+    hour, so a sweep never queues a second job beside a live one more than once an hour."""
+    import time
+
+    from sqlalchemy import select
+
+    from core.platform.db import utcnow
+
+    svc = services()
+    cutoff = utcnow() - timedelta(minutes=SWEEP_AFTER)
+    # A bounded range of the (scan_state, created_at) index, not every clean file ever stored.
+    ids = db.session.scalars(select(EvidenceFile.id).where(
+        EvidenceFile.scan_state == "clean", EvidenceFile.created_at >= cutoff - SWEEP_WINDOW,
+        EvidenceFile.created_at <= cutoff, EvidenceFile.preview_state.is_(None),
+        EvidenceFile.deleted_at.is_(None)).order_by(EvidenceFile.id).limit(SWEEP_BATCH)).all()
+    db.session.rollback()
+    hour = int(time.time() // 3600)
+    for file_id in ids:
+        svc.queues.enqueue("media", "jobs.previews.make_preview", file_id, job_id=f"preview-{file_id}-sweep-{hour}",
+                           timeout=preview_job_timeout())
+    return len(ids)

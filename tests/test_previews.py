@@ -1,0 +1,153 @@
+"""Previews for reviewers, made by the real RQ worker (the media queue's forked work horse, the
+PDF renderer in a limited child of it): every hostile PDF ends in a final preview state in bounded
+time and the worker goes on; images get a larger EXIF-free view and a perceptual hash; CSVs a
+table with formula cells marked; nothing is served unless the file is clean."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+
+from PIL import Image
+from rq.job import JobStatus
+
+from core.evidence.previews import csv_table, is_formula, preview_prefix
+from core.platform.db import db
+from core.platform.models import EvidenceFile
+from core.platform.services import services
+from tests import pdf_samples
+from tests.evidence_support import CSV, run_worker, setup_people, sign_in, submit
+from tests.test_portal_support import insert
+from tests.test_thumbnails import camera_jpeg
+
+
+def stored(app, user_id: int, name: str, data: bytes, *, scan_state: str = "clean") -> int:
+    """A file stored and recorded as already scanned, without the upload's own checks (which
+    refuse a PDF naming JavaScript): the previews must be safe even for what slipped past them."""
+    submission_id = insert(app, user_id)[0]
+    with app.app_context():
+        ext = name.rsplit(".", 1)[1]
+        row = EvidenceFile(submission_id=submission_id, user_id=user_id, activity_code="EXPLORE",
+                           uuid=str(uuid.uuid4()), original_name=name, ext=ext, content_type="application/pdf",
+                           size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), scan_state=scan_state)
+        row.storage_key = f"evidence/{user_id}/EXPLORE/{row.uuid}.{ext}"
+        services().storage.put(row.storage_key, io.BytesIO(data), len(data))
+        db.session.add(row)
+        db.session.commit()
+        return row.id
+
+
+def enqueue_previews(app, file_ids: list[int]):
+    with app.app_context():
+        q = services().queues
+        jobs = [q.enqueue("media", "jobs.previews.make_preview", i, timeout=120) for i in file_ids]
+        after = q.enqueue("media", "os.getpid")
+    return jobs, after
+
+
+def test_hostile_pdfs_end_in_a_final_state_in_bounded_time_and_the_worker_goes_on(make_app):
+    app = make_app(PREVIEW_TIME_LIMIT_SECONDS="3", PREVIEW_MEMORY_MB="256")
+    owner = setup_people(app)["owner"]
+    files = {name: stored(app, owner, f"{name}.pdf", data) for name, data in (
+        ("javascript", pdf_samples.with_javascript()), ("stall", pdf_samples.stalling()),
+        ("crash", pdf_samples.memory_hog()),
+        ("thousands", pdf_samples.pages(10_000)), ("broken", pdf_samples.broken()))}
+    jobs, after = enqueue_previews(app, list(files.values()))
+    run_worker(app)
+
+    for job in jobs:
+        job.refresh()
+        assert job.get_status() == JobStatus.FINISHED, job.latest_result().exc_string
+    after.refresh()
+    assert after.get_status() == JobStatus.FINISHED, "the worker stopped after the hostile PDFs"
+    with app.app_context():
+        state = {name: db.session.get(EvidenceFile, i) for name, i in files.items()}
+        assert (state["javascript"].preview_state, state["javascript"].preview_pages) == ("made", 1)
+        assert (state["thousands"].preview_state, state["thousands"].preview_pages) == ("made", 5)
+        assert state["stall"].preview_state == "failed"
+        assert "longer than 3 s" in state["stall"].preview_reason
+        assert state["crash"].preview_state == "failed"
+        assert "crashed" in state["crash"].preview_reason and "256 MB" in state["crash"].preview_reason
+        assert (state["broken"].preview_state, state["broken"].preview_reason) == ("failed", "No preview: not a readable PDF.")
+        keys = sorted(o.key for o in services().storage.list("previews/"))
+        assert keys == sorted([preview_prefix(state["javascript"]) + "page-1.png"]
+                              + [preview_prefix(state["thousands"]) + f"page-{n}.png" for n in range(1, 6)])
+
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    page = client.get(f"/api/files/{files['thousands']}/preview/5")
+    assert page.status_code == 200 and page.mimetype == "image/png" and page.data.startswith(b"\x89PNG")
+    assert page.headers["Cache-Control"] == "private, no-store"
+    assert page.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert Image.open(io.BytesIO(page.data)).size[1] == 1400  # a letter page at its bounded size
+    assert client.get(f"/api/files/{files['thousands']}/preview/6").status_code == 404
+    stalled = client.get(f"/api/files/{files['stall']}/preview/1")
+    assert stalled.status_code == 404 and "longer than 3 s" in stalled.get_json()["message"]
+    detail = client.get(f"/review/{db_submission(app, files['stall'])}").get_data(as_text=True)
+    assert "No preview" in detail and "longer than 3 s" in detail
+
+
+def db_submission(app, file_id: int) -> int:
+    with app.app_context():
+        return db.session.get(EvidenceFile, file_id).submission_id
+
+
+def test_an_uploaded_photo_gets_a_large_exif_free_view(app):
+    ids = setup_people(app)
+    submission_id, (file_id,) = submit(app, ids["owner"], [("camera.jpg", camera_jpeg())])
+    run_worker(app)  # scan, thumbnail, preview
+    with app.app_context():
+        f = db.session.get(EvidenceFile, file_id)
+        assert (f.preview_state, f.preview_pages) == ("made", 1)
+        assert f.phash is None  # a single-coloured picture has no fingerprint (test_near_duplicates)
+    client = app.test_client()
+    sign_in(client, "owner")  # the uploader may see their own file's preview
+    large = client.get(f"/api/files/{file_id}/preview/1")
+    assert large.status_code == 200 and large.mimetype == "image/jpeg"
+    assert b"Exif" not in large.data and b"SecretCam" not in large.data and b"shot at home" not in large.data
+    assert Image.open(io.BytesIO(large.data)).size == (1200, 1600)  # upright, longer side 1600
+    stranger = app.test_client()
+    sign_in(stranger, "other")
+    assert stranger.get(f"/api/files/{file_id}/preview/1").status_code == 404  # someone else's file
+
+
+def test_a_file_that_is_not_clean_has_no_preview(app):
+    owner = setup_people(app)["owner"]
+    file_id = stored(app, owner, "late.pdf", pdf_samples.pages(2), scan_state="pending")
+    jobs, _after = enqueue_previews(app, [file_id])
+    run_worker(app)
+    jobs[0].refresh()
+    assert jobs[0].return_value() is None
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    assert client.get(f"/api/files/{file_id}/preview/1").get_json()["code"] == "file_not_ready"
+
+
+def test_a_csv_becomes_an_escaped_table_with_formula_cells_marked(app):
+    owner = setup_people(app)["owner"]
+    # Markup is refused at upload; stored directly, the table must still show it as text.
+    data = b"name,peers,note\nAda,3,=HYPERLINK(\"http://x\")\nGrace,-5,<script>alert(1)</script>\n@SUM(A1),+7,\tcmd\n"
+    file_id = stored(app, owner, "sessions.csv", data)
+    enqueue_previews(app, [file_id])
+    run_worker(app)
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    html = client.get(f"/review/{db_submission(app, file_id)}").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count('class="formula" title=') == 3  # =HYPERLINK, @SUM, tab; not -5 or +7 (numbers)
+    assert "Grace" in html and "3 cells a spreadsheet would run as formulas" in html
+    assert client.get(f"/api/files/{file_id}/preview/1").get_json()["code"] == "preview_not_found"
+
+
+def test_csv_table_rules():
+    assert is_formula("=1+1") and is_formula("@SUM(A1)") and is_formula("\tx") and is_formula("\rx")
+    assert is_formula("-2+3+cmd|' /C calc'!A0") and is_formula("+A1")
+    assert not is_formula("-5") and not is_formula("+3.25") and not is_formula("plain") and not is_formula("")
+    table = csv_table(CSV, complete=True)
+    assert [c["text"] for c in table["rows"][1]] == ["Ada", "3", "20"] and not table["truncated"]
+    cut = csv_table(b"a,b\n1,2\n3,4", complete=False)  # the byte limit cut the last line
+    assert len(cut["rows"]) == 2 and cut["truncated"]
+    many = csv_table(b"".join(b"%d\n" % i for i in range(100)), complete=True)
+    assert len(many["rows"]) == 20 and many["truncated"]
+    assert json.dumps(csv_table("Zoë,naïve\n".encode(), complete=True))
