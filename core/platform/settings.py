@@ -48,6 +48,23 @@ def parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def parse_public_url(name: str, raw: str) -> str:
+    """'' or 'http(s)://host[:port]' with no path, query or credentials (a signature covers the
+    host only, so anything else would be signed for a place the browser never asks)."""
+    value = raw.strip().rstrip("/")
+    if not value:
+        return ""
+    parsed = urlparse(value)
+    try:
+        port = parsed.port
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} has a bad port") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path or parsed.query \
+            or parsed.fragment or parsed.username or parsed.password or (port is not None and not 0 < port < 65536):
+        raise SettingsError(f"{name}={raw!r} must be http(s)://host[:port] with no path")
+    return value
+
+
 KNOWN_FILE_TYPES = ("pdf", "jpg", "jpeg", "png", "csv")
 MAX_SIGNED_URL_TTL = 3600
 MIN_ENDPOINT_SECRET = 16  # webhook, cron and metrics secrets, in production
@@ -90,6 +107,9 @@ class Settings:
     proxy_count: int = 0
     queue_prefix: str = ""
     log_level: str = "INFO"
+    # The address browsers use to reach the object store (scheme://host[:port]); links are signed
+    # for it while the app keeps talking to MINIO_ENDPOINT. Empty: links use MINIO_ENDPOINT.
+    minio_public_url: str = ""
     # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
     flask_overrides: Mapping = field(default_factory=dict)
 
@@ -161,6 +181,7 @@ class Settings:
                     raise SettingsError(f"{name} is required when STORAGE_BACKEND=minio")
             if "://" in minio_endpoint:
                 raise SettingsError("MINIO_ENDPOINT is host:port without a scheme; use MINIO_SECURE for https")
+        minio_public_url = parse_public_url("MINIO_PUBLIC_URL", get("MINIO_PUBLIC_URL"))
 
         av_scanner = parse_choice("AV_SCANNER", get("AV_SCANNER", "eicar"), ("eicar", "clamd"))
         clamd_url = get("CLAMD_URL", cls.clamd_url)
@@ -214,4 +235,5 @@ class Settings:
             proxy_count=parse_int("PROXY_COUNT", get("PROXY_COUNT", "0"), minimum=0, maximum=5),
             queue_prefix=get("QUEUE_PREFIX"),
             log_level=parse_choice("LOG_LEVEL", get("LOG_LEVEL", "INFO"), ("debug", "info", "warning", "error")).upper(),
+            minio_public_url=minio_public_url,
         )
