@@ -146,6 +146,7 @@ def test_alert_rules_use_metrics_that_exist(internal_app):
     rules = [rule for group in yaml.safe_load(open(path))["groups"] for rule in group["rules"]]
     assert any(r["alert"] == "KajabiUnmatchedBacklog" and r["for"] == "15m" for r in rules)
     _seed(internal_app)
+    internal_app.test_client().get("/healthz")  # request metrics appear once a request was answered
     text = internal_app.test_client().get("/metrics", headers={"X-Internal-Metrics-Token": TOKEN}).get_data(as_text=True)
     exposed = set(re.findall(r"^(points_[a-z0-9_]+)", text, re.M))
     for rule in rules:

@@ -149,8 +149,17 @@ class EvidenceFile(db.Model):
     scanned_at = mapped_column(UTCDateTime)
     deleted_at = mapped_column(UTCDateTime)
     created_at = mapped_column(UTCDateTime, default=utcnow)
+    # Integrity sweep (core/evidence/integrity.py): when the stored bytes last matched sha256, and
+    # `mismatch`/`missing` once they did not; such a file is quarantined and never served again.
+    last_verified_at = mapped_column(UTCDateTime, index=True)
+    integrity_state: Mapped[str | None] = mapped_column(String(16))
+    quarantined_at = mapped_column(UTCDateTime)
 
     submission = relationship("Submission", back_populates="files")
+
+    @property
+    def is_quarantined(self) -> bool:
+        return self.quarantined_at is not None
 
     @property
     def is_image(self) -> bool:
@@ -258,3 +267,17 @@ class DailyRollup(db.Model):
     events: Mapped[int] = mapped_column(Integer, default=0)
     users: Mapped[int] = mapped_column(Integer, default=0)
     updated_at = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OpsSample(db.Model):
+    """One row a minute (jobs.ops.sample): backlogs for the admin dashboard's 24-hour charts.
+    Rows older than ops_samples.RETENTION are deleted by the same job."""
+    __tablename__ = "ops_samples"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    taken_at = mapped_column(UTCDateTime, nullable=False, unique=True)  # whole minute, UTC
+    in_review: Mapped[int] = mapped_column(Integer, default=0)
+    scans_pending: Mapped[int] = mapped_column(Integer, default=0)
+    outbox_pending: Mapped[int] = mapped_column(Integer, default=0)
+    outbox_lag_s: Mapped[float | None] = mapped_column(db.Float)
+    unmatched: Mapped[int] = mapped_column(Integer, default=0)
+    queue_depths: Mapped[dict] = mapped_column(JSON, default=dict)  # {queue name: jobs waiting}
