@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.blueprint import bp
-from core.monitoring import metrics, slo
+from core.monitoring import metrics, slo, windows
 from core.accounts.users import tokens_equal
 from core.platform.errors import AuthError, NotFound
 from core.platform.services import services
@@ -42,8 +42,11 @@ def internal_only(view):
 @bp.get("/slo")
 @internal_only
 def slo_summary():
+    label, window = windows.parse_window(request.args.get("window"))
     svc = services()
-    body = slo.summary(svc.redis, svc.settings.unmatched_alert_threshold, key_prefix=svc.settings.queue_prefix)
+    body = slo.summary(svc.redis, svc.settings.unmatched_alert_threshold, key_prefix=svc.settings.queue_prefix,
+                       window=window)
+    body["kajabi_to_ledger"]["window"] = label
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -65,9 +65,9 @@ def _latencies_portable(since: datetime) -> tuple[int, int, list[float | None]]:
     return len(durations), within, [round(q, 3) for q in qs]
 
 
-def kajabi_to_ledger(now: datetime | None = None) -> dict:
+def kajabi_to_ledger(now: datetime | None = None, window: timedelta = WINDOW) -> dict:
     now = now or utcnow()
-    since = now - WINDOW
+    since = now - window
     done, within, (p50, p95, p99) = (_latencies_postgres if is_postgres() else _latencies_portable)(since)
     # Still waiting past the target: already a miss, even before it lands.
     late = db.session.scalar(
@@ -77,8 +77,8 @@ def kajabi_to_ledger(now: datetime | None = None) -> dict:
     events = done + late
     ratio = round(within / events, 6) if events else 1.0
     return {"events": events, "within_60s": within, "ratio": ratio, "p50_seconds": p50, "p95_seconds": p95,
-            "p99_seconds": p99, "objective": OBJECTIVE, "met": ratio >= OBJECTIVE, "window_days": WINDOW.days,
-            "computed_at": now.isoformat()}
+            "p99_seconds": p99, "objective": OBJECTIVE, "met": ratio >= OBJECTIVE, "window_days": window.days,
+            "window_seconds": int(window.total_seconds()), "computed_at": now.isoformat()}
 
 
 def _count_and_oldest(model, column, *conditions, now: datetime) -> tuple[int, float | None]:
@@ -136,9 +136,10 @@ def _cached(redis, key: str, compute) -> dict:
     return value
 
 
-def kajabi_to_ledger_cached(redis, key_prefix: str = "") -> dict:
-    """kajabi_to_ledger() at most a minute old; its `computed_at` says when."""
-    return _cached(redis, f"{key_prefix}slo:kajabi_to_ledger", kajabi_to_ledger)
+def kajabi_to_ledger_cached(redis, key_prefix: str = "", window: timedelta = WINDOW) -> dict:
+    """kajabi_to_ledger() at most a minute old; its `computed_at` says when. One cache per window."""
+    key = f"{key_prefix}slo:kajabi_to_ledger" + ("" if window == WINDOW else f":{int(window.total_seconds())}s")
+    return _cached(redis, key, lambda: kajabi_to_ledger(window=window))
 
 
 def table_counts_cached(redis, key_prefix: str = "") -> dict:
@@ -154,10 +155,11 @@ def table_counts_cached(redis, key_prefix: str = "") -> dict:
     return _cached(redis, f"{key_prefix}slo:table_counts", compute)
 
 
-def summary(redis, threshold: int, key_prefix: str = "", now: datetime | None = None) -> dict:
+def summary(redis, threshold: int, key_prefix: str = "", now: datetime | None = None,
+            window: timedelta = WINDOW) -> dict:
     """With `now` (tests, what-if), everything is computed for that moment; without, the Kajabi
-    figure may be up to a minute old."""
-    k2l = kajabi_to_ledger(now) if now else kajabi_to_ledger_cached(redis, key_prefix)
+    figure may be up to a minute old. `window`: how far back the Kajabi figure looks."""
+    k2l = kajabi_to_ledger(now, window) if now else kajabi_to_ledger_cached(redis, key_prefix, window)
     now = now or utcnow()
     return {
         "generated_at": now.isoformat(),
