@@ -18,6 +18,8 @@ def periodic_job_definitions() -> list[dict]:
         {"name": "kajabi-reconcile", "func": "jobs.kajabi.reconcile", "queue": "ledger", "interval": 300, "timeout": 600},
         {"name": "rollups-refresh", "func": "jobs.rollups.refresh_recent", "queue": "maintenance", "interval": 60, "timeout": 300},
         {"name": "retention-requeue", "func": "jobs.retention.requeue_lost", "queue": "maintenance", "interval": 900, "timeout": 120},
+        {"name": "ops-sample", "func": "jobs.ops.sample", "queue": "maintenance", "interval": 60, "timeout": 60},
+        {"name": "integrity-sweep", "func": "jobs.integrity.sweep", "queue": "maintenance", "interval": 300, "timeout": 900},
     ]
 
 
