@@ -100,3 +100,20 @@ def test_sampling_writes_one_row_a_minute_and_trims_old_ones(app):
     entries = {e["name"]: e for e in periodic_job_definitions()}
     assert entries["ops-sample"]["interval"] == 60 and entries["ops-sample"]["func"] == "jobs.ops.sample"
     assert entries["integrity-sweep"]["func"] == "jobs.integrity.sweep"
+
+
+def test_the_admin_overview_flags_what_needs_attention(picture):
+    app, _ = picture
+    client = app.test_client()
+    sign_in(client, "admin")
+    html = client.get("/admin").get_data(as_text=True)
+    assert "Needs attention:" in html
+    assert "1 infected file," in html and "1 file quarantined after an integrity mismatch." in html
+    assert "unscannable" not in html and "dead letter" not in html
+
+
+def test_a_quiet_overview_flags_nothing(app):
+    setup_people(app)
+    client = app.test_client()
+    sign_in(client, "admin")
+    assert "Needs attention" not in client.get("/admin").get_data(as_text=True)

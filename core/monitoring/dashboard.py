@@ -104,3 +104,9 @@ def attention_files(limit: int = ATTENTION_LIMIT) -> list[dict]:
         out.append({"id": file.id, "submission_id": file.submission_id, "name": file.original_name, "uploader": email,
                     "problem": problem_word, "when": when, "detail": detail})
     return out
+
+
+def attention_counts() -> dict:
+    """{"infected", "unscannable", "integrity_mismatch", "dead_letters"}: what the admin overview
+    flags, each a count."""
+    return {**ops_metrics.file_outcomes(), "dead_letters": slo.outbox()["dead"]}
