@@ -108,7 +108,7 @@ def test_the_admin_overview_flags_what_needs_attention(picture):
     sign_in(client, "admin")
     html = client.get("/admin").get_data(as_text=True)
     assert "Needs attention:" in html
-    assert "1 infected file," in html and "1 file quarantined after an integrity mismatch." in html
+    assert "1 infected file this week," in html and "1 file quarantined after an integrity mismatch." in html
     assert "unscannable" not in html and "dead letter" not in html
 
 

@@ -106,7 +106,16 @@ def attention_files(limit: int = ATTENTION_LIMIT) -> list[dict]:
     return out
 
 
-def attention_counts() -> dict:
-    """{"infected", "unscannable", "integrity_mismatch", "dead_letters"}: what the admin overview
-    flags, each a count."""
-    return {**ops_metrics.file_outcomes(), "dead_letters": slo.outbox()["dead"]}
+def attention_counts(now: datetime | None = None, recent: timedelta = timedelta(days=7)) -> dict:
+    """What the admin overview flags: {"infected", "unscannable"} scanned within `recent`,
+    "integrity_mismatch" (quarantined files not yet deleted; they stay until an operator
+    restores them, docs/operations.md) and "dead_letters" (outbox records that gave up)."""
+    now = now or utcnow()
+    states = dict(db.session.execute(
+        select(EvidenceFile.scan_state, func.count())
+        .where(EvidenceFile.scan_state.in_(("infected", "unscannable")), EvidenceFile.scanned_at >= now - recent)
+        .group_by(EvidenceFile.scan_state)).all())
+    quarantined = db.session.scalar(select(func.count()).select_from(EvidenceFile).where(
+        EvidenceFile.quarantined_at.is_not(None), EvidenceFile.deleted_at.is_(None))) or 0
+    return {"infected": states.get("infected", 0), "unscannable": states.get("unscannable", 0),
+            "integrity_mismatch": quarantined, "dead_letters": slo.outbox(now)["dead"]}
