@@ -34,11 +34,21 @@ def tick(queues: Queues, now: float | None = None, definitions: list[dict] | Non
     return enqueued
 
 
+HEARTBEAT_TTL_S = 30
+
+
+def heartbeat_key(prefix: str = "") -> str:
+    """Refreshed by every loop of run_forever; deploy/healthcheck.py reads it."""
+    return f"{prefix}schedule:heartbeat"
+
+
 def run_forever(queues: Queues, stop=lambda: False, sleep=time.sleep) -> None:
     while not stop():
         try:
             for name in tick(queues):
-                log.info("scheduled", extra={"job": name})
+                # DEBUG: outbox delivery alone is enqueued every 5 s; at INFO it buried everything.
+                log.debug("scheduled", extra={"job": name})
+            queues.redis.set(heartbeat_key(queues.prefix), int(time.time()), ex=HEARTBEAT_TTL_S)
         except Exception:  # Redis blip: log and keep the loop alive
             log.exception("scheduler tick failed")
         sleep(1)
