@@ -32,7 +32,9 @@ def worker(burst: bool, queue_names: str, max_jobs: int | None) -> None:
     except Exception as exc:
         raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {first_line(exc)}") from None
     _warm_up()
-    build_worker(svc, names).work(burst=burst, with_scheduler=True, logging_level="INFO", max_jobs=max_jobs)
+    # RQ logs two lines per job at INFO (every 5 s for outbox delivery alone): only at DEBUG.
+    level = "DEBUG" if svc.settings.log_level == "DEBUG" else "WARNING"
+    build_worker(svc, names).work(burst=burst, with_scheduler=True, logging_level=level, max_jobs=max_jobs)
 
 
 def _warm_up() -> None:
