@@ -69,7 +69,7 @@ def test_sweep_finds_a_tampered_object_and_the_files_api_refuses_it(make_app, re
         assert event.details["expected_sha256"] == file.sha256 and event.details["actual_sha256"] != file.sha256
         assert db.session.get(EvidenceFile, good).last_verified_at is not None
     metrics = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)
-    assert "points_files_integrity_mismatch_total 1.0" in metrics
+    assert "points_files_quarantined 1.0" in metrics
     # Quarantine is for good: the next sweeps skip both (one is verified, one quarantined).
     assert _sweep(app)["checked"] == 0
 

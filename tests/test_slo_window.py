@@ -55,3 +55,14 @@ def test_the_window_is_checked_after_the_token(slo_client):
 def test_parse_window_bounds():
     assert parse_window(None) == ("24h", timedelta(hours=24))
     assert parse_window("5m")[1] == timedelta(minutes=5) and parse_window("28d")[1] == timedelta(days=28)
+
+
+def test_the_burn_rate_gauges_are_the_endpoint_s_figures(slo_client):
+    """The alerts read points_kajabi_to_ledger_window_ratio{window}: the same numbers /api/slo
+    answers for that window."""
+    text = slo_client.get("/metrics", headers=AUTH).get_data(as_text=True)
+    for window in ("5m", "30m", "1h", "6h"):
+        body = slo_client.get(f"/api/slo?window={window}", headers=AUTH).get_json()["kajabi_to_ledger"]
+        assert f'points_kajabi_to_ledger_window_ratio{{window="{window}"}} {float(body["ratio"])}' in text
+        assert f'points_kajabi_to_ledger_window_events{{window="{window}"}} {float(body["events"])}' in text
+    assert 'points_kajabi_to_ledger_window_ratio{window="30m"} 0.666667' in text  # 2 of 3: one still waiting

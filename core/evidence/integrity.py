@@ -10,7 +10,7 @@ the least recently verified. Bounded work per run: at most MAX_FILES files and M
 reads up to 256 MB, i.e. every file is re-read at least weekly for a store of up to ~500 GB.
 
 A quarantined file is never served again: api/files.py answers 410 `file_quarantined`, local
-links refuse it, the admin dashboard lists it, `points_files_integrity_mismatch_total` counts it
+links refuse it, the admin dashboard lists it, `points_files_quarantined` counts it
 and the alert EvidenceIntegrityMismatch fires. Each quarantine is an audit event
 `file.quarantined` with the expected and actual digests.
 """
