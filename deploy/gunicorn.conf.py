@@ -19,6 +19,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # whichever worker answers. The directory must be empty when gunicorn starts (stale files would
 # count twice), so it is emptied here, before any worker exists; without one set, a private
 # directory is made for this run.
+_made_here = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="points-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
@@ -38,7 +39,7 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _metrics_dir.startswith(tempfile.gettempdir() + os.sep + "points-metrics-"):
+    if _made_here:  # a directory someone else named is theirs to keep
         import shutil
 
         shutil.rmtree(_metrics_dir, ignore_errors=True)
