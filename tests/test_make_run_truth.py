@@ -44,6 +44,7 @@ class Run:
                                      start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[tuple[float, str]] = []
         self.banner = threading.Event()
+        self.scheduler = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -52,6 +53,8 @@ class Run:
             self.lines.append((time.monotonic(), line))
             if "Ctrl-C stops web, worker and scheduler" in line:  # the banner's last line
                 self.banner.set()
+            if line.startswith("scheduler running"):  # its own start-up line may follow the banner
+                self.scheduler.set()
 
     @property
     def output(self) -> str:
@@ -101,6 +104,7 @@ def test_two_runs_have_their_own_control_sockets_and_an_idle_log_is_quiet(tmp_pa
     try:
         for run in runs:
             run.wait_for_banner()
+            assert run.scheduler.wait(60), run.output
         for port in (first, second):
             assert os.path.exists(os.path.join(ROOT, "instance", f"run-{port}", "gunicorn.ctl"))
         # Idle: the scheduler enqueues outbox delivery every 5 s and the rest every minute; none of

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -72,17 +73,29 @@ def test_counts_add_up_across_two_gunicorn_workers(app, tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(base, proc)
-        # A new connection per request, so both workers take some (each accepts on the shared socket).
-        sent = {("/healthz", "GET", "200"): 40, ("/api/files/<int:file_id>", "GET", "401"): 12,
-                ("unmatched", "GET", "404"): 8}
-        for _ in range(sent[("/healthz", "GET", "200")]):
-            requests.get(f"{base}/healthz", timeout=5, headers={"Connection": "close"})
-        for i in range(12):
-            requests.get(f"{base}/api/files/{i + 1}", timeout=5, headers={"Connection": "close"})
-        for i in range(8):
-            requests.get(f"{base}/nope/{i}", timeout=5, headers={"Connection": "close"})
+        # New connections, several at once, so both workers accept some (they share the listening
+        # socket and the kernel picks); batches go on until files from two workers exist.
+        sent = {("/healthz", "GET", "200"): 0, ("/api/files/<int:file_id>", "GET", "401"): 0,
+                ("unmatched", "GET", "404"): 0}
+        paths = [("/healthz", ("/healthz", "GET", "200"))] * 6 + \
+                [(f"/api/files/{i}", ("/api/files/<int:file_id>", "GET", "401")) for i in range(1, 4)] + \
+                [(f"/nope/{i}", ("unmatched", "GET", "404")) for i in range(2)]
 
-        pids = {name.rsplit("_", 1)[1].split(".")[0] for name in os.listdir(metrics_dir) if name.startswith("counter_")}
+        def hit(item):
+            path, key = item
+            response = requests.get(base + path, timeout=10, headers={"Connection": "close"})
+            assert response.status_code == int(key[2])
+            return key
+
+        pids: set[str] = set()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            for _ in range(30):
+                for key in pool.map(hit, paths):
+                    sent[key] += 1
+                pids = {name.rsplit("_", 1)[1].split(".")[0] for name in os.listdir(metrics_dir)
+                        if name.startswith("counter_")}
+                if len(pids) >= 2:
+                    break
         assert len(pids) >= 2, f"only {pids} wrote request counts; the test needs both workers to answer"
         # Whichever worker answers the scrape, the totals are the same and add up.
         for _ in range(6):
@@ -92,7 +105,7 @@ def test_counts_add_up_across_two_gunicorn_workers(app, tmp_path):
             for key, expected in sent.items():
                 assert counts.get(key) == expected, (key, counts)
             hist = _samples(text, "points_http_request_duration_seconds_count")
-            assert hist.get(("/healthz", "GET", None)) == 40
+            assert hist.get(("/healthz", "GET", None)) == sent[("/healthz", "GET", "200")]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
