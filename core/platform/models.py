@@ -209,7 +209,9 @@ class OutboxRecord(db.Model):
 
 class KajabiEvent(db.Model):
     __tablename__ = "kajabi_events"
-    __table_args__ = (Index("ix_kajabi_events_state_received", "state", "received_at"),)
+    __table_args__ = (Index("ix_kajabi_events_state_received", "state", "received_at"),
+                      # The SLO windows (/api/slo?window=, the burn-rate gauges) read recent events only.
+                      Index("ix_kajabi_events_received_at", "received_at"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), unique=True)
     event_type: Mapped[str] = mapped_column(String(64))

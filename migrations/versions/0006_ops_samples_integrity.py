@@ -3,7 +3,8 @@
 ops_samples: one row a minute of backlogs (in review, pending scans, outbox pending and lag,
 unmatched Kajabi events, RQ queue depths), trimmed by the sampling job. evidence_files gains
 last_verified_at, integrity_state and quarantined_at; the index serves the sweep's "never
-verified, then least recently verified" order.
+verified, then least recently verified" order. kajabi_events gains an index on received_at for
+the short SLO windows (5m..6h) that /api/slo?window= and the burn-rate gauges read.
 
 Revision ID: 0006_ops
 Revises: 0002
@@ -38,9 +39,13 @@ def upgrade():
         batch_op.add_column(sa.Column('integrity_state', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('quarantined_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(op.f('ix_evidence_files_last_verified_at'), ['last_verified_at'], unique=False)
+    with op.batch_alter_table('kajabi_events', schema=None) as batch_op:
+        batch_op.create_index('ix_kajabi_events_received_at', ['received_at'], unique=False)
 
 
 def downgrade():
+    with op.batch_alter_table('kajabi_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_kajabi_events_received_at')
     with op.batch_alter_table('evidence_files', schema=None) as batch_op:
         batch_op.drop_index(op.f('ix_evidence_files_last_verified_at'))
         batch_op.drop_column('quarantined_at')
