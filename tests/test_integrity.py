@@ -134,3 +134,17 @@ def test_an_intact_local_download_streams_whole(app, live_server):
     http.post(f"{live_server}/login", data={"email": "owner@example.com", "password": PASSWORD}, timeout=10)
     response = http.get(f"{live_server}/api/files/{file_id}", timeout=10)
     assert response.status_code == 200 and response.content == data
+
+
+def test_the_scheduled_job_runs_the_sweep_in_a_real_worker(app):
+    from jobs.schedule import periodic_job_definitions
+
+    _people, [file_id] = _clean_files(app)
+    _tamper(app, file_id)
+    entry = {e["name"]: e for e in periodic_job_definitions()}["integrity-sweep"]
+    job = app.extensions["points"].queues.enqueue(entry["queue"], entry["func"], timeout=entry["timeout"])
+    run_worker(app)
+    job.refresh()
+    assert job.get_status() == "finished" and job.return_value()["quarantined"] == 1
+    with app.app_context():
+        assert db.session.get(EvidenceFile, file_id).integrity_state == "mismatch"

@@ -117,3 +117,16 @@ def test_a_quiet_overview_flags_nothing(app):
     client = app.test_client()
     sign_in(client, "admin")
     assert "Needs attention" not in client.get("/admin").get_data(as_text=True)
+
+
+def test_the_scheduled_sampling_job_runs_in_a_real_worker(app):
+    from tests.evidence_support import run_worker
+
+    entry = {e["name"]: e for e in periodic_job_definitions()}["ops-sample"]
+    job = app.extensions["points"].queues.enqueue(entry["queue"], entry["func"], timeout=entry["timeout"])
+    run_worker(app)
+    job.refresh()
+    assert job.get_status() == "finished" and job.return_value()["written"] is True
+    with app.app_context():
+        sample = db.session.query(OpsSample).one()
+        assert set(sample.queue_depths) == {"scans", "media", "ledger", "outbox", "maintenance"}
