@@ -10,6 +10,7 @@ When: only a servable file (core.evidence.uploads.servable). Otherwise:
 - 410 `file_infected`    the scanner found malware; the object was deleted and never comes back
 - 422 `file_unscannable` the scanner stopped at its own limits or refused the file (final)
 - 410 `file_deleted`     removed by retention
+- 410 `file_quarantined` its stored bytes no longer match the upload's SHA-256 (integrity sweep)
 410 (type `not_found`) says "gone for good", which 409 ("not yet") must not be confused with.
 
 How: the local backend streams the bytes as an attachment; MinIO answers 302 to a presigned link
@@ -17,6 +18,8 @@ carrying the same disposition. Links live at most 3600 s (ttl=7200 -> 3600). Eve
 and every download is an audit event.
 """
 from __future__ import annotations
+
+import logging
 
 from flask import Response, jsonify, request
 from flask_login import current_user
@@ -62,6 +65,9 @@ def _visible_file(file_id: int, user) -> EvidenceFile:
 
 def _require_servable(file: EvidenceFile) -> None:
     settings = services().settings
+    if file.quarantined_at is not None and file.deleted_at is None:
+        raise Gone("file_quarantined", "This file no longer matches what was uploaded, so it was quarantined "
+                                       "and cannot be downloaded. An administrator has been told.")
     if servable(file, settings):
         return
     if file.deleted_at is not None:
@@ -86,6 +92,21 @@ def _authorised(file_id: int) -> tuple[EvidenceFile, object]:
     return file, user
 
 
+def recheck_later(file_id: int):
+    """A callback for a download that saw altered bytes: the integrity job checks the file now
+    and quarantines it. Runs while the response streams (no request context), so it holds the
+    queues itself; a Redis failure is logged, and the next sweep finds the file anyway."""
+    queues = services().queues
+
+    def enqueue() -> None:
+        try:
+            queues.enqueue("maintenance", "jobs.integrity.verify_file", file_id, timeout=600)
+        except Exception:  # noqa: BLE001 - the download has already failed closed
+            logging.getLogger(__name__).warning("could not enqueue an integrity check", exc_info=True)
+
+    return enqueue
+
+
 def _issue_link(file: EvidenceFile, user, ttl: int | None):
     link = services().storage.signed_url(file.storage_key, ttl=ttl, filename=file.original_name)
     audit.record("file.link_issued", "evidence_file", file.id, actor_id=user.id, ttl=link.ttl,
@@ -105,7 +126,8 @@ def download_file(file_id: int):
         response.headers["Cache-Control"] = "private, no-store"
         return response
 
-    response = attachment_response(storage, file.storage_key, file.original_name)
+    response = attachment_response(storage, file.storage_key, file.original_name, sha256=file.sha256,
+                                   on_mismatch=recheck_later(file.id))
     audit.record("file.downloaded", "evidence_file", file.id, actor_id=user.id)
     db.session.commit()
     return response

@@ -3,17 +3,12 @@ It answers anyone (load balancers), so a failure shows only a code; the message,
 hosts and ports, goes to the log with the request id."""
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, jsonify
-from sqlalchemy import text
 
-from core.platform.db import db
-from core.platform.errors import DomainError
+from core.monitoring import readiness
 from core.platform.services import services
 
 bp = Blueprint("health", __name__)
-log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
@@ -21,45 +16,8 @@ def healthz():
     return jsonify(status="ok")
 
 
-def _probe(name: str, fn) -> dict:
-    try:
-        detail = fn()
-        return {"ok": True, **({"detail": detail} if detail else {})}
-    except Exception as exc:  # report, don't raise: readiness must answer
-        # Our own errors carry a stable code; SQLAlchemy's `.code` is a docs link id, so not those.
-        code = exc.code if isinstance(exc, DomainError) else type(exc).__name__
-        log.warning("readiness check failed", extra={"check": name, "error": getattr(exc, "message", None) or str(exc)})
-        return {"ok": False, "error": code}
-
-
-def _scanner_warning(svc) -> str | None:
-    """A misconfiguration that does not stop the scanner but refuses some uploads: clamd's
-    StreamMaxLength below MAX_UPLOAD_MB. A warning, not a failure: smaller files scan fine."""
-    probe = getattr(svc.scanner, "stream_limit_warning", None)
-    if probe is None:
-        return None
-    try:
-        warning = probe(svc.settings.max_upload_bytes)
-    except Exception as exc:  # asking failed: the PING above already answered for availability
-        log.warning("could not ask clamd for its stream limit", extra={"error": str(exc)})
-        return None
-    if warning:
-        log.warning("scanner misconfigured", extra={"check": "scanner", "warning": warning})
-    return warning
-
-
 @bp.get("/readyz")
 def readyz():
-    svc = services()
-    checks = {
-        "database": _probe("database", lambda: db.session.execute(text("SELECT 1")).scalar() and None),
-        "redis": _probe("redis", lambda: svc.redis.ping() and None),
-        "storage": _probe("storage", lambda: svc.storage.check() or svc.settings.storage_backend),
-        "scanner": _probe("scanner", lambda: svc.scanner.check() or type(svc.scanner).__name__),
-    }
-    if checks["scanner"]["ok"]:
-        warning = _scanner_warning(svc)
-        if warning:
-            checks["scanner"]["warning"] = warning
+    checks = readiness.checks(services())
     ok = all(c["ok"] for c in checks.values())
     return jsonify(status="ok" if ok else "unavailable", checks=checks), (200 if ok else 503)

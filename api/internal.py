@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.bearer import require_bearer
 from api.blueprint import bp
-from core.monitoring import metrics, slo
+from core.monitoring import metrics, slo, windows
 from core.platform.errors import AuthError, NotFound
 from core.platform.services import services
 
@@ -36,8 +36,11 @@ def internal_only(view):
 @bp.get("/slo")
 @internal_only
 def slo_summary():
+    label, window = windows.parse_window(request.args.get("window"))
     svc = services()
-    body = slo.summary(svc.redis, svc.settings.unmatched_alert_threshold, key_prefix=svc.settings.queue_prefix)
+    body = slo.summary(svc.redis, svc.settings.unmatched_alert_threshold, key_prefix=svc.settings.queue_prefix,
+                       window=window)
+    body["kajabi_to_ledger"]["window"] = label
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -204,8 +204,11 @@ def document() -> dict:
         "/api/slo": {"get": {
             "summary": "SLO summary (ENABLE_INTERNAL_ENDPOINTS=1 and INTERNAL_METRICS_TOKEN)", "tags": ["internal"],
             "security": INTERNAL,
+            "parameters": [{"name": "window", "in": "query", "description": "How far back the tag -> ledger figure looks: "
+                            "<number><m|h|d> from 5m to 28d; default 24h",
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,5}[mhd]$", "default": "24h"}}],
             "responses": {"200": _json("kajabi_to_ledger, queued_unmatched, outbox, scans", OBJ),
-                          **_errors("401", "403", "404", bearer=True,
+                          **_errors("400", "401", "403", "404", bearer=True,
                                     examples={"401": ["invalid_token"], "403": ["internal_not_configured"]})}}},
         "/api/files/{file_id}": {"get": {
             "summary": "Download evidence as an attachment (302 to a presigned link, or streamed)", "tags": ["files"],

@@ -73,10 +73,12 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     from api.errors import register_error_handlers
     from api.health import bp as health_bp
     from api.internal import metrics_bp
+    from core.monitoring.http_metrics import register_request_metrics
     from core.platform.web import register_request_hooks
     from portal import bp as portal_bp, init_portal
 
     register_request_hooks(app)
+    register_request_metrics(app)
     register_error_handlers(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)

@@ -33,7 +33,9 @@ def worker(burst: bool, queue_names: str, max_jobs: int | None) -> None:
         raise click.ClickException(f"cannot reach Redis at {svc.settings.redis_url}: {first_line(exc)}") from None
     _warm_up()
     # Outlives Redis outages and restarts: only a signal (or --burst / --max-jobs) ends it.
-    run_worker(svc, names, burst=burst, max_jobs=max_jobs)
+    # RQ logs two lines per job at INFO (every 5 s for outbox delivery alone): only at DEBUG.
+    level = "DEBUG" if svc.settings.log_level == "DEBUG" else "WARNING"
+    run_worker(svc, names, burst=burst, max_jobs=max_jobs, logging_level=level)
 
 
 def _warm_up() -> None:

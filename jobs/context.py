@@ -79,6 +79,8 @@ def job_context():
                 raise
         outcome = "finished"
     finally:
-        log.info("job", extra={"func": job.func_name if job else None, "outcome": outcome,
-                               "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+        # A finished job is routine (periodic ones run every few seconds): DEBUG; a failure: WARNING.
+        log.log(logging.DEBUG if outcome == "finished" else logging.WARNING, "job",
+                extra={"func": job.func_name if job else None, "outcome": outcome,
+                       "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
         job_id_var.reset(token)

@@ -25,6 +25,8 @@ def periodic_job_definitions() -> list[dict]:
         {"name": "pending-uploads-purge", "func": "jobs.uploads.purge_pending", "queue": "maintenance", "interval": 3600, "timeout": 300},
         {"name": "admin-digest", "func": "jobs.notifications.daily_digest", "queue": "maintenance", "interval": 86400, "timeout": 300},
         {"name": "sink-keys-trim", "func": "jobs.outbox.trim_sink_keys", "queue": "maintenance", "interval": 3600, "timeout": 600},
+        {"name": "ops-sample", "func": "jobs.ops.sample", "queue": "maintenance", "interval": 60, "timeout": 60},
+        {"name": "integrity-sweep", "func": "jobs.integrity.sweep", "queue": "maintenance", "interval": 300, "timeout": 900},
     ]
 
 
@@ -39,11 +41,21 @@ def tick(queues: Queues, now: float | None = None, definitions: list[dict] | Non
     return enqueued
 
 
+HEARTBEAT_TTL_S = 30
+
+
+def heartbeat_key(prefix: str = "") -> str:
+    """Refreshed by every loop of run_forever; deploy/healthcheck.py reads it."""
+    return f"{prefix}schedule:heartbeat"
+
+
 def run_forever(queues: Queues, stop=lambda: False, sleep=time.sleep) -> None:
     while not stop():
         try:
             for name in tick(queues):
-                log.info("scheduled", extra={"job": name})
+                # DEBUG: outbox delivery alone is enqueued every 5 s; at INFO it buried everything.
+                log.debug("scheduled", extra={"job": name})
+            queues.redis.set(heartbeat_key(queues.prefix), int(time.time()), ex=HEARTBEAT_TTL_S)
         except Exception:  # Redis blip: log and keep the loop alive
             log.exception("scheduler tick failed")
         sleep(1)

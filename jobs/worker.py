@@ -80,7 +80,8 @@ def _wait_for_redis(redis, stopped) -> bool:
     return False
 
 
-def run(svc, queue_names: list[str] | None = None, *, burst: bool = False, max_jobs: int | None = None) -> int:
+def run(svc, queue_names: list[str] | None = None, *, burst: bool = False, max_jobs: int | None = None,
+        logging_level: str = "INFO") -> int:
     """Work until a signal (SIGINT/SIGTERM), the end of a burst, or `max_jobs` jobs. Returns jobs run.
 
     RQ's work loop retries a lost connection only while it waits for a job; Redis going away at
@@ -98,7 +99,7 @@ def run(svc, queue_names: list[str] | None = None, *, burst: bool = False, max_j
         worker, started = build_worker(svc, queue_names), time.monotonic()
         left = None if max_jobs is None else max_jobs - total
         try:
-            worker.work(burst=burst, with_scheduler=True, logging_level="INFO", max_jobs=left)
+            worker.work(burst=burst, with_scheduler=True, logging_level=logging_level, max_jobs=left)
         except (RedisConnectionError, RedisTimeoutError) as exc:  # at start-up or in teardown
             log.warning("worker lost Redis: %s", exc)
         total += worker.jobs_run

@@ -1,7 +1,7 @@
 """Server-rendered portal: sign-in, uploader forms, reviewer queue, admin pages."""
 from flask import Flask
 
-from portal import account, admin, admin_files, auth, confirm, review, run_words, site, uploader  # noqa: F401  (routes register on import)
+from portal import account, admin, admin_files, auth, confirm, operations, review, run_words, site, uploader  # noqa: F401  (routes register on import)
 from portal.blueprint import bp, csrf, login_manager
 
 __all__ = ["bp", "init_portal"]

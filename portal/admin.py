@@ -10,6 +10,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import func, or_, select
 
 from core.admin import actions as admin
+from core.monitoring import dashboard
 from core.retention import enforcement as retention
 from core.review import reviewing as review
 from core.platform.db import db, utcnow
@@ -39,7 +40,7 @@ def _failed(exc: DomainError, endpoint: str, **values):
 @bp.get("/admin")
 @admin_required
 def admin_home():
-    return render_template("portal/admin/index.html", progress=review.progress())
+    return render_template("portal/admin/index.html", progress=review.progress(), attention=dashboard.attention_counts())
 
 
 # ---- users --------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ def matrix(s: dict) -> dict[tuple[str, str], tuple[str, dict]]:
         ("/admin/backfills", "GET"): ("/admin/backfills", ADMINS),
         ("/admin/progress", "GET"): ("/admin/progress", ADMINS),
         ("/admin/jobs", "GET"): ("/admin/jobs", ADMINS),
+        ("/admin/operations", "GET"): ("/admin/operations", ADMINS),
+        ("/admin/operations/charts/<name>.svg", "GET"): ("/admin/operations/charts/latency.svg", ADMINS),
         # last: it ends the session
         ("/logout", "POST"): ("/logout", row(302, 302, 302, 302, 302)),
     }

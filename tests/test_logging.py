@@ -26,7 +26,7 @@ def test_one_json_line_per_request(make_app, capfd):
 
 
 def test_job_lines_carry_the_job_id(make_app, capfd):
-    app = make_app(LOG_LEVEL="INFO")
+    app = make_app(LOG_LEVEL="DEBUG")  # a finished job's own line is DEBUG (quiet default log)
     with app.app_context():
         svc = services()
         job = svc.queues.enqueue("maintenance", "jobs.rollups.refresh_recent")

@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
 
-from core.monitoring import slo
+from core.monitoring import http_metrics, ops_metrics, slo
 from core.platform.db import db
 from core.platform.models import LedgerEntry
 
@@ -80,4 +80,6 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 def render(services) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(services))
+    registry.register(ops_metrics.OpsCollector(services))
+    http_metrics.collect_into(registry)
     return generate_latest(registry)

@@ -39,11 +39,11 @@ def _age_seconds(oldest: datetime | None, now: datetime) -> float | None:
 # Tag -> ledger latency counts from when the event could be matched: its arrival, or the creation
 # of the user or tag mapping that matched it (kajabi_events.matchable_at, core.points.kajabi.
 # matchable_at). Waiting for someone to sign up is the unmatched queue's, with its own alert.
-_MATCHABLE = func.coalesce(KajabiEvent.matchable_at, KajabiEvent.received_at)
+MATCHABLE = func.coalesce(KajabiEvent.matchable_at, KajabiEvent.received_at)
 
 
 def _latencies_postgres(since: datetime) -> tuple[int, int, list[float | None]]:
-    seconds = func.extract("epoch", KajabiEvent.ledgered_at - _MATCHABLE)
+    seconds = func.extract("epoch", KajabiEvent.ledgered_at - MATCHABLE)
     row = db.session.execute(
         select(func.count(), func.count().filter(seconds <= TARGET_SECONDS),
                func.percentile_cont(0.5).within_group(seconds),
@@ -56,7 +56,7 @@ def _latencies_postgres(since: datetime) -> tuple[int, int, list[float | None]]:
 
 def _latencies_portable(since: datetime) -> tuple[int, int, list[float | None]]:
     rows = db.session.execute(
-        select(_MATCHABLE, KajabiEvent.ledgered_at)
+        select(MATCHABLE, KajabiEvent.ledgered_at)
         .where(KajabiEvent.ledgered_at.is_not(None), KajabiEvent.received_at >= since)
     ).all()
     durations = sorted((ledgered - received).total_seconds() for received, ledgered in rows)
@@ -71,9 +71,9 @@ def _latencies_portable(since: datetime) -> tuple[int, int, list[float | None]]:
     return len(durations), within, [round(q, 3) for q in qs]
 
 
-def kajabi_to_ledger(now: datetime | None = None) -> dict:
+def kajabi_to_ledger(now: datetime | None = None, window: timedelta = WINDOW) -> dict:
     now = now or utcnow()
-    since = now - WINDOW
+    since = now - window
     done, within, (p50, p95, p99) = (_latencies_postgres if is_postgres() else _latencies_portable)(since)
     # Still waiting past the target: already a miss, even before it lands.
     late = db.session.scalar(
@@ -83,8 +83,8 @@ def kajabi_to_ledger(now: datetime | None = None) -> dict:
     events = done + late
     ratio = round(within / events, 6) if events else 1.0
     return {"events": events, "within_60s": within, "ratio": ratio, "p50_seconds": p50, "p95_seconds": p95,
-            "p99_seconds": p99, "objective": OBJECTIVE, "met": ratio >= OBJECTIVE, "window_days": WINDOW.days,
-            "computed_at": now.isoformat()}
+            "p99_seconds": p99, "objective": OBJECTIVE, "met": ratio >= OBJECTIVE, "window_days": window.days,
+            "window_seconds": int(window.total_seconds()), "computed_at": now.isoformat()}
 
 
 def _count_and_oldest(model, column, *conditions, now: datetime) -> tuple[int, float | None]:
@@ -142,9 +142,10 @@ def _cached(redis, key: str, compute) -> dict:
     return value
 
 
-def kajabi_to_ledger_cached(redis, key_prefix: str = "") -> dict:
-    """kajabi_to_ledger() at most a minute old; its `computed_at` says when."""
-    return _cached(redis, f"{key_prefix}slo:kajabi_to_ledger", kajabi_to_ledger)
+def kajabi_to_ledger_cached(redis, key_prefix: str = "", window: timedelta = WINDOW) -> dict:
+    """kajabi_to_ledger() at most a minute old; its `computed_at` says when. One cache per window."""
+    key = f"{key_prefix}slo:kajabi_to_ledger" + ("" if window == WINDOW else f":{int(window.total_seconds())}s")
+    return _cached(redis, key, lambda: kajabi_to_ledger(window=window))
 
 
 def table_counts_cached(redis, key_prefix: str = "") -> dict:
@@ -160,10 +161,11 @@ def table_counts_cached(redis, key_prefix: str = "") -> dict:
     return _cached(redis, f"{key_prefix}slo:table_counts", compute)
 
 
-def summary(redis, threshold: int, key_prefix: str = "", now: datetime | None = None) -> dict:
+def summary(redis, threshold: int, key_prefix: str = "", now: datetime | None = None,
+            window: timedelta = WINDOW) -> dict:
     """With `now` (tests, what-if), everything is computed for that moment; without, the Kajabi
-    figure may be up to a minute old."""
-    k2l = kajabi_to_ledger(now) if now else kajabi_to_ledger_cached(redis, key_prefix)
+    figure may be up to a minute old. `window`: how far back the Kajabi figure looks."""
+    k2l = kajabi_to_ledger(now, window) if now else kajabi_to_ledger_cached(redis, key_prefix, window)
     now = now or utcnow()
     return {
         "generated_at": now.isoformat(),

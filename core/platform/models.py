@@ -175,8 +175,17 @@ class EvidenceFile(db.Model):
     phash_b2: Mapped[int | None] = mapped_column(Integer)
     phash_b3: Mapped[int | None] = mapped_column(Integer)
     near_duplicate_of_id: Mapped[int | None] = mapped_column(BigId)  # nearest earlier image when hashed
+    # Integrity sweep (core/evidence/integrity.py): when the stored bytes last matched sha256, and
+    # `mismatch`/`missing` once they did not; such a file is quarantined and never served again.
+    last_verified_at = mapped_column(UTCDateTime, index=True)
+    integrity_state: Mapped[str | None] = mapped_column(String(16))
+    quarantined_at = mapped_column(UTCDateTime)
 
     submission = relationship("Submission", back_populates="files")
+
+    @property
+    def is_quarantined(self) -> bool:
+        return self.quarantined_at is not None
 
     @property
     def is_image(self) -> bool:
@@ -226,7 +235,9 @@ class OutboxRecord(db.Model):
 
 class KajabiEvent(db.Model):
     __tablename__ = "kajabi_events"
-    __table_args__ = (Index("ix_kajabi_events_state_received", "state", "received_at"),)
+    __table_args__ = (Index("ix_kajabi_events_state_received", "state", "received_at"),
+                      # The SLO windows (/api/slo?window=, the burn-rate gauges) read recent events only.
+                      Index("ix_kajabi_events_received_at", "received_at"))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), unique=True)
     event_type: Mapped[str] = mapped_column(String(64))
@@ -324,6 +335,7 @@ class PendingUpload(db.Model):
     sha256: Mapped[str] = mapped_column(String(64))
     created_at = mapped_column(UTCDateTime, default=utcnow)
 
+
 class SinkKey(db.Model):
     """An outbox key a sink applied (core.delivery.sink_keys): kept in the database so a Redis
     that loses its data cannot make a replay apply it twice. `file_offset` is set while the key's
@@ -334,3 +346,17 @@ class SinkKey(db.Model):
     idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     file_offset: Mapped[int | None] = mapped_column(BigInteger)
     applied_at = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class OpsSample(db.Model):
+    """One row a minute (jobs.ops.sample): backlogs for the admin dashboard's 24-hour charts.
+    Rows older than ops_samples.RETENTION are deleted by the same job."""
+    __tablename__ = "ops_samples"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    taken_at = mapped_column(UTCDateTime, nullable=False, unique=True)  # whole minute, UTC
+    in_review: Mapped[int] = mapped_column(Integer, default=0)
+    scans_pending: Mapped[int] = mapped_column(Integer, default=0)
+    outbox_pending: Mapped[int] = mapped_column(Integer, default=0)
+    outbox_lag_s: Mapped[float | None] = mapped_column(db.Float)
+    unmatched: Mapped[int] = mapped_column(Integer, default=0)
+    queue_depths: Mapped[dict] = mapped_column(JSON, default=dict)  # {queue name: jobs waiting}

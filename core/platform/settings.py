@@ -48,6 +48,23 @@ def parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def parse_public_url(name: str, raw: str) -> str:
+    """'' or 'http(s)://host[:port]' with no path, query or credentials (a signature covers the
+    host only, so anything else would be signed for a place the browser never asks)."""
+    value = raw.strip().rstrip("/")
+    if not value:
+        return ""
+    parsed = urlparse(value)
+    try:
+        port = parsed.port
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} has a bad port") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path or parsed.query \
+            or parsed.fragment or parsed.username or parsed.password or (port is not None and not 0 < port < 65536):
+        raise SettingsError(f"{name}={raw!r} must be http(s)://host[:port] with no path")
+    return value
+
+
 KNOWN_FILE_TYPES = ("pdf", "jpg", "jpeg", "png", "csv")
 MAX_SIGNED_URL_TTL = 3600
 MIN_ENDPOINT_SECRET = 16  # webhook, cron and metrics secrets, in production
@@ -98,6 +115,9 @@ class Settings:
     preview_time_limit_seconds: int = 30  # one PDF's render, in a child process killed past it
     preview_memory_mb: int = 512  # the PDF renderer's address-space limit (RLIMIT_AS)
     near_duplicate_distance: int = 8  # Hamming distance on the 64-bit pHash; docs/near-duplicates.md
+    # The address browsers use to reach the object store (scheme://host[:port]); links are signed
+    # for it while the app keeps talking to MINIO_ENDPOINT. Empty: links use MINIO_ENDPOINT.
+    minio_public_url: str = ""
     # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
     flask_overrides: Mapping = field(default_factory=dict)
 
@@ -169,6 +189,7 @@ class Settings:
                     raise SettingsError(f"{name} is required when STORAGE_BACKEND=minio")
             if "://" in minio_endpoint:
                 raise SettingsError("MINIO_ENDPOINT is host:port without a scheme; use MINIO_SECURE for https")
+        minio_public_url = parse_public_url("MINIO_PUBLIC_URL", get("MINIO_PUBLIC_URL"))
 
         av_scanner = parse_choice("AV_SCANNER", get("AV_SCANNER", "eicar"), ("eicar", "clamd"))
         clamd_url = get("CLAMD_URL", cls.clamd_url)
@@ -247,4 +268,5 @@ class Settings:
             preview_memory_mb=parse_int("PREVIEW_MEMORY_MB", get("PREVIEW_MEMORY_MB", "512"), minimum=64, maximum=8192),
             near_duplicate_distance=parse_int("NEAR_DUPLICATE_DISTANCE", get("NEAR_DUPLICATE_DISTANCE", "8"),
                                               minimum=0, maximum=32),
+            minio_public_url=minio_public_url,
         )

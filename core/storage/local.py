@@ -38,6 +38,57 @@ def _unavailable(action: str, exc: OSError) -> StorageError:
     return StorageError("storage_unavailable", f"Local storage could not {action}: {exc.strerror or exc}")
 
 
+class IntegrityMismatch(StorageError):
+    """The stored bytes differ from the SHA-256 taken at upload."""
+
+    def __init__(self, key: str):
+        super().__init__("integrity_mismatch", "The stored file no longer matches what was uploaded.")
+        self.key = key
+
+
+class VerifyingReader:
+    """A binary reader that hashes as it goes and keeps at least one byte back until the end of
+    the object has been seen and the digest matched (see LocalStorage.open_verified)."""
+
+    def __init__(self, fh: BinaryIO, key: str, sha256: str, on_mismatch=None):
+        self._fh, self._key, self._expected, self._on_mismatch = fh, key, sha256, on_mismatch
+        self._digest = hashlib.sha256()
+        self._buffer = b""
+        self._eof = False
+
+    def read(self, size: int = -1) -> bytes:
+        want = None if size is None or size < 0 else size
+        while not self._eof and (want is None or len(self._buffer) <= want):
+            data = self._fh.read(max(want or 0, DEFAULT_CHUNK_SIZE))
+            if not data:
+                self._eof = True
+                self._check()
+            else:
+                self._digest.update(data)
+                self._buffer += data
+        if want is None:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:want], self._buffer[want:]
+        return out
+
+    def _check(self) -> None:
+        if not hmac.compare_digest(self._digest.hexdigest(), self._expected or ""):
+            self._buffer = b""
+            if self._on_mismatch is not None:
+                self._on_mismatch()
+            raise IntegrityMismatch(self._key)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "VerifyingReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class LocalStorage(Storage):
     name = "local"
 
@@ -99,6 +150,13 @@ class LocalStorage(Storage):
             raise ObjectNotFound(key) from None
         except OSError as exc:
             raise _unavailable("read the file", exc) from exc
+
+    def open_verified(self, key: str, sha256: str, on_mismatch=None) -> "VerifyingReader":
+        """open(), checking the bytes against `sha256` (hex) while they are read: the last bytes
+        are handed out only after the whole object matched, so a reader of an altered file never
+        receives all of it. On a mismatch `on_mismatch()` runs (e.g. to have the file
+        quarantined) and IntegrityMismatch is raised."""
+        return VerifyingReader(self.open(key), key, sha256, on_mismatch)
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._path(key))

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
@@ -96,6 +97,20 @@ class MinioStorage(Storage):
             region=settings.minio_region,
             http_client=http,
         )
+        # Browsers reach the store by another name than the app does (minio:9000 inside compose).
+        # A SigV4 signature covers the Host header, so links are signed by a second client that
+        # names the public host; with the region fixed it never opens a connection.
+        self.link_client = self.client
+        if settings.minio_public_url:
+            public = urlsplit(settings.minio_public_url)
+            self.link_client = Minio(
+                public.netloc,
+                access_key=settings.minio_access_key,
+                secret_key=settings.minio_secret_key,
+                secure=public.scheme == "https",
+                region=settings.minio_region,
+                http_client=http,
+            )
 
     # -- objects ------------------------------------------------------------------------------
     def put(self, key: str, stream: BinaryIO, length: int, content_type: str = "application/octet-stream") -> None:
@@ -173,7 +188,7 @@ class MinioStorage(Storage):
             "response-cache-control": "private, no-store",
         }
         with _translated():
-            url = self.client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=ttl),
+            url = self.link_client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=ttl),
                                                    response_headers=headers, request_date=now)
         return SignedUrl(key=key, url=url, expires_at=now + timedelta(seconds=ttl), ttl=ttl)
 

@@ -1,0 +1,115 @@
+"""Request metrics by route template, method and status: in one process, and added up across
+gunicorn workers through prometheus_client's multiprocess mode (deploy/gunicorn.conf.py)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import base_env
+from tests.services.ports import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKEN = "metrics-token-0123456789"
+
+
+def _samples(text: str, name: str) -> dict[tuple, float]:
+    """{(route, method, status): value} of one counter family in a /metrics body."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                labels = sample.labels
+                out[(labels.get("route"), labels.get("method"), labels.get("status"))] = sample.value
+    return out
+
+
+def test_requests_are_counted_by_route_template_not_path(make_app):
+    app = make_app(ENABLE_INTERNAL_ENDPOINTS="1", INTERNAL_METRICS_TOKEN=TOKEN)
+    client = app.test_client()
+    scrape = lambda: client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).get_data(as_text=True)  # noqa: E731
+    before = _samples(scrape(), "points_http_requests_total")
+    for file_id in (1, 2, 3):
+        assert client.get(f"/api/files/{file_id}").status_code == 401
+    assert client.get("/no/such/page/12345").status_code == 404
+    text = scrape()
+    after = _samples(text, "points_http_requests_total")
+    delta = lambda key: after.get(key, 0) - before.get(key, 0)  # noqa: E731
+    assert delta(("/api/files/<int:file_id>", "GET", "401")) == 3  # one series for every file id
+    assert delta(("unmatched", "GET", "404")) == 1
+    assert "/no/such/page/12345" not in text and "/api/files/1" not in text.replace("/api/files/<", "")
+    assert 'points_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/files/<int:file_id>"}' in text
+
+
+def _wait_until_up(base: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {proc.stdout.read()}")
+        try:
+            # /readyz, which the counts below leave out: a try that times out may still be counted.
+            if requests.get(f"{base}/readyz", timeout=10).status_code in (200, 503):
+                return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise AssertionError("gunicorn did not answer within 60 s")
+
+
+def test_counts_add_up_across_two_gunicorn_workers(app, tmp_path):
+    port = free_port()
+    metrics_dir = tmp_path / "prometheus"
+    env = {**os.environ, **base_env(str(tmp_path / "storage")), "ENABLE_INTERNAL_ENDPOINTS": "1",
+           "INTERNAL_METRICS_TOKEN": TOKEN, "WEB_CONCURRENCY": "2", "WEB_THREADS": "1",
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    proc = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "gunicorn"), "--config", "deploy/gunicorn.conf.py",
+                             "--bind", f"127.0.0.1:{port}", "app:main_app()"],
+                            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base, proc)
+        # New connections, several at once, so both workers accept some (they share the listening
+        # socket and the kernel picks); batches go on until files from two workers exist.
+        sent = {("/healthz", "GET", "200"): 0, ("/api/files/<int:file_id>", "GET", "401"): 0,
+                ("unmatched", "GET", "404"): 0}
+        paths = [("/healthz", ("/healthz", "GET", "200"))] * 6 + \
+                [(f"/api/files/{i}", ("/api/files/<int:file_id>", "GET", "401")) for i in range(1, 4)] + \
+                [(f"/nope/{i}", ("unmatched", "GET", "404")) for i in range(2)]
+
+        def hit(item):
+            path, key = item
+            response = requests.get(base + path, timeout=10, headers={"Connection": "close"})
+            assert response.status_code == int(key[2])
+            return key
+
+        pids: set[str] = set()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            for _ in range(30):
+                for key in pool.map(hit, paths):
+                    sent[key] += 1
+                pids = {name.rsplit("_", 1)[1].split(".")[0] for name in os.listdir(metrics_dir)
+                        if name.startswith("counter_")}
+                if len(pids) >= 2:
+                    break
+        assert len(pids) >= 2, f"only {pids} wrote request counts; the test needs both workers to answer"
+        # Whichever worker answers the scrape, the totals are the same and add up.
+        for _ in range(6):
+            text = requests.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}", "Connection": "close"},
+                                timeout=10).text
+            counts = _samples(text, "points_http_requests_total")
+            for key, expected in sent.items():
+                assert counts.get(key) == expected, (key, counts)
+            hist = _samples(text, "points_http_request_duration_seconds_count")
+            assert hist.get(("/healthz", "GET", None)) == sent[("/healthz", "GET", "200")]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
