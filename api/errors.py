@@ -9,6 +9,7 @@ from psycopg.errors import DeadlockDetected, QueryCanceled, SerializationFailure
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from core.platform.db import db
 from core.platform.errors import DomainError
 from core.platform.web import wants_json
 
@@ -39,6 +40,15 @@ def error_response(status: int, type_: str, code: str, message: str, details: li
 
 def _html(status: int, message: str):
     return render_template("portal/error.html", status=status, message=message), status
+
+
+def _reset_session() -> None:
+    """Roll back a failed transaction before rendering an error page, which may read the
+    database (the signed-in user for the navigation); a broken connection is discarded."""
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the page must still render
+        log.warning("rollback before an error page failed", exc_info=True)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -82,6 +92,7 @@ def register_error_handlers(app: Flask) -> None:
             retry_after = "1"
         else:
             code, message = "database_unavailable", "The database cannot be reached; nothing was saved. Try again shortly."
+        _reset_session()
         log.warning("database error answered with 503", extra={"request_id": request_id, "code": code,
                                                                "error": str(exc.orig).splitlines()[0][:200]})
         if wants_json():
@@ -95,6 +106,7 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception):
         # Logged with the request id; the client gets the id, never the details.
         log.exception("unhandled exception", extra={"request_id": getattr(g, "request_id", None)})
+        _reset_session()  # the error page itself may read the database (the signed-in user)
         message = f"Something went wrong on our side. Quote request id {getattr(g, 'request_id', '-')} when reporting it."
         if wants_json():
             return error_response(500, "internal", "internal_error", message)

@@ -147,7 +147,8 @@ def admin_add_tag():
     form = TagForm()
     form.activity_code.choices = choices((c, c) for c in db.session.scalars(select(Activity.code)))
     if not form.validate_on_submit():
-        flash("Give a tag and an activity; nothing was changed.", "error")
+        reasons = form.tag.errors or form.activity_code.errors or ["Give a tag and an activity."]
+        flash(f"{reasons[0]} Nothing was changed.", "error")
         return redirect(url_for("portal.admin_catalogue"))
     try:
         mapping = admin.add_tag(current_user.id, form.tag.data, form.activity_code.data)

@@ -139,7 +139,7 @@ class ActivityForm(FlaskForm):
 
 
 class TagForm(FlaskForm):
-    tag = StringField("Kajabi tag", validators=[DataRequired(), Length(max=200)])
+    tag = StringField("Kajabi tag", validators=[DataRequired("Give a tag name."), Length(max=200, message="A Kajabi tag has at most 200 characters.")])
     activity_code = SelectField("Activity")
     submit = SubmitField("Add mapping")
 
