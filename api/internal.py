@@ -11,6 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.bearer import require_bearer
 from api.blueprint import bp
+from api.schemas.common import validate_query
+from api.schemas.slo import SloQuery
 from core.monitoring import metrics, slo, windows
 from core.platform.errors import AuthError, NotFound
 from core.platform.services import services
@@ -36,7 +38,8 @@ def internal_only(view):
 @bp.get("/slo")
 @internal_only
 def slo_summary():
-    label, window = windows.parse_window(request.args.get("window"))
+    query = validate_query(SloQuery, request.args)  # an empty window is a bad value, not the default
+    label, window = windows.parse_window(query.window)
     svc = services()
     body = slo.summary(svc.redis, svc.settings.unmatched_alert_threshold, key_prefix=svc.settings.queue_prefix,
                        window=window)

@@ -18,6 +18,7 @@ from api.schemas.common import BIGINT_MAX
 from api.schemas.cron import JOB_ID_PATTERN, EnforceRetentionQuery
 from api.schemas.files import LINK_TTL_MAX, SignedUrlQuery, SignedUrlsBody
 from api.schemas.kajabi import KajabiFlat, KajabiHook
+from api.schemas.slo import SloQuery
 from api.schemas.stats import StatsQuery
 
 REF = "#/components/schemas/{model}"
@@ -204,9 +205,7 @@ def document() -> dict:
         "/api/slo": {"get": {
             "summary": "SLO summary (ENABLE_INTERNAL_ENDPOINTS=1 and INTERNAL_METRICS_TOKEN)", "tags": ["internal"],
             "security": INTERNAL,
-            "parameters": [{"name": "window", "in": "query", "description": "How far back the tag -> ledger figure looks: "
-                            "<number><m|h|d> from 5m to 28d; default 24h",
-                            "schema": {"type": "string", "pattern": "^[0-9]{1,5}[mhd]$", "default": "24h"}}],
+            "parameters": _query(SloQuery),
             "responses": {"200": _json("kajabi_to_ledger, queued_unmatched, outbox, scans", OBJ),
                           **_errors("400", "401", "403", "404", bearer=True,
                                     examples={"401": ["invalid_token"], "403": ["internal_not_configured"]})}}},

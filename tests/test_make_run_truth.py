@@ -196,7 +196,7 @@ def test_no_secret_reaches_any_log_line_of_a_full_flow(tmp_path, s3_endpoint):
         metrics = {"Authorization": f"Bearer {secrets['INTERNAL_METRICS_TOKEN']}"}
         assert requests.get(f"{base}/metrics", headers=metrics, timeout=10).status_code == 200
         assert requests.get(f"{base}/api/slo?window=1h", headers=metrics, timeout=10).status_code == 200
-        assert requests.get(f"{base}/metrics", headers={"Authorization": "Bearer im-guess"}, timeout=10).status_code == 403
+        assert requests.get(f"{base}/metrics", headers={"Authorization": "Bearer im-guess"}, timeout=10).status_code == 401
         for session in (uploader, reviewer):
             seen += [cookie.value for cookie in session.cookies]
         time.sleep(2)  # let the worker finish the webhook's and the cron's jobs and log them

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html as html_lib
 import io
+import re
 
 import pytest
 
@@ -76,19 +77,27 @@ def test_the_reported_pdf_is_unscannable_never_served_and_everyone_is_told(clamd
     assert "report.pdf" in listed and "owner@example.com" in listed and "limits_exceeded" in listed
     assert reviewer.get("/admin/unscannable").status_code == 403  # admins only
 
-    # The uploader sends the document again without its attachment: review goes ahead, with the
-    # unscannable file beside it, still marked and still not served.
+    # The uploader corrects the submission (issue 17's corrections): the unscannable file must be
+    # removed, and the document is sent again without its attachment; review goes ahead.
+    kept_fields = {"session_date": submission.session_date.isoformat(), "city": submission.city or "",
+                   "note": submission.note or ""}
+    refused = owner.post(f"/submissions/{submission.id}/resubmit", data={
+        **kept_fields, "files": [(io.BytesIO(CLEAN_PDF), "report-without-attachments.pdf")]},
+        content_type="multipart/form-data")
+    assert refused.status_code == 400  # still carrying a file nobody may download
+    assert "report.pdf could not be used (unscannable); remove it" in html_lib.unescape(refused.get_data(as_text=True))
     response = owner.post(f"/submissions/{submission.id}/resubmit", data={
-        "files": [(io.BytesIO(CLEAN_PDF), "report-without-attachments.pdf")]}, content_type="multipart/form-data")
-    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+        **kept_fields, "remove": [str(bomb.id)], "files": [(io.BytesIO(CLEAN_PDF), "report-without-attachments.pdf")]},
+        content_type="multipart/form-data")
+    assert response.status_code == 302, re.findall(r"class=\"error\"[^>]*>([^<]*)", response.get_data(as_text=True))
     run_worker(clamd_app)
     (bomb, fixed), (submission,) = _rows(clamd_app)
     assert (bomb.scan_state, fixed.scan_state, submission.status) == ("unscannable", "clean", "in_review")
-    assert reviewer.get(f"/api/files/{bomb.id}").status_code == 422
+    assert bomb.deleted_at is not None
+    assert reviewer.get(f"/api/files/{bomb.id}").status_code != 200
     assert reviewer.get(f"/api/files/{fixed.id}").status_code == 200
     seen = html_lib.unescape(reviewer.get(f"/review/{submission.id}").get_data(as_text=True))
-    assert "Some files could not be fully checked for viruses" in seen
-    assert f'data-testid="unscannable-{bomb.id}"' in seen and f'data-testid="download-{fixed.id}"' in seen
+    assert f'data-testid="download-{fixed.id}"' in seen and f'data-testid="download-{bomb.id}"' not in seen
 
 
 def test_a_submission_with_a_clean_and_an_unscannable_file_goes_back_to_the_uploader(clamd_app):

@@ -20,9 +20,9 @@ _FORMAT = re.compile(r"([0-9]{1,5})([mhd])")
 
 
 def parse_window(raw: str | None) -> tuple[str, timedelta]:
-    """'30m' -> ('30m', timedelta(minutes=30)); None or '' -> the default. Raises ValidationError
+    """'30m' -> ('30m', timedelta(minutes=30)); None -> the default. Raises ValidationError
     `invalid_parameter` (400) naming the field `window` for anything else or out of bounds."""
-    text = DEFAULT if raw is None or raw == "" else raw
+    text = DEFAULT if raw is None else raw
     match = _FORMAT.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValidationError("invalid_parameter", "window must be a whole number of minutes, hours or days, e.g. 30m, 6h, 7d.",
