@@ -23,7 +23,13 @@ MAX_DEPTH = 16
 
 # C0 controls except tab, LF and CR (which may appear in free text such as a contact's name),
 # DEL, and UTF-16 surrogates (legal only in pairs, and a pair never survives json.loads as two).
-_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Refused in any string or key: C0 controls but tab/LF/CR (PostgreSQL refuses NUL), DEL and C1
+# controls, lone surrogates (psycopg refuses them), line/paragraph separators, the bidi embedding,
+# override and isolate controls (they make a stored tag or e-mail display as something else),
+# and Unicode noncharacters.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029"
+                        "\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff]")
+MAX_NUMBER_DIGITS = 40  # far above any id (bigint has 19 digits); Python's own limit message leaked
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 
@@ -41,6 +47,12 @@ def _float(text: str) -> float:
     if not math.isfinite(value):
         raise _Refused(f"the number {text[:20]} is too large")
     return value
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _Refused(f"a number of {len(text)} digits is longer than any this service takes")
+    return int(text)
 
 
 def _object(pairs: list[tuple[str, object]]) -> dict:
@@ -94,7 +106,8 @@ def read_json(raw: bytes, *, max_depth: int = MAX_DEPTH):
         raise ValidationError("invalid_json", f"The body is nested deeper than {max_depth} levels.",
                               [{"field": "body", "issue": f"nesting deeper than {max_depth}"}])
     try:
-        value = json.loads(text, parse_constant=_constant, parse_float=_float, object_pairs_hook=_object)
+        value = json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int,
+                           object_pairs_hook=_object)
     except _Refused as exc:
         raise ValidationError("invalid_json", "The body is not standard JSON.",
                               [{"field": "body", "issue": str(exc)}]) from None
@@ -104,8 +117,8 @@ def read_json(raw: bytes, *, max_depth: int = MAX_DEPTH):
     where = _bad_string(value)
     if where is not None:
         raise ValidationError("invalid_json", "The body holds a character that cannot be stored "
-                                              "(NUL, a control character or a lone surrogate).",
-                              [{"field": where, "issue": "control character or lone surrogate"}])
+                                              "(a control character, a lone surrogate, a bidi control or a noncharacter).",
+                              [{"field": where, "issue": "control character, lone surrogate, bidi control or noncharacter"}])
     return value
 
 

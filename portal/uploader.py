@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from werkzeug.datastructures import CombinedMultiDict, MultiDict
+from werkzeug.datastructures import CombinedMultiDict, FileStorage, MultiDict
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import selectinload
 
@@ -44,8 +44,9 @@ def _evidence_activities() -> list[Activity]:
 
 def _incoming(field) -> list[evidence.IncomingFile]:
     # Browsers send one empty part when no file is chosen; that is "no files", not a nameless file.
+    # A plain text part named "files" (no browser sends one) is not a file either.
     return [evidence.IncomingFile(f"files[{i}]", fs.filename, fs.stream, fs.mimetype)
-            for i, fs in enumerate(f for f in (field.data or []) if f and f.filename)]
+            for i, fs in enumerate(f for f in (field.data or []) if isinstance(f, FileStorage) and f.filename)]
 
 
 def attach_errors(form, exc: DomainError, field_names: dict[str, str]) -> None:
@@ -84,7 +85,7 @@ def files_to_choose_again(field, exc: DomainError | None = None, kept: list | No
     """The names of the files the refused form carried that were fine (not named by a files[i]
     error) and were not kept for the retry: a browser cannot keep chosen files across a refused
     form, so the page lists exactly which to choose again. Bad files have their own message."""
-    names = [fs.filename for fs in (field.data or []) if fs and fs.filename]
+    names = [fs.filename for fs in (field.data or []) if isinstance(fs, FileStorage) and fs.filename]
     kept_names = [k.original_name for k in kept or []]
     out = []
     for i, name in enumerate(names):

@@ -31,7 +31,7 @@ ADMINS = row(302, 403, 403, 403, 200)
 ADMINS_POST = row(302, 403, 403, 403, 302)
 ADMINS_POST_FORM = row(302, 403, 403, 403, 400)  # re-renders the form with its messages
 FILE_READERS = row(401, 200, 404, 200, 200)  # the uploader of that file, reviewers, admins
-API_SIGNED_IN_POST = row(401, 400, 400, 400, 400)
+API_SIGNED_IN_POST = row(401, 415, 415, 415, 415)  # signed in, no JSON body: wrong media type
 NOT_CONFIGURED = row(503, 503, 503, 503, 503)
 
 

@@ -36,9 +36,11 @@ def _iso_time(value: str | None) -> str | None:
         try:
             if not _RFC3339.fullmatch(value):
                 raise ValueError
-            datetime.fromisoformat(value.upper()).astimezone(timezone.utc)
+            moment = datetime.fromisoformat(value.upper()).astimezone(timezone.utc)
         except (ValueError, OverflowError):
             raise ValueError("must be an RFC 3339 date-time, e.g. 2024-05-01T10:00:00Z") from None
+        if not rules.event_time_ok(moment, datetime.now(timezone.utc)):
+            raise ValueError("must lie between 2000-01-01 and one day from now")
     return value
 
 

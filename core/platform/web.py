@@ -9,6 +9,7 @@ import uuid
 from flask import Flask, g, request
 from werkzeug.routing import IntegerConverter
 
+from core.platform.errors import ValidationError
 from core.platform.logs import request_id_var
 
 log = logging.getLogger("request")
@@ -26,9 +27,33 @@ class BigintConverter(IntegerConverter):
     """`<int:...>` for every route: ids are PostgreSQL bigint, so a larger number matches no route
     (404) instead of reaching the database, which refuses it ("bigint out of range", a 500)."""
 
+    regex = r"[0-9]+"  # ASCII digits only: Python's \d also takes "١" and "１" as digits
+
     def __init__(self, map, fixed_digits: int = 0, min: int | None = None, max: int | None = BIGINT_MAX,
                  signed: bool = False) -> None:
         super().__init__(map, fixed_digits, min, max, signed)
+
+
+# Characters no form field or query parameter may carry: C0 controls other than tab, LF and CR
+# (PostgreSQL refuses NUL outright: a 500 once), DEL, C1 controls, lone surrogates.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def control_character_fields() -> list[str]:
+    """Names of the query parameters and form fields of the current request whose name or value
+    holds a character of _FORBIDDEN (file parts are checked by the upload code)."""
+    sources = [request.args]
+    if request.mimetype in _FORM_TYPES:
+        sources.append(request.form)
+    bad = []
+    for source in sources:
+        for name, value in source.items(multi=True):
+            if _FORBIDDEN.search(name) or _FORBIDDEN.search(value):
+                shown = _FORBIDDEN.sub("?", name)[:64]
+                if shown not in bad:
+                    bad.append(shown)
+    return bad
 
 
 def wants_json() -> bool:
@@ -45,6 +70,19 @@ def register_request_hooks(app: Flask) -> None:
         g.request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         g.request_token = request_id_var.set(g.request_id)
         g.started = time.perf_counter()
+
+    @app.before_request
+    def _refuse_control_characters():
+        # Every door's typed input, before any rule runs; the JSON API's bodies have their own reader.
+        if request.path.startswith("/api/"):
+            return None
+        bad = control_character_fields()
+        if bad:
+            raise ValidationError("control_characters",
+                                  "Some of what was sent holds control characters, which cannot be stored. "
+                                  "Remove them (retype the text) and try again.",
+                                  [{"field": name, "issue": "contains a control character"} for name in bad])
+        return None
 
     @app.after_request
     def _finish(response):

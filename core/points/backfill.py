@@ -58,8 +58,12 @@ def _normalise(row: dict, line: int) -> dict:
 
 
 def _event_time(value: str) -> datetime:
+    """ISO 8601 (naive means UTC). Raises ValueError for a date outside rules.event_time_ok."""
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    if not rules.event_time_ok(parsed, utcnow()):
+        raise ValueError(f"event_time {value!r} is before 2000 or more than a day ahead")
+    return parsed
 
 
 def _session_date(item: dict) -> date | None:

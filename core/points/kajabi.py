@@ -68,9 +68,12 @@ def _parse_time(value) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    # A date out of range (stored before the door refused it) counts as absent: the receive time is used.
+    return parsed if rules.event_time_ok(parsed, utcnow()) else None
 
 
 def _text(value) -> str | None:

@@ -21,7 +21,10 @@ OVERLAP = timedelta(minutes=5)
 
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time.min, tzinfo=timezone.utc)
-    return start, start + timedelta(days=1)
+    try:
+        return start, start + timedelta(days=1)
+    except OverflowError:  # 9999-12-31: the last day there is (a row stored before dates were bounded)
+        return start, datetime.max.replace(tzinfo=timezone.utc)
 
 
 def _day_expr():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 CAP_PERIODS = ("none", "total", "once", "rolling_7d")
 ROLLING_DAYS = 7
@@ -191,3 +191,15 @@ def room_left(spec: ActivitySpec, prior: Sequence[PriorFact], event: NewEvent) -
         room[counter.name] = None if counter.cap is None else _room(
             counter.cap, (sum(int(f.counted.get(counter.name, 0)) for f in w) for w in windows))
     return room
+
+
+# When an event may say it happened: not before the programme's era, and not more than a day
+# ahead of the clock (skew between Kajabi's clock and ours). Outside that, a date is a mistake
+# or an attack: a year-9999 date once made every daily rollup overflow.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MAX_FUTURE_SKEW = timedelta(days=1)
+
+
+def event_time_ok(moment: datetime, now: datetime) -> bool:
+    """True when `moment` (timezone-aware) lies in [EARLIEST_EVENT_TIME, now + MAX_FUTURE_SKEW]."""
+    return EARLIEST_EVENT_TIME <= moment <= now + MAX_FUTURE_SKEW
