@@ -90,6 +90,7 @@ class Settings:
     proxy_count: int = 0
     queue_prefix: str = ""
     log_level: str = "INFO"
+    inline_scan_max_mb: int = 2  # files up to this size (together) are scanned in the upload request
     # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
     flask_overrides: Mapping = field(default_factory=dict)
 
@@ -214,4 +215,5 @@ class Settings:
             proxy_count=parse_int("PROXY_COUNT", get("PROXY_COUNT", "0"), minimum=0, maximum=5),
             queue_prefix=get("QUEUE_PREFIX"),
             log_level=parse_choice("LOG_LEVEL", get("LOG_LEVEL", "INFO"), ("debug", "info", "warning", "error")).upper(),
+            inline_scan_max_mb=parse_int("INLINE_SCAN_MAX_MB", get("INLINE_SCAN_MAX_MB", "2"), minimum=0, maximum=25),
         )
