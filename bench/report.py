@@ -79,10 +79,10 @@ def main() -> int:
     print(f"\n===== issue 18 figures, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end, "
           f"{total / 60:.1f} min in all")
-    widths = (28, 70, 48, 44)
-    print("".join(f"{h:<{w}}" for h, w in zip(("goal", "figure", "now", "baseline / bound"), widths)) + "verdict")
+    # A Markdown table, so a run can be pasted into docs/performance.md as it is.
+    print("| goal | figure | now | baseline / bound | verdict |\n|---|---|---|---|---|")
     for goal, name, now, baseline, state in sorted(rows, key=lambda r: r[0]):
-        print("".join(f"{v:<{w}}" for v, w in zip((goal, name, now, baseline), widths)) + state)
+        print(f"| {goal} | {name} | {now} | {baseline} | {'**NOT met**' if state == 'NOT met' else state} |")
     met = sum(r[4] == "met" for r in rows)
     missed = sum(r[4] == "NOT met" for r in rows)
     print(f"{met} met, {missed} NOT met" + (f"; failed to run: {', '.join(failed)}" if failed else ""))
