@@ -71,15 +71,16 @@ def test_only_files_within_the_limit_together_are_scanned_in_the_request(inline_
     assert scans_queued(inline_app) == [f"scan-file-{second_id}-upload"]
 
 
-def test_with_clamd_unreachable_the_file_stays_pending_and_its_usual_job_is_queued(make_app):
+def test_with_clamd_unreachable_the_files_stay_pending_and_their_usual_jobs_are_queued(make_app):
     app = make_app(AV_SCANNER="clamd", CLAMD_URL=f"tcp://127.0.0.1:{free_port()}", INLINE_SCAN_MAX_MB=1)
     people = setup_people(app)
-    submission_id, (file_id,) = submit(app, people["owner"], [("attendance.csv", CSV)])
+    submission_id, file_ids = submit(app, people["owner"], [("attendance.csv", CSV), ("more.csv", CSV)])
 
-    # Fail closed: never served, one attempt counted, and the queued path (retries, sweeper) takes over.
-    assert files_of(app, submission_id) == ("scanning", [("pending", 1)])
-    assert scans_queued(app) == [f"scan-file-{file_id}-upload"]
-    assert len(stored_keys(app)) == 1
+    # Fail closed: never served, and the queued path (retries, sweeper) takes over. Only the first
+    # file was tried: after one failure the request stops asking clamd.
+    assert files_of(app, submission_id) == ("scanning", [("pending", 1), ("pending", 0)])
+    assert sorted(scans_queued(app)) == sorted(f"scan-file-{i}-upload" for i in file_ids)
+    assert len(stored_keys(app)) == 2
 
 
 def test_zero_turns_the_inline_scan_off(make_app, clamd_server):
@@ -89,3 +90,18 @@ def test_zero_turns_the_inline_scan_off(make_app, clamd_server):
     submission_id, (file_id,) = submit(app, people["owner"], [("attendance.csv", CSV)])
     assert files_of(app, submission_id) == ("scanning", [("pending", 0)])
     assert scans_queued(app) == [f"scan-file-{file_id}-upload"]
+
+
+def test_a_clamd_that_never_answers_costs_the_request_one_timeout_then_the_queue(make_app):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        app = make_app(AV_SCANNER="clamd", CLAMD_URL=f"tcp://127.0.0.1:{silent.getsockname()[1]}",
+                       INLINE_SCAN_MAX_MB=1)
+        people = setup_people(app)
+        submission_id, file_ids = submit(app, people["owner"], [("a.csv", CSV), ("b.csv", CSV), ("c.csv", CSV)])
+
+    assert files_of(app, submission_id) == ("scanning", [("pending", 1), ("pending", 0), ("pending", 0)])
+    assert sorted(scans_queued(app)) == sorted(f"scan-file-{i}-upload" for i in file_ids)

@@ -58,18 +58,24 @@ def _scanner(settings: Settings):
 def scan_now(file_ids: list[int]) -> dict[int, str | None]:
     """Scan committed `pending` files now, one after another. Returns {file_id: state} for the
     files concluded here (the state scan_file returned) and queues the usual scan job for every
-    other one. Never raises for a scan that failed: that file's job does the retrying."""
+    other one. After the first failure the rest are queued without trying, so a hung clamd costs
+    the request one timeout, not one per file. Never raises for a scan that failed: that file's
+    job does the retrying."""
     from core.evidence.scan_pipeline import scan_file  # it imports this package's uploads module
 
     settings = services().settings
     scanner = _scanner(settings)
     done: dict[int, str | None] = {}
+    failed = False
     for file_id in file_ids:
-        try:
-            done[file_id] = scan_file(file_id, scanner=scanner)
-        except Exception as exc:  # noqa: BLE001 - any failure hands the file to its job
-            db.session.rollback()
-            log.info("inline scan did not conclude; queued", extra={"file_id": file_id, "error": type(exc).__name__})
-            enqueue_committed("scans", "jobs.scans.scan_file", file_id, retry=scan_retry(),
-                              job_id=scan_job_id(file_id), timeout=SCAN_TIMEOUT_S)
+        if not failed:
+            try:
+                done[file_id] = scan_file(file_id, scanner=scanner)
+                continue
+            except Exception as exc:  # noqa: BLE001 - any failure hands the file to its job
+                db.session.rollback()
+                failed = True
+                log.info("inline scan did not conclude; queued", extra={"file_id": file_id, "error": type(exc).__name__})
+        enqueue_committed("scans", "jobs.scans.scan_file", file_id, retry=scan_retry(),
+                          job_id=scan_job_id(file_id), timeout=SCAN_TIMEOUT_S)
     return done
