@@ -65,7 +65,7 @@ def test_colliding_accounts_stop_the_migration_with_a_report(at_0002, caplog):
     # The admin resolves it (here: renames the second account); then the migration goes through.
     db.session.execute(text("UPDATE users SET email = 'zoe.second@example.com' WHERE id = 2"))
     db.session.commit()
-    upgrade()
+    upgrade(revision="0004_evidence")  # the migration under test, whatever comes after it
     assert _revision() == "0004_evidence"
     assert db.session.execute(text("SELECT email FROM users ORDER BY id")).scalars().all() == [
         CANONICAL, "zoe.second@example.com", "someone.else@example.com"]
