@@ -70,7 +70,7 @@ def main() -> int:
         status, seconds, figures = run(command)
         rows.extend(figures)
         print(f"##### {command[0]}: {seconds:.0f} s, exit status {status}", flush=True)
-        if status:
+        if status and not figures:  # bench.queue exits 1 for a missed goal, with its figures printed
             failed.append(f"{command[0]} (exit {status})")
     if not args.large and not args.only:
         rows.extend(list(r) for r in NOT_HERE)
