@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import argparse  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -240,6 +241,7 @@ def run(url: str, args) -> int:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+    shutil.rmtree(storage, ignore_errors=True)  # the app's (empty) storage root
     return 0 if not failures else 1
 
 
