@@ -86,3 +86,14 @@ def wait_http(url: str, timeout: float = 30) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit(f"error: {url} did not answer within {timeout:.0f} s")
+
+
+FIGURE_TAG = "FIGURE\t"
+
+
+def figure(goal: str, name: str, now: str, baseline: str, ok: bool | None) -> None:
+    """Print one of the issue's figures in the line bench.report collects: the goal it belongs to,
+    what was measured, the figure, its same-run baseline (or bound) and the verdict (None: no
+    verdict, e.g. a figure printed for comparison only)."""
+    state = "-" if ok is None else verdict(ok)
+    print(FIGURE_TAG + "\t".join((goal, name, now, baseline, state)), flush=True)

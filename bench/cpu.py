@@ -14,6 +14,7 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -46,16 +47,23 @@ class Meter:
     """CPU seconds per group between two snapshots: for this script's polling, and for a benchmark
     that measures its own phases (bench/upload.py). The kernel counts in 10 ms ticks, so a phase
     should last well over that. `benchmark_pid` is counted as "benchmark"; `exclude` leaves out
-    processes that are measuring, not working (a poller's database backend)."""
+    processes that are measuring, not working (a poller's database backend); `only` keeps a
+    group to the benchmark's own processes."""
 
-    def __init__(self, exclude: set[int] = frozenset(), benchmark_pid: int = -1):
+    def __init__(self, exclude: set[int] = frozenset(), benchmark_pid: int = -1,
+                 only: dict[str, Callable[[], set[int]]] | None = None):
         self.exclude, self.benchmark_pid = exclude, benchmark_pid
+        # On a shared machine PostgreSQL and Redis serve other people's work too: `only` maps a
+        # group to a function giving the pids that are the benchmark's own (its database's
+        # backends, a Redis server of its own), asked at every snapshot.
+        self.only = only or {}
 
     def snapshot(self) -> dict[int, tuple[str, float]]:
         out = {}
+        allowed = {kind: pids() for kind, pids in self.only.items()}
         for proc in psutil.process_iter():
             kind = None if proc.pid in self.exclude else group(proc, self.benchmark_pid)
-            if kind is None:
+            if kind is None or (kind in allowed and proc.pid not in allowed[kind]):
                 continue
             try:
                 times = proc.cpu_times()

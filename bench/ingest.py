@@ -6,7 +6,9 @@ it takes a few percent of a core rather than the third `requests` threads took.
 
     .venv/bin/python -m bench.ingest --events 2000
 
-Goals (issue): >= 500 events/s, >= 25% of the baseline, p99 <= 2 s.
+Goals (issue 18): sustained >= 70% of the baseline, p99 received -> ledgered <= 1 s, and the
+outbox's lag (age of its oldest pending record, sampled every 0.5 s during the run) within
+--outbox-lag-bound. Earlier goals (>= 500 events/s, >= 25%, p99 <= 2 s) are printed too.
 """
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath
 import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 import psycopg  # noqa: E402
 
 from bench import httpload  # noqa: E402
-from bench.common import VENV_BIN, free_port, processes, temp_environment, verdict, wait_http  # noqa: E402
+from bench.common import VENV_BIN, figure, free_port, processes, temp_environment, verdict, wait_http  # noqa: E402
 
 SECRET = "bench-kajabi-secret"
 TAGS = ("elevate-ai-1-completed", "elevate-ai-2-completed")
@@ -80,6 +83,26 @@ def baseline(dsn: str, events: int, users: int) -> float:
     return events / elapsed
 
 
+class OutboxLag(threading.Thread):
+    """Samples the age of the oldest pending outbox record every 0.5 s; keeps the worst."""
+
+    def __init__(self, dsn: str):
+        super().__init__(daemon=True)
+        self.dsn, self.worst, self._halt = dsn, 0.0, threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self._halt.is_set():
+                age = conn.execute("SELECT extract(epoch FROM now() - min(created_at)) FROM outbox "
+                                   "WHERE status = 'pending'").fetchone()[0]
+                self.worst = max(self.worst, float(age or 0))
+                self._halt.wait(0.5)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000)
@@ -92,6 +115,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="client connections posting")
     parser.add_argument("--redis-db", type=int, default=7)  # tests use dbs 8-13, bench/outbox 15
     parser.add_argument("--timeout", type=float, default=300)
+    # The durability issue states the bound its outbox work keeps; 60 s stands in until it lands.
+    parser.add_argument("--outbox-lag-bound", type=float, default=float(os.environ.get("BENCH_OUTBOX_LAG_S", 60)))
     args = parser.parse_args()
     users = args.users or max(1, args.events // 2)
 
@@ -106,6 +131,8 @@ def main() -> int:
         with processes([web] + [worker] * args.job_workers, env):
             wait_http(f"http://127.0.0.1:{port}/healthz")
             bodies = [json.dumps(body(i, users)).encode() for i in range(args.events)]
+            lag = OutboxLag(dsn)
+            lag.start()
             post_seconds, statuses = httpload.post_all(f"http://127.0.0.1:{port}/api/webhooks/kajabi?token={SECRET}",
                                                        bodies, args.concurrency)
             failures = sum(status != 202 for status in statuses)
@@ -123,6 +150,7 @@ def main() -> int:
                     "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)) "
                     "FROM kajabi_events WHERE ledgered_at IS NOT NULL").fetchone()
                 codes = dict(conn.execute("SELECT state || '/' || coalesce(result_code, '-'), count(*) FROM kajabi_events GROUP BY 1").fetchall())
+            lag.stop()
     ledgered, span, p50, p95, p99 = row[0], float(row[1] or 0), float(row[2] or 0), float(row[3] or 0), float(row[4] or 0)
     rate = ledgered / span if span else 0.0
     print(f"events posted          {args.events} ({failures} not 202) in {post_seconds:.2f} s "
@@ -132,8 +160,15 @@ def main() -> int:
     print(f"latency received->ledgered  p50 {p50:.3f} s  p95 {p95:.3f} s  p99 {p99:.3f} s")
     print(f"baseline (psycopg)     {base_rate:.0f} events/s (raw + ledger + outbox rows, one transaction each)")
     print(f"ratio                  {rate / base_rate:.1%} of baseline")
-    print(f"goals                  >=500 events/s: {verdict(rate >= 500)}; >=25% of baseline: "
+    print(f"outbox lag             max {lag.worst:.1f} s (oldest pending record, sampled every 0.5 s)")
+    print(f"earlier goals          >=500 events/s: {verdict(rate >= 500)}; >=25% of baseline: "
           f"{verdict(rate / base_rate >= 0.25)}; p99 <= 2 s: {verdict(p99 <= 2.0)}")
+    figure("3 hooks", f"Kajabi hooks -> ledger, sustained ({args.events} events)",
+           f"{rate:.0f}/s = {rate / base_rate:.0%}", f"psycopg {base_rate:.0f}/s; bound 70%", rate / base_rate >= 0.70)
+    figure("3 hooks", "received -> ledgered p99", f"{p99:.2f} s (p50 {p50:.2f}, p95 {p95:.2f})", "bound 1 s",
+           p99 <= 1.0)
+    figure("3 hooks", "outbox lag during the run (oldest pending)", f"max {lag.worst:.1f} s",
+           f"bound {args.outbox_lag_bound:.0f} s", lag.worst <= args.outbox_lag_bound)
     return 0 if ledgered == args.events else 1
 
 

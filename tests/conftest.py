@@ -73,6 +73,9 @@ def base_env(storage_root: str) -> dict:
         "STORAGE_BACKEND": "local",
         "LOCAL_STORAGE_ROOT": storage_root,
         "AV_SCANNER": "eicar",
+        # Existing tests follow a file through the scans queue; tests/test_inline_scan.py turns
+        # the in-request scan of small files on.
+        "INLINE_SCAN_MAX_MB": "0",
         "ANALYTICS_FILE": os.path.join(os.path.dirname(storage_root), "analytics.jsonl"),
         "LOG_LEVEL": "WARNING",
     }

@@ -85,8 +85,9 @@ class _StoredObject:
             self._fh = None
 
 
-def scan_file(file_id: int) -> str | None:
-    """Scan one pending file. Returns the new state, or None when there was nothing to do."""
+def scan_file(file_id: int, scanner=None) -> str | None:
+    """Scan one pending file. Returns the new state, or None when there was nothing to do.
+    `scanner` replaces the app's (the upload request's own scan uses a shorter timeout)."""
     svc = services()
     row = db.session.execute(select(EvidenceFile.storage_key, EvidenceFile.sha256, EvidenceFile.size_bytes,
                                     EvidenceFile.scan_state)
@@ -102,7 +103,7 @@ def scan_file(file_id: int) -> str | None:
 
     reader = _StoredObject(svc.storage, key)
     try:
-        result = scan_file_buffer(svc.scanner, reader)  # type: ignore[arg-type]
+        result = scan_file_buffer(scanner or svc.scanner, reader)  # type: ignore[arg-type]
         scanned = reader.sha256_of_last_pass()
     except ScannerUnavailable as exc:
         _count_failed_attempt(file_id, exc)

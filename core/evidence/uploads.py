@@ -85,7 +85,9 @@ def create_submission(user_id: int, activity_code: str, session_date: date | str
                       counters: Mapping | None = None, note: str = "", city: str | None = None,
                       session_start: datetime | None = None, files: list[IncomingFile]) -> Submission:
     """Validate everything, store the files, commit the submission (status `scanning`) with one
-    pending row per file, and enqueue a scan per file after the commit.
+    pending row per file, then scan files up to INLINE_SCAN_MAX_MB (together) in this request
+    (core/evidence/inline_scan.py; they may already be clean, and the submission in review, on
+    return) and enqueue a scan after the commit for every other file.
 
     Raises ValidationError("submission_invalid") with one {field, issue} detail per problem, or,
     when the only problem is one file, that file's own error (file_too_large 413,
@@ -139,12 +141,16 @@ def _spool_and_store(files: list[IncomingFile], problems: list[dict], user_id: i
     try:
         _raise_if_any(problems, _spool_all(files, services().settings, spooled))
         row = submission()
-        _store_and_commit(row, spooled, user_id, is_new=is_new)
-        return row
+        scan_here = _store_and_commit(row, spooled, user_id, is_new=is_new)
     finally:
         for item in spooled:
             if item.body:
                 item.body.close()
+    if scan_here:
+        from core.evidence.inline_scan import scan_now  # it imports this module
+
+        scan_now(scan_here)  # after the commit, outside the clean-up above: a failed scan deletes nothing
+    return row
 
 
 def servable(file: EvidenceFile, settings: Settings) -> bool:
@@ -317,8 +323,15 @@ def _raise_if_any(problems: list[dict], file_errors: list[DomainError]) -> None:
 
 # -- storing ----------------------------------------------------------------------------------
 
-def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: int, *, is_new: bool) -> None:
-    storage = services().storage
+def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: int, *, is_new: bool) -> list[int]:
+    """Store, insert and commit; queue a scan after the commit for each file not scanned in the
+    request (core/evidence/inline_scan.py). Returns the ids of the files to scan in the request."""
+    from core.evidence.inline_scan import chosen
+
+    svc = services()
+    storage = svc.storage
+    inline = chosen([item.body.size for item in spooled], svc.settings)
+    scan_here: list[int] = []
     written: list[str] = []
     try:
         for item in spooled:
@@ -341,13 +354,17 @@ def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: 
         else:
             audit.record("submission.files_added", "submission", submission.id, actor_id=user_id,
                          revision=submission.revision, files=len(spooled))
-        for item, row in zip(spooled, rows):
+        for item, row, here in zip(spooled, rows, inline):
             audit.record("file.uploaded", "evidence_file", row.id, actor_id=user_id, submission_id=submission.id,
                          name=row.original_name, size=row.size_bytes, sha256=row.sha256, ext=row.ext,
                          detected_type=item.detected, declared_type=item.declared_type)
-            enqueue_after_commit("scans", "jobs.scans.scan_file", row.id, retry=scan_retry(),
-                                 job_id=scan_job_id(row.id), timeout=SCAN_TIMEOUT_S)
+            if here:
+                scan_here.append(row.id)
+            else:
+                enqueue_after_commit("scans", "jobs.scans.scan_file", row.id, retry=scan_retry(),
+                                     job_id=scan_job_id(row.id), timeout=SCAN_TIMEOUT_S)
         db.session.commit()
+        return scan_here
     except BaseException:
         db.session.rollback()
         _discard(storage, written)

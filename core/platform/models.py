@@ -97,7 +97,9 @@ class Submission(db.Model):
         Index("ix_submissions_user_activity_status_date", "user_id", "activity_code", "status", "session_date"),
         Index("ix_submissions_status_created", "status", "created_at"),
         # The review queue's other sorts and filters (core/review/reviewing.py; bench/queue.py measures them).
-        Index("ix_submissions_status_session_date", "status", "session_date"),
+        # With id last, the session-date sort's keyset (session_date, id) is read in order, not
+        # sorted per date (migration 0009_perf).
+        Index("ix_submissions_status_session_date_id", "status", "session_date", "id"),
         Index("ix_submissions_claimed_by", "claimed_by_id"),
         # "Reviewed by me": the trailing columns let the queue's capped counts under any other filter
         # read this index alone instead of visiting ~10,000 heap pages (migration 0002).

@@ -236,7 +236,7 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
     query = (select(Submission).where(Submission.status == f.status, *conds)
              .options(joinedload(Submission.user), joinedload(Submission.claimed_by)))
     rows, next_cursor = keyset_page(query, column, f.after, descending=descending, page_size=page_size)
-    return QueuePage(rows, next_cursor, status_counts(conds, anchored))
+    return QueuePage(rows, next_cursor, status_counts(conds, anchored, dated=bool(f.date_from or f.date_to)))
 
 
 def keyset_page(query, column, after: str, *, descending: bool, page_size: int) -> tuple[list[Submission], str | None]:
@@ -257,21 +257,26 @@ def keyset_page(query, column, after: str, *, descending: bool, page_size: int) 
     return rows, encode_cursor(getattr(rows[-1], column.key), rows[-1].id)
 
 
-def _capped(state: str, conds: list, anchored: bool):
+def _capped(state: str, conds: list, anchored: bool, dated: bool = False):
     """Rows in `state` under the filters, at most COUNT_CAP + 1. Unanchored, the ORDER BY keeps the
     planner on the (status, created_at) index, not a sequential scan that a LIMIT makes look cheap.
     Anchored, no ORDER BY and no columns: the anchor's index (user ids; decided_by with its covering
-    columns) answers index-only and stops at the cap, where a sort would have to fetch every match."""
+    columns) answers index-only and stops at the cap, where a sort would have to fetch every match.
+    Dated (a session-date filter), ordered by session_date instead: the (status, session_date) index
+    then gives the range in order and stops at the cap. Ordered by created_at, PostgreSQL either
+    fetched and sorted every match in the range or walked the status's rows filtering on the date
+    (p95 77-169 ms at 2.5M submissions, docs/performance.md)."""
     if anchored:
         return select(literal(1)).where(Submission.status == state, *conds).limit(COUNT_CAP + 1)
-    return (select(Submission.created_at).where(Submission.status == state, *conds)
-            .order_by(Submission.created_at).limit(COUNT_CAP + 1))
+    order = Submission.session_date if dated else Submission.created_at
+    return select(order).where(Submission.status == state, *conds).order_by(order).limit(COUNT_CAP + 1)
 
 
-def status_counts(conds: list, anchored: bool = False) -> dict[str, int]:
-    """Per status, under the same filters, capped at COUNT_CAP: one bounded scan each."""
+def status_counts(conds: list, anchored: bool = False, *, dated: bool = False) -> dict[str, int]:
+    """Per status, under the same filters, capped at COUNT_CAP: one bounded scan each. `dated`:
+    the filters include a session-date bound (see _capped)."""
     parts = [select(literal(state).label("status"),
-                    select(func.count()).select_from(_capped(state, conds, anchored).subquery())
+                    select(func.count()).select_from(_capped(state, conds, anchored, dated).subquery())
                     .scalar_subquery().label("n"))
              for state in SUBMISSION_STATES]
     return {status: int(n) for status, n in db.session.execute(union_all(*parts)).all()}

@@ -1,0 +1,107 @@
+"""Small uploads scanned in the upload request (core/evidence/inline_scan.py), against a real
+clamd: clean before the POST returns, infected handled as the queued path does, and any file the
+request cannot conclude left pending with its usual job queued."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from core.platform.db import db
+from core.platform.models import AuditEvent, EvidenceFile, Submission
+from tests.evidence_support import CSV, EICAR_BYTES, setup_people, sign_in, stored_keys, submit, yesterday
+from tests.services.ports import free_port
+
+KIB = 1024
+
+
+@pytest.fixture
+def inline_app(make_app, clamd_server):
+    clamd_server.start()  # heals a server an earlier test left stopped
+    return make_app(AV_SCANNER="clamd", CLAMD_URL=clamd_server.url, CLAMD_TIMEOUT_SECONDS=10, INLINE_SCAN_MAX_MB=1)
+
+
+def scans_queued(app) -> list[str]:
+    return app.extensions["points"].queues["scans"].job_ids
+
+
+def files_of(app, submission_id: int) -> tuple[str, list[tuple[str, int]]]:
+    with app.app_context():
+        submission = db.session.get(Submission, submission_id)
+        return submission.status, [(f.scan_state, f.scan_attempts) for f in submission.files]
+
+
+def test_a_small_upload_is_clean_and_in_review_when_the_post_answers(inline_app):
+    setup_people(inline_app)
+    client = inline_app.test_client()
+    sign_in(client, "owner")
+    response = client.post("/submissions/new", data={
+        "activity_code": "EXPLORE", "session_date": yesterday().isoformat(),
+        "files": (io.BytesIO(CSV), "attendance.csv", "text/csv")}, content_type="multipart/form-data")
+    assert response.status_code == 302
+    submission_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+
+    assert files_of(inline_app, submission_id) == ("in_review", [("clean", 1)])
+    assert scans_queued(inline_app) == []  # nothing left for a worker
+    with inline_app.app_context():
+        actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+    assert actions == ["submission.created", "file.uploaded", "file.scanned", "submission.ready_for_review"]
+    reviewer = inline_app.test_client()
+    sign_in(reviewer, "reviewer")
+    assert reviewer.get(f"/review/{submission_id}").status_code == 200
+
+
+def test_an_infected_small_file_rejects_the_submission_and_is_deleted_in_the_request(inline_app):
+    people = setup_people(inline_app)
+    submission_id, (file_id,) = submit(inline_app, people["owner"], [("eicar.csv", EICAR_BYTES)])
+
+    assert files_of(inline_app, submission_id) == ("rejected", [("infected", 1)])
+    with inline_app.app_context():
+        assert db.session.get(EvidenceFile, file_id).scan_signature.startswith("Eicar")
+    assert stored_keys(inline_app) == []
+    assert scans_queued(inline_app) == []
+
+
+def test_only_files_within_the_limit_together_are_scanned_in_the_request(inline_app):
+    people = setup_people(inline_app)
+    first, second = b"a,b\n" * (150 * KIB), b"c,d\n" * (150 * KIB)  # 600 KiB each; the limit is 1 MiB
+    submission_id, (first_id, second_id) = submit(inline_app, people["owner"], [("a.csv", first), ("b.csv", second)])
+
+    assert files_of(inline_app, submission_id) == ("scanning", [("clean", 1), ("pending", 0)])
+    assert scans_queued(inline_app) == [f"scan-file-{second_id}-upload"]
+
+
+def test_with_clamd_unreachable_the_files_stay_pending_and_their_usual_jobs_are_queued(make_app):
+    app = make_app(AV_SCANNER="clamd", CLAMD_URL=f"tcp://127.0.0.1:{free_port()}", INLINE_SCAN_MAX_MB=1)
+    people = setup_people(app)
+    submission_id, file_ids = submit(app, people["owner"], [("attendance.csv", CSV), ("more.csv", CSV)])
+
+    # Fail closed: never served, and the queued path (retries, sweeper) takes over. Only the first
+    # file was tried: after one failure the request stops asking clamd.
+    assert files_of(app, submission_id) == ("scanning", [("pending", 1), ("pending", 0)])
+    assert sorted(scans_queued(app)) == sorted(f"scan-file-{i}-upload" for i in file_ids)
+    assert len(stored_keys(app)) == 2
+
+
+def test_zero_turns_the_inline_scan_off(make_app, clamd_server):
+    clamd_server.start()
+    app = make_app(AV_SCANNER="clamd", CLAMD_URL=clamd_server.url, INLINE_SCAN_MAX_MB=0)
+    people = setup_people(app)
+    submission_id, (file_id,) = submit(app, people["owner"], [("attendance.csv", CSV)])
+    assert files_of(app, submission_id) == ("scanning", [("pending", 0)])
+    assert scans_queued(app) == [f"scan-file-{file_id}-upload"]
+
+
+def test_a_clamd_that_never_answers_costs_the_request_one_timeout_then_the_queue(make_app):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        app = make_app(AV_SCANNER="clamd", CLAMD_URL=f"tcp://127.0.0.1:{silent.getsockname()[1]}",
+                       INLINE_SCAN_MAX_MB=1)
+        people = setup_people(app)
+        submission_id, file_ids = submit(app, people["owner"], [("a.csv", CSV), ("b.csv", CSV), ("c.csv", CSV)])
+
+    assert files_of(app, submission_id) == ("scanning", [("pending", 1), ("pending", 0), ("pending", 0)])
+    assert sorted(scans_queued(app)) == sorted(f"scan-file-{i}-upload" for i in file_ids)
