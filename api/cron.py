@@ -62,19 +62,13 @@ def job_status(job_id: str):
     """State from RQ while it still knows the job, and counts from the Run row, which outlives
     RQ's result TTL."""
     _require_cron_secret()
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-
     if not JOB_ID.fullmatch(job_id):  # not an id RQ could have made (and RQ raises on it)
         raise NotFound("job_not_found", "No job with this id is known.")
     run = None
     batch = _BATCH_JOB.fullmatch(job_id)
     if batch and int(batch.group(1)) <= BIGINT_MAX:
         run = db.session.get(Run, int(batch.group(1)))
-    try:
-        job = Job.fetch(job_id, connection=services().redis)
-    except NoSuchJobError:
-        job = None
+    job = services().queues.fetch(job_id)  # this deployment's job only (QUEUE_PREFIX)
     if job is None and run is None:
         raise NotFound("job_not_found", "No job with this id is known.")
     state = job.get_status() if job is not None else None

@@ -27,6 +27,7 @@ def periodic_job_definitions() -> list[dict]:
         {"name": "sink-keys-trim", "func": "jobs.outbox.trim_sink_keys", "queue": "maintenance", "interval": 3600, "timeout": 600},
         {"name": "ops-sample", "func": "jobs.ops.sample", "queue": "maintenance", "interval": 60, "timeout": 60},
         {"name": "integrity-sweep", "func": "jobs.integrity.sweep", "queue": "maintenance", "interval": 300, "timeout": 900},
+        {"name": "orphan-sweep", "func": "jobs.uploads.sweep_orphans", "queue": "maintenance", "interval": 900, "timeout": 600},
     ]
 
 

@@ -9,3 +9,14 @@ def purge_pending() -> int:
 
     with job_context():
         return pending.purge()
+
+
+def sweep_orphans() -> dict:
+    """One bounded orphan sweep (core.evidence.orphans.sweep): deletes stored objects older than
+    an hour that no row points at. Returns its counts; raises on a storage outage."""
+    from core.evidence import orphans
+    from core.platform.services import services
+
+    with job_context():
+        svc = services()
+        return orphans.sweep(svc.storage, svc.redis, redis_prefix=svc.queues.prefix)

@@ -357,3 +357,21 @@ def test_content_disposition_is_always_a_safe_attachment(name, ascii_part, utf8_
     assert header.startswith("attachment; ")
     assert ascii_part in header and utf8_part in header
     assert "\r" not in header and "\n" not in header
+
+
+def test_list_is_in_key_order_and_pages_with_start_after(backend):
+    # "a-b" sorts before "a/..." (S3's byte order), which a directory walk would get wrong.
+    keys = ["evidence/u1/a-b.pdf", "evidence/u1/a/x.pdf", "evidence/u1/a/y.pdf", "evidence/u1/b.pdf",
+            "evidence/u2/c.pdf", "thumbnails/u1/d.jpg"]
+    for key in reversed(keys):
+        backend.put_bytes(key, b"data")
+    assert [i.key for i in backend.storage.list("evidence/")] == keys[:5]
+    pages, cursor = [], None
+    while True:
+        page = [i.key for _, i in zip(range(2), backend.storage.list("", start_after=cursor))]
+        if not page:
+            break
+        pages.append(page)
+        cursor = page[-1]
+    assert pages == [keys[0:2], keys[2:4], keys[4:6]]  # every key once, in order, across pages
+    assert [i.key for i in backend.storage.list("evidence/u1/", start_after="evidence/u1/a/x.pdf")] == keys[2:4]

@@ -297,7 +297,7 @@ def sweep_pending(older_than_minutes: int | None = None, *, now: float | None = 
     job_ids = {f: [scan_job_id(f)] + [scan_job_id(f, f"sweep-{w}") for w in range(window - chain_windows, window + 1)]
                for f in file_ids}
     # One pipelined read for every job of every file, not a round trip each.
-    statuses = iter(job_statuses(svc.redis, [j for ids in job_ids.values() for j in ids]))
+    statuses = iter(job_statuses(svc.queues, [j for ids in job_ids.values() for j in ids]))
     enqueued = skipped = 0
     for file_id, ids in job_ids.items():
         if any(status in ALIVE_STATES for status in [next(statuses) for _ in ids]):

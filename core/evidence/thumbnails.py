@@ -122,7 +122,7 @@ def sweep_missing(older_than_minutes: int = 15, limit: int = 500) -> dict:
     if not ids:
         return counts
     job_ids = [j for i in ids for j in (thumbnail_job_id(i), thumbnail_job_id(i, "-retry"))]
-    statuses = iter(job_statuses(svc.redis, job_ids))
+    statuses = iter(job_statuses(svc.queues, job_ids))
     for file_id in ids:
         first, retry = next(statuses), next(statuses)
         if first in ALIVE_STATES or retry in ALIVE_STATES:

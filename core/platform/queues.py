@@ -9,7 +9,9 @@ job functions it names by dotted path live in jobs/.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 
 from redis import Redis
 from rq import Queue, Retry
@@ -25,11 +27,48 @@ QUEUE_NAMES = ("scans", "media", "outbox", "ledger", "maintenance")
 _PENDING = "points_after_commit_jobs"
 
 
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def job_id_prefix(prefix: str) -> str:
+    """QUEUE_PREFIX as it goes in front of every custom RQ job id ("" stays "").
+
+    RQ allows only [A-Za-z0-9_-] in a job id (rq.job.JOB_ID_PATTERN), so a prefix with anything
+    else (`breaka:`) is spelled safe and tagged with 8 hex of its SHA-256, which keeps two
+    prefixes that spell the same (`a:` and `a_`) apart: `breaka_1a2b3c4d-`.
+    """
+    if not prefix:
+        return ""
+    safe = _UNSAFE_ID.sub("_", prefix)
+    if safe == prefix:
+        return prefix
+    return f"{safe}{hashlib.sha256(prefix.encode()).hexdigest()[:8]}-"
+
+
 class Queues:
+    """The deployment's queues. Queue names AND custom job ids carry QUEUE_PREFIX (README), so
+    deployments sharing one Redis never see or overwrite each other's jobs (`rq:job:<id>`)."""
+
     def __init__(self, redis: Redis, prefix: str = ""):
         self.redis = redis
         self.prefix = prefix
+        self.id_prefix = job_id_prefix(prefix)
         self._queues = {name: Queue(prefix + name, connection=redis) for name in QUEUE_NAMES}
+
+    def job_id(self, logical_id: str) -> str:
+        """The RQ id of this deployment's job `logical_id` (e.g. `retention-4`); the only place
+        that adds the prefix. Enqueueing and every read by id go through it."""
+        return self.id_prefix + logical_id
+
+    def fetch(self, logical_id: str):
+        """This deployment's RQ job `logical_id`, or None when Redis does not know it."""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job
+
+        try:
+            return Job.fetch(self.job_id(logical_id), connection=self.redis)
+        except NoSuchJobError:
+            return None
 
     def __getitem__(self, name: str) -> Queue:
         return self._queues[name]
@@ -39,6 +78,7 @@ class Queues:
 
     def enqueue(self, queue: str, func: str, *args, retry: Retry | None = None, job_id: str | None = None,
                 timeout: int | None = None, meta: dict | None = None):
+        job_id = self.job_id(job_id) if job_id is not None else None
         return self._queues[queue].enqueue_call(func, args=args, retry=retry, job_id=job_id, timeout=timeout,
                                                 meta=meta, failure_ttl=7 * 86400)
 
@@ -115,11 +155,17 @@ def _drop_jobs(session: Session, previous_transaction) -> None:
 ALIVE_STATES = ("queued", "started", "scheduled", "deferred")  # a job that may still run
 
 
-def job_statuses(redis, job_ids: list[str]) -> list[str | None]:
-    """RQ's status of each job id (None when Redis does not know it), in one pipelined read. A
-    job whose record is damaged counts as unknown rather than failing the whole read."""
+def job_statuses(queues: Queues, job_ids: list[str]) -> list[str | None]:
+    """RQ's status of each of this deployment's logical job ids (None when Redis does not know
+    it), in one pipelined read. A job whose record is damaged counts as unknown rather than
+    failing the whole read. Takes the Queues, not a Redis, so the ids get QUEUE_PREFIX."""
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
+
+    if not isinstance(queues, Queues):  # a bare Redis would read another deployment's ids
+        raise TypeError("job_statuses takes the Queues (services().queues), not a Redis connection")
+    redis = queues.redis
+    job_ids = [queues.job_id(job_id) for job_id in job_ids]
 
     try:
         jobs = Job.fetch_many(job_ids, connection=redis)

@@ -149,7 +149,7 @@ def requeue_lost_batches(now: datetime | None = None) -> int:
     runs = db.session.scalars(select(Run).where(Run.kind == "retention", Run.status.in_(("queued", "running")),
                                                 Run.started_by == "cron", Run.created_at < cutoff)
                               .order_by(Run.id).limit(100)).all()
-    statuses = job_statuses(svc.redis, [f"{BATCH_JOB_PREFIX}{run.id}" for run in runs]) if runs else []
+    statuses = job_statuses(svc.queues, [f"{BATCH_JOB_PREFIX}{run.id}" for run in runs]) if runs else []
     requeued = 0
     for run, status in zip(runs, statuses):
         if status in ALIVE_STATES:

@@ -159,8 +159,11 @@ class Storage(abc.ABC):
         """Delete every key; return the keys that could not be deleted (missing ones count as done)."""
 
     @abc.abstractmethod
-    def list(self, prefix: str, older_than: datetime | None = None) -> Iterator[ObjectInfo]:
-        """Objects whose key starts with `prefix`; with older_than, only last_modified < older_than."""
+    def list(self, prefix: str, older_than: datetime | None = None,
+             start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`, in ascending key order (code points, which is
+        S3's UTF-8 byte order), listed lazily page by page; with older_than, only last_modified <
+        older_than; with start_after, only keys after it (a cursor for paging, as S3's StartAfter)."""
 
     # -- links --------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -191,33 +191,41 @@ class LocalStorage(Storage):
                 failed.append(key)
         return failed
 
-    def list(self, prefix: str, older_than: datetime | None = None) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, older_than: datetime | None = None,
+             start_after: str | None = None) -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
         if older_than is not None and older_than.tzinfo is None:
             raise ValueError("older_than must be timezone-aware")
         # Walk only the deepest directory the prefix names, then filter on the full prefix.
         start_dir = os.path.join(self.root, *prefix.rsplit("/", 1)[0].split("/")) if "/" in prefix else self.root
+        for full in self._walk_in_key_order(start_dir):
+            key = self._key(full)
+            if not key.startswith(prefix) or (start_after is not None and key <= start_after):
+                continue
+            try:
+                st = os.stat(full)
+            except FileNotFoundError:
+                continue  # deleted while we walked
+            info = self._info(key, st)
+            if older_than is None or info.last_modified < older_than:
+                yield info
 
-        def onerror(exc: OSError) -> None:
-            if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-                raise _unavailable("list files", exc) from exc
-
-        for dirpath, dirnames, filenames in os.walk(start_dir, onerror=onerror):
-            dirnames.sort()  # stable, predictable order for callers that page
-            for filename in sorted(filenames):
-                if filename.startswith(_TMP_PREFIX):
-                    continue
-                full = os.path.join(dirpath, filename)
-                key = self._key(full)
-                if not key.startswith(prefix):
-                    continue
-                try:
-                    st = os.stat(full)
-                except FileNotFoundError:
-                    continue  # deleted while we walked
-                info = self._info(key, st)
-                if older_than is None or info.last_modified < older_than:
-                    yield info
+    def _walk_in_key_order(self, directory: str) -> Iterator[str]:
+        """File paths under `directory` in ascending key order, as S3 lists them: a directory
+        sorts as its name + "/", so "a-b" comes before "a/x" (callers page with start_after)."""
+        try:
+            with os.scandir(directory) as it:
+                entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e.path) for e in it
+                           if not e.name.startswith(_TMP_PREFIX)]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise _unavailable("list files", exc) from exc
+        for name, path in sorted(entries):
+            if name.endswith("/"):
+                yield from self._walk_in_key_order(path)
+            elif os.path.isfile(path):
+                yield path
 
     # -- links --------------------------------------------------------------------------------
     def _sign(self, key: str, exp: str, fn: str) -> str:

@@ -163,12 +163,14 @@ class MinioStorage(Storage):
                     failed.append(error.name or "")
         return failed
 
-    def list(self, prefix: str, older_than: datetime | None = None) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, older_than: datetime | None = None,
+             start_after: str | None = None) -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
         if older_than is not None and older_than.tzinfo is None:
             raise ValueError("older_than must be timezone-aware")
         with _translated():
-            for obj in self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True):
+            for obj in self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True,
+                                                start_after=start_after or None):
                 if obj.is_dir or obj.object_name is None:
                     continue
                 info = ObjectInfo(key=obj.object_name, size=int(obj.size or 0), last_modified=_utc(obj.last_modified))
