@@ -3,8 +3,7 @@ through the real upload path, a real clamd and a real burst worker.
 
 Decisions the corpus pins down:
 - A PDF naming a /JavaScript or /Launch action is refused (`pdf_active_content`), even with the
-  name #-escaped. Best effort (compressed object streams hide names); attachment-only serving
-  with nosniff and a sandbox CSP is the real defence.
+  name #-escaped. Compressed object streams and other automatic actions: tests/test_pdf_active_content.py.
 - A JPEG that is also an HTML page (markup in a comment) is accepted: it is a valid picture,
   always served as an attachment, and reviewers see only our re-encoded thumbnail.
 - A CSV cell that starts with "=" is accepted: it is text, and evidence is kept byte for byte, so

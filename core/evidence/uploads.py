@@ -5,11 +5,11 @@ hashed; see core/evidence/spooling.py) and typed before the first object is writ
 flushed; and if storage, the flush or the commit fails, every object written so far is deleted
 and the session rolled back. `create_submission` and `add_files` therefore commit themselves.
 
-Decision on PDFs with active content: refused (`pdf_active_content`) when the raw bytes name a
-/JavaScript or /Launch action. This is best effort (a compressed object stream can hide it); the
-real defences are that evidence is only ever served as an attachment with nosniff and a
-sandboxing CSP, and that clamd scans it. Reviewers open downloads in desktop readers, so the
-cheap check is worth having.
+Decision on PDFs with active content: refused (`pdf_active_content`) when the file, its
+compressed object streams included, declares JavaScript or an action that runs by itself
+(core/evidence/pdf_active.py); a PDF whose object streams cannot be read within the inflation
+budget is refused as `pdf_uncheckable`. Evidence is also only ever served as an attachment with
+nosniff and a sandboxing CSP, and clamd scans it. Reviewers open downloads in desktop readers.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from core.platform.models import Activity, EvidenceFile, Submission
 from core.platform.queues import enqueue_after_commit
 from core.platform.services import services
 from core.platform.settings import Settings
+from core.evidence import pdf_active
 from core.evidence.spooling import Body, TooLarge, read_once
 
 log = logging.getLogger(__name__)
@@ -280,11 +281,21 @@ def _spool_one(incoming: IncomingFile, item: _Spooled, settings: Settings) -> No
     item.ext, item.content_type, item.detected = typed.ext, typed.content_type, typed.detected
     if item.ext in IMAGE_EXTS:
         _check_image(item, where)
-    if item.ext == "pdf" and body.pdf_action:
-        raise UnsupportedMediaType("pdf_active_content",
-                                   f"{item.name} contains scripts or launch actions, which are not accepted in "
-                                   f"evidence. Print it to a new PDF and upload that instead.",
-                                   [{"field": where, "issue": f"PDF names a /{body.pdf_action} action"}])
+    if item.ext == "pdf":
+        # The streaming pass's raw-byte check first (free); then the second pass that also reads
+        # inside compressed streams and judges automatic actions (core/evidence/pdf_active.py).
+        finding = (pdf_active.Finding("pdf_active_content", f"PDF names a /{body.pdf_action} action")
+                   if body.pdf_action else pdf_active.find(body.stream, body.size))
+        if finding and finding.code == "pdf_active_content":
+            raise UnsupportedMediaType("pdf_active_content",
+                                       f"{item.name} contains scripts or actions that run by themselves, which are not "
+                                       f"accepted in evidence. Print it to a new PDF and upload that instead.",
+                                       [{"field": where, "issue": finding.reason}])
+        if finding:
+            raise UnsupportedMediaType("pdf_uncheckable",
+                                       f"{item.name} could not be checked for scripts. Print it to a new PDF and "
+                                       f"upload that instead.",
+                                       [{"field": where, "issue": finding.reason}])
 
 
 def _check_image(item: _Spooled, where: str) -> None:
