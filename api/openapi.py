@@ -79,6 +79,8 @@ EXAMPLES = {
     "invalid_encoding": _error("validation_error", "invalid_encoding", "The body must be UTF-8 encoded JSON.",
                                [{"field": "body", "issue": "not UTF-8 at byte 0"}]),
     "payload_too_large": _error("validation_error", "payload_too_large", "The request is larger than this service accepts."),
+    "unsupported_media_type": _error("validation_error", "unsupported_media_type", "Send the body as application/json.",
+                                     [{"field": "Content-Type", "issue": "got text/plain"}]),
     "unauthenticated": _error("auth_error", "unauthenticated", "Sign in to continue."),
     "bearer_missing": _error("auth_error", "unauthenticated", "Send Authorization: Bearer <CRON_SECRET>."),
     "invalid_token": _error("auth_error", "invalid_token", "The bearer token is not valid."),
@@ -118,6 +120,7 @@ STATUS_EXAMPLES = {
     "410": ["file_infected", "file_deleted"],
     "422": ["file_unscannable", "thumbnail_failed"],
     "413": ["payload_too_large"],
+    "415": ["unsupported_media_type"],
     "500": ["internal"],
     "503": ["not_configured"],
 }
@@ -237,7 +240,7 @@ def document() -> dict:
             "requestBody": _body(SignedUrlsBody),
             "responses": {"200": _json("Links and per-file errors", {"type": "object", "required": ["urls", "errors"], "properties": {
                 "urls": {"type": "array", "items": batch_link}, "errors": {"type": "array", "items": batch_error}}}),
-                **_errors("400", "401", "413", examples={"400": ["invalid_parameter", "invalid_json"]})}}},
+                **_errors("400", "401", "413", "415", examples={"400": ["invalid_parameter", "invalid_json"]})}}},
         "/api/storage/local": {"get": {
             "summary": "Serve an app-signed link of the local storage backend", "tags": ["files"],
             "parameters": [{"name": n, "in": "query", "required": True, "schema": {"type": "string"}}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 
 from core.evidence.scanning import ClamdScanner
-from core.evidence.uploads import SCAN_TIMEOUT_S, scan_job_id, scan_retry
+from core.evidence.scan_jobs import SCAN_TIMEOUT_S, scan_job_id, scan_retry
 from core.platform.db import db
 from core.platform.queues import enqueue_committed
 from core.platform.services import services

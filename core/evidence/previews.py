@@ -39,7 +39,7 @@ from core.platform.models import EvidenceFile
 from core.platform.services import services
 from core.evidence import duplicates
 from core.evidence.images import make_thumbnail
-from core.evidence.uploads import IMAGE_EXTS
+from core.evidence.scan_jobs import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
 

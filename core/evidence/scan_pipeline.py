@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from core.platform import audit
 from core.platform.db import db, utcnow
 from core.platform.errors import ScannerUnavailable
-from core.evidence.uploads import IMAGE_EXTS, SCAN_RETRY, SCAN_TIMEOUT_S, scan_job_id, scan_retry
+from core.evidence.scan_jobs import IMAGE_EXTS, SCAN_RETRY, SCAN_TIMEOUT_S, scan_job_id, scan_retry
 from core.platform.models import EvidenceFile, Submission, User
 from core.platform.queues import ALIVE_STATES, enqueue_after_commit, job_statuses
 from core.evidence.scanning import ScanResult, scan_file_buffer, unscannable_advice

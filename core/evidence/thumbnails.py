@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core.platform import audit
 from core.platform.db import db, utcnow
 from core.platform.errors import ValidationError
-from core.evidence.uploads import IMAGE_EXTS
+from core.evidence.scan_jobs import IMAGE_EXTS
 from core.evidence.images import make_thumbnail
 from core.platform.models import EvidenceFile
 from core.platform.queues import ALIVE_STATES, job_statuses, rq_timeout_in

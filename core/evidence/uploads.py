@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import BinaryIO
 
-from rq import Retry
-
 from core.platform import audit
 from core.platform.db import db
 from core.platform.errors import DomainError, NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationError
@@ -34,6 +32,7 @@ from core.platform.queues import enqueue_after_commit
 from core.platform.services import services
 from core.platform.settings import Settings
 from core.evidence import pdf_active
+from core.evidence.scan_jobs import IMAGE_EXTS, SCAN_RETRY, SCAN_TIMEOUT_S, scan_job_id, scan_retry  # noqa: F401  (re-exported)
 from core.evidence.spooling import Body, TooLarge, read_once
 
 log = logging.getLogger(__name__)
@@ -42,9 +41,6 @@ MAX_FILES = 10
 MAX_NOTE_CHARS = 2000
 MAX_CITY_CHARS = 120
 MAX_AGE_DAYS = 365
-SCAN_RETRY = (8, [5, 15, 30, 60, 120, 300, 600, 900])
-SCAN_TIMEOUT_S = 600
-IMAGE_EXTS = ("jpg", "jpeg", "png")
 RESUBMITTABLE = ("changes_requested",)
 _RAW_MIME = re.compile(r"of type [\w.+-]+/[\w.+-]*[\w+-]")
 
@@ -70,14 +66,6 @@ class _Spooled:
     detected: str = ""
     key: str = ""
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-def scan_retry() -> Retry:
-    return Retry(max=SCAN_RETRY[0], interval=list(SCAN_RETRY[1]))
-
-
-def scan_job_id(file_id: int, suffix: str = "upload") -> str:
-    return f"scan-file-{file_id}-{suffix}"
 
 
 # -- the public API ---------------------------------------------------------------------------
