@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from core.platform.db import db
 from core.platform.models import Submission
-from tests.evidence_support import CLEAN_PDF, sign_in
+from tests.evidence_support import CLEAN_PDF, sign_in, yesterday
 from tests.test_api_validation import documented, flat, refused, reviewer, signed_in, vapp  # noqa: F401  (fixtures)
 from tests.test_portal_support import csrf_token, people  # noqa: F401
 
@@ -43,7 +43,7 @@ def test_control_characters_in_query_strings_and_upload_fields_are_refused_and_n
     owner = app.test_client()
     sign_in(owner, "owner")
     response = owner.post("/submissions/new", content_type="multipart/form-data", data={
-        "activity_code": "EXPLORE", "session_date": "2026-11-01", "note": "ok\x00then",
+        "activity_code": "EXPLORE", "session_date": yesterday().isoformat(), "note": "ok\x00then",
         "files": [(io.BytesIO(CLEAN_PDF), "a.pdf")]})
     assert response.status_code == 400 and submissions(app) == 0
     assert "note" in response.get_data(as_text=True) or "control characters" in response.get_data(as_text=True)
@@ -54,7 +54,7 @@ def test_a_text_part_named_files_is_no_file_and_no_500(app):
     owner = app.test_client()
     sign_in(owner, "owner")
     response = owner.post("/submissions/new", content_type="multipart/form-data", data={
-        "activity_code": "EXPLORE", "session_date": "2026-11-01", "files": "abc"})
+        "activity_code": "EXPLORE", "session_date": yesterday().isoformat(), "files": "abc"})
     assert response.status_code == 400 and submissions(app) == 0
 
 
@@ -83,3 +83,16 @@ def test_a_five_thousand_digit_number_is_refused_without_python_s_own_message(va
     body = refused(vapp, ('{"event_id": ' + "9" * 5000 + ', "contact": {"id": "c"}, "tag": {"name": "t"}}').encode(),
                    "invalid_json")
     assert "sys." not in json.dumps(body) and "digits" in json.dumps(body)
+
+
+def test_amplify_with_every_count_left_empty_is_refused_at_the_field(app):
+    # Found by an outside test: both counters empty was accepted and later earned +0.
+    people(app)
+    owner = app.test_client()
+    sign_in(owner, "owner")
+    response = owner.post("/submissions/new", content_type="multipart/form-data", data={
+        "activity_code": "AMPLIFY", "session_date": yesterday().isoformat(), "city": "Leeds", "counter_peers": "",
+        "counter_students": "0", "files": [(io.BytesIO(CLEAN_PDF), "attendance.pdf")]})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and submissions(app) == 0
+    assert 'id="counter_peers-error">Give at least one count above 0' in html

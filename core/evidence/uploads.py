@@ -205,6 +205,12 @@ def _check_counters(activity: Activity | None, given: Mapping, problems: list[di
                              "issue": f"{label} must be a whole number from {low} to {high}."})
             continue
         out[name] = value
+    if specs and len(out) == len(specs) and not any(out.values()):
+        # Points come from these counts (AMPLIFY: 2 per peer, 1 per student); all zero is a form
+        # left blank, not evidence of anything, and would only ever earn 0.
+        first = next(iter(specs))
+        labels = " or ".join(spec.get("label", name) for name, spec in specs.items())
+        problems.append({"field": f"counters.{first}", "issue": f"Give at least one count above 0 ({labels})."})
     return out
 
 
