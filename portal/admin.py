@@ -60,9 +60,10 @@ def _users_page(form: NewUserForm, status: int = 200, created: tuple[User, str] 
                                 func.lower(User.name).contains(needle, autoescape=True),
                                 func.lower(func.coalesce(User.city, "")).contains(needle, autoescape=True)))
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    pages = max(1, -(-total // USERS_PAGE_SIZE))
+    page = min(page, pages)  # past the end (an old link, a typed number): the last page, not an empty list
     users = db.session.scalars(query.order_by(User.email).offset((page - 1) * USERS_PAGE_SIZE)
                                .limit(USERS_PAGE_SIZE)).all()
-    pages = max(1, -(-total // USERS_PAGE_SIZE))
     return render_template("portal/admin/users.html", users=users, form=form, role_form=RoleForm,
                            created=created, q=q, page=page, pages=pages, total=total), status
 
