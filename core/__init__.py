@@ -3,6 +3,7 @@ request objects outside the shared request hooks (platform.web) and the upload p
 (evidence.form_parsing).
 
 Imports run one way (checked by `lint-imports`, see .importlinter):
-doors (app, commands, portal, api, jobs) -> admin | review | monitoring | retention -> points | evidence
+doors (app.py, commands, portal, api, jobs) -> admin | review | monitoring | retention | notifications
+-> points | evidence
 -> delivery | storage | accounts -> platform.
 """

@@ -15,6 +15,7 @@ from core.platform.db import db
 from core.evidence.uploads import IncomingFile
 from jobs import context
 from jobs.worker import build_worker
+from tests import pdf_samples
 
 PASSWORD = "correct-horse-battery"
 CLEAN_PDF = (
@@ -113,13 +114,4 @@ def pdf_with_embedded_file(zeros_mib: int, tail: bytes = EICAR_BYTES) -> bytes:
         b"<< /Type /Filespec /F (data.bin) /EF << /F 5 0 R >> >>",
         b"<< /Type /EmbeddedFile /Filter /FlateDecode /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_samples.build(objects)

@@ -4,6 +4,7 @@ deliberate bad import to a copy of the tree, and check the real tree for circles
 (the graph library import-linter is built on)."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -13,9 +14,30 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("app", "commands", "portal", "api", "jobs", "core")
+PACKAGES = ("commands", "portal", "api", "jobs", "core")  # app.py is a module: see factory_importers
 LINT = os.path.join(os.path.dirname(sys.executable), "lint-imports")
 CYCLES = os.path.join(ROOT, "tests", "import_cycles.py")
+
+
+def factory_importers(root) -> list[str]:
+    """Modules of the packages under `root` that import app.py (the composition root, which imports
+    every door), at any depth of the module, functions included. import-linter analyses packages
+    only, so this is the check that keeps the factory out of reach of the doors and core."""
+    found = []
+    for package in PACKAGES:
+        for folder, _dirs, files in os.walk(os.path.join(root, package)):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as fh:
+                    tree = ast.parse(fh.read(), path)
+                for node in ast.walk(tree):
+                    names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                             else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                    if any(n == "app" or n.startswith("app.") for n in names):
+                        found.append(os.path.relpath(path, root))
+    return sorted(set(found))
 
 
 def import_cycles(root) -> list[list[str]]:
@@ -35,6 +57,7 @@ def tree_copy(tmp_path):
         shutil.copytree(os.path.join(ROOT, name), tmp_path / name,
                         ignore=shutil.ignore_patterns("__pycache__", "templates"))
     shutil.copy(os.path.join(ROOT, ".importlinter"), tmp_path / ".importlinter")
+    shutil.copy(os.path.join(ROOT, "app.py"), tmp_path / "app.py")
     return tmp_path
 
 
@@ -61,7 +84,7 @@ def test_the_tree_has_no_import_circle():
 @pytest.mark.parametrize(("module_path", "line", "contract"), [
     ("core/platform/db.py", "from core.points import ledger", "Doors -> domains -> platform, one way"),
     ("core/evidence/images.py", "import core.points.rules", "Doors -> domains -> platform, one way"),
-    ("core/delivery/sinks.py", "import api.errors", "Nothing in core imports a door or the app factory"),
+    ("core/delivery/sinks.py", "import api.errors", "Nothing in core imports a door"),
     ("api/stats.py", "import minio", "Only core.storage.minio imports the minio SDK"),
     ("core/review/approvals.py", "import jinja2", "Rules render nothing"),
 ])
@@ -71,6 +94,17 @@ def test_a_bad_import_breaks_its_contract(tree_copy, module_path, line, contract
     assert result.returncode != 0
     broken = result.stdout[result.stdout.index("Broken contracts"):]
     assert contract in broken
+
+
+def test_nothing_imports_the_app_factory():
+    assert factory_importers(ROOT) == []
+
+
+def test_an_import_of_the_factory_is_found(tree_copy):
+    # The circle issue 11 quoted: jobs/context.py built its own app (jobs -> app -> commands -> jobs).
+    with open(tree_copy / "jobs" / "context.py", "a") as fh:
+        fh.write("\n\ndef _build():\n    from app import create_app  # deliberate bad import\n    return create_app()\n")
+    assert factory_importers(tree_copy) == [os.path.join("jobs", "context.py")]
 
 
 def test_a_circle_is_found(tree_copy):

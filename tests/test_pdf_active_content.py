@@ -14,26 +14,14 @@ import pytest
 from core.evidence import pdf_active
 from core.platform.db import db
 from core.platform.models import EvidenceFile, Submission
+from tests import pdf_samples
 from tests.evidence_support import setup_people, sign_in, stored_keys, yesterday
 
 PAGES = {2: b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
          3: b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]/Contents 4 0 R>>"}
 
 
-def classic(objects: dict[int, bytes]) -> bytes:
-    """A PDF of plain objects with a classic xref table; `objects` are bodies by number."""
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = {}
-    for number in sorted(objects):
-        offsets[number] = len(out)
-        out += b"%d 0 obj\n" % number + objects[number] + b"\nendobj\n"
-    size = max(objects) + 1
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
-    for number in range(1, size):
-        out += b"%010d 00000 n \n" % offsets[number] if number in offsets else b"0000000000 65535 f \n"
-    out += b"trailer\n<</Size %d/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
-    return bytes(out)
+classic = pdf_samples.numbered  # plain objects by number, classic xref table
 
 
 def flate(dictionary: bytes, data: bytes) -> bytes:

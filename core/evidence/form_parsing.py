@@ -16,7 +16,7 @@ from core.evidence.filetypes import ext_of
 from core.platform.services import settings
 from core.evidence.spooling import UploadSpool
 
-# Below MAX_FORM_MEMORY_SIZE (1 MiB, app/__init__.py): werkzeug's decoder refuses with 413 once its buffer
+# Below MAX_FORM_MEMORY_SIZE (1 MiB, app.py): werkzeug's decoder refuses with 413 once its buffer
 # (one read plus a held-back partial boundary) outgrows that limit, even inside a file part.
 READ_SIZE = 1024 * 1024 - 64 * 1024
 

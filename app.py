@@ -25,7 +25,7 @@ from core.platform.settings import Settings, SettingsError
 from core.platform.web import BigintConverter
 
 migrate = Migrate()
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the project root
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def create_app(settings: Settings | Mapping | None = None) -> Flask:
