@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--redis-db", type=int, default=15)  # tests use dbs 8-13
+    parser.add_argument("--redis-db", type=int, default=15)  # tests claim dbs 2-13; bench.ingest 14, bench.slo 1
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, temp_environment(args.redis_db, tmp) as (env, dsn):
         seed(dsn, args.records)
