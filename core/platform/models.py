@@ -105,6 +105,9 @@ class Submission(db.Model):
         # read this index alone instead of visiting ~10,000 heap pages (migration 0002).
         Index("ix_submissions_decided_by_status_created_cover", "decided_by_id", "status", "created_at",
               "activity_code", "session_date", "user_id"),
+        # "Reviewed by me" sorted by session date: the reviewer's rows in keyset order, so the page
+        # stops after 51 rows instead of filtering a status's whole date range (migration 0010_queue).
+        Index("ix_submissions_decided_by_status_session_date_id", "decided_by_id", "status", "session_date", "id"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
