@@ -109,14 +109,17 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=0, help="default: events / 2 (two tags each)")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--web-threads", type=int, default=4)
-    # One drain keeps up (it can ledger about 700 events/s) and takes bigger batches than two; on
-    # this 2-core box a second worker only competes with the web processes for CPU.
-    parser.add_argument("--job-workers", type=int, default=1)
+    # As deploy/docker-compose.yml and `make run` run them: one worker for the Kajabi drains, one for
+    # delivery, so the outbox never waits behind drains (docs/operations.md, "Queues"). With one
+    # worker on `ledger,outbox`, RQ served the ledger queue first and the outbox waited until the
+    # hooks stopped (max lag 6.4 s at 4,000 hooks). One drain keeps up and takes bigger batches than two.
+    parser.add_argument("--job-workers", type=int, default=1, help="workers on the ledger queue")
     parser.add_argument("--concurrency", type=int, default=16, help="client connections posting")
     parser.add_argument("--redis-db", type=int, default=14)  # tests claim dbs 2-13; bench.outbox 15, bench.slo 1
     parser.add_argument("--timeout", type=float, default=300)
-    # The durability issue states the bound its outbox work keeps; 60 s stands in until it lands.
-    parser.add_argument("--outbox-lag-bound", type=float, default=float(os.environ.get("BENCH_OUTBOX_LAG_S", 60)))
+    # The durability issue's bound: the oldest undelivered outbox record under 5 s during a storm
+    # (docs/reliability.md; tests/reliability/test_storm.py asserts it at 2,000 hooks).
+    parser.add_argument("--outbox-lag-bound", type=float, default=float(os.environ.get("BENCH_OUTBOX_LAG_S", 5)))
     args = parser.parse_args()
     users = args.users or max(1, args.events // 2)
 
@@ -124,11 +127,14 @@ def main() -> int:
             args.redis_db, tmp, KAJABI_WEBHOOK_SECRET=SECRET, WEB_CONCURRENCY=str(args.web_workers),
             WEB_THREADS=str(args.web_threads)) as (env, dsn):
         seed(env, dsn, users)
-        base_rate = baseline(dsn, args.events, users)
+        # A-B-A: the baseline before and after the app's run, averaged, so a neighbour's load that
+        # comes or goes during the run moves both sides alike (one baseline read 373-1,322/s).
+        base_before = baseline(dsn, args.events, users)
         port = free_port()
         web = [os.path.join(VENV_BIN, "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "app:main_app()"]
-        worker = [os.path.join(VENV_BIN, "flask"), "worker", "--queues", "ledger,outbox"]
-        with processes([web] + [worker] * args.job_workers, env):
+        worker = [os.path.join(VENV_BIN, "flask"), "worker", "--queues", "ledger,maintenance"]
+        delivery = [os.path.join(VENV_BIN, "flask"), "worker", "--queues", "outbox,scans,media"]
+        with processes([web] + [worker] * args.job_workers + [delivery], env):
             wait_http(f"http://127.0.0.1:{port}/healthz")
             bodies = [json.dumps(body(i, users)).encode() for i in range(args.events)]
             lag = OutboxLag(dsn)
@@ -151,6 +157,8 @@ def main() -> int:
                     "FROM kajabi_events WHERE ledgered_at IS NOT NULL").fetchone()
                 codes = dict(conn.execute("SELECT state || '/' || coalesce(result_code, '-'), count(*) FROM kajabi_events GROUP BY 1").fetchall())
             lag.stop()
+        base_after = baseline(dsn, args.events, users)
+    base_rate = (base_before + base_after) / 2
     ledgered, span, p50, p95, p99 = row[0], float(row[1] or 0), float(row[2] or 0), float(row[3] or 0), float(row[4] or 0)
     rate = ledgered / span if span else 0.0
     print(f"events posted          {args.events} ({failures} not 202) in {post_seconds:.2f} s "
@@ -158,7 +166,8 @@ def main() -> int:
     print(f"events ledgered        {ledgered} {codes}")
     print(f"sustained              {rate:.0f} events/s (first received -> last ledgered, {span:.2f} s)")
     print(f"latency received->ledgered  p50 {p50:.3f} s  p95 {p95:.3f} s  p99 {p99:.3f} s")
-    print(f"baseline (psycopg)     {base_rate:.0f} events/s (raw + ledger + outbox rows, one transaction each)")
+    print(f"baseline (psycopg)     {base_rate:.0f} events/s (raw + ledger + outbox rows, one transaction each; "
+          f"{base_before:.0f}/s before the app's run, {base_after:.0f}/s after)")
     print(f"ratio                  {rate / base_rate:.1%} of baseline")
     print(f"outbox lag             max {lag.worst:.1f} s (oldest pending record, sampled every 0.5 s)")
     print(f"earlier goals          >=500 events/s: {verdict(rate >= 500)}; >=25% of baseline: "
@@ -168,7 +177,7 @@ def main() -> int:
     figure("3 hooks", "received -> ledgered p99", f"{p99:.2f} s (p50 {p50:.2f}, p95 {p95:.2f})", "bound 1 s",
            p99 <= 1.0)
     figure("3 hooks", "outbox lag during the run (oldest pending)", f"max {lag.worst:.1f} s",
-           f"bound {args.outbox_lag_bound:.0f} s", lag.worst <= args.outbox_lag_bound)
+           f"bound {args.outbox_lag_bound:g} s (durability issue)", lag.worst <= args.outbox_lag_bound)
     return 0 if ledgered == args.events else 1
 
 

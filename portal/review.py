@@ -66,11 +66,21 @@ def _queue_page(query: MultiDict, bulk: BulkForm, status: int = 200, picked: fro
         page = review.queue(filters, current_user.id)
     args = {k: v for k, v in query.items() if k != "after"}
     ids = [s.id for s in page.items]
+    queue_qs = urlencode(args)[:QS_MAX]
     return render_template("portal/review/queue.html", form=form, page=page, filters=filters, args=args,
                            bulk=bulk, status_words=review.STATUS_WORDS, count_cap=review.COUNT_CAP,
-                           holder=review.holder, bulk_max=review.BULK_MAX, queue_qs=urlencode(args)[:QS_MAX],
+                           holder=review.holder, bulk_max=review.BULK_MAX, queue_qs=queue_qs,
+                           detail_href=_detail_href(queue_qs),
                            kinds=queue_marks.file_kinds(ids), reused=queue_marks.reused(ids), picked=picked,
                            back=back or request.full_path), status
+
+
+def _detail_href(queue_qs: str):
+    """id -> the detail page's URL with the queue's filters in `q`, for every row of the page.
+    url_for once, not per row: building 50 URLs took a quarter of the page's rendering."""
+    path, _, query = url_for("portal.review_detail", submission_id=1, q=queue_qs or None).partition("?")
+    prefix, suffix = path.rsplit("/", 1)[0], "?" + query if query else ""
+    return lambda submission_id: f"{prefix}/{submission_id}{suffix}"
 
 
 @bp.post("/review/bulk")

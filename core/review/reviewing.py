@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, func, literal, not_, or_, select, true, union_all, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import selectinload
 
 from core.platform import audit
 from core.review import approvals
@@ -232,9 +232,11 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
     column_name, descending = SORTS.get(f.sort, SORTS["oldest"])
     column = getattr(Submission, column_name)
     conds, anchored = _conditions(f, reviewer_id)
-    # The template shows each row's uploader and claim holder: load them with the page, not per row.
+    # The template shows each row's uploader and claim holder: load them with the page, not per row,
+    # by id after the LIMIT. Joined into the page query, PostgreSQL joined every match before its
+    # top-N sort (1,667 rows and two hashes of the users table for 51 shown, at 5M submissions).
     query = (select(Submission).where(Submission.status == f.status, *conds)
-             .options(joinedload(Submission.user), joinedload(Submission.claimed_by)))
+             .options(selectinload(Submission.user), selectinload(Submission.claimed_by)))
     rows, next_cursor = keyset_page(query, column, f.after, descending=descending, page_size=page_size)
     return QueuePage(rows, next_cursor, status_counts(conds, anchored, dated=bool(f.date_from or f.date_to)))
 
