@@ -7,11 +7,21 @@ pypdfium2, built without JavaScript or XFA support) ends with this process. Impo
 app. Writes page-1.png ... page-N.png (the first MAX_PAGES pages, each at most MAX_PX on its
 longer side) into OUT_DIR and prints one JSON line: {"pages": N, "page_count": TOTAL}, or
 {"error": "reason"} with exit status 3 when the document cannot be opened.
+
+`python -m core.evidence.pdf_render --serve` is the same renderer kept warm (core.evidence.
+render_server starts it): it imports pdfium and Pillow once, then for each request line on stdin
+forks a child that applies the limits, renders one document as above and exits, and answers one
+JSON line with the child's exit status and output. The server itself never opens a document, so
+every PDF is still parsed in a fresh process of its own under the same limits; what the fork saves
+is the interpreter start and the imports (~100-150 ms a PDF, more than rendering a page).
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
+import select
+import signal
 import sys
 
 UNREADABLE_EXIT = 3
@@ -45,10 +55,85 @@ def render(src: str, out_dir: str, max_pages: int, max_px: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--serve"]:
+        return serve()
     src, out_dir, max_pages, max_px = argv[0], argv[1], int(argv[2]), int(argv[3])
     result = render(src, out_dir, max_pages, max_px)
     sys.stdout.write(json.dumps(result) + "\n")
     return UNREADABLE_EXIT if "error" in result else 0
+
+
+def apply_limits(memory_mb: int, seconds: int, max_bytes: int) -> None:
+    """The renderer's walls, set in the process about to parse a PDF: address space (pdfium
+    aborts past it), CPU seconds (SIGXCPU), bytes per written file (SIGXFSZ), no core dumps."""
+    memory = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds + 1, seconds + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+OUTPUT_MAX = 64 * 1024  # of the child's stdout and stderr, sent back
+
+
+def serve() -> int:
+    """Answer render requests until stdin closes (the app process that started it went away).
+    Request: {"id", "src", "out", "max_pages", "max_px", "seconds", "memory_mb", "max_bytes"}.
+    Answer: {"id", "returncode": int (negative: killed by that signal), "stdout", "stderr"} or
+    {"id", "timeout": true} once the child ran `seconds` of wall-clock time (it is killed)."""
+    import pypdfium2  # noqa: F401  (loaded before any fork: the children inherit it)
+    from PIL import Image, PngImagePlugin  # noqa: F401
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        answer = _render_in_child(request)
+        sys.stdout.write(json.dumps({"id": request["id"], **answer}) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _render_in_child(request: dict) -> dict:
+    out_dir = request["out"]
+    paths = {name: os.path.join(out_dir, f".renderer-{name}") for name in ("stdout", "stderr")}
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 70
+        try:
+            # Its output goes to files, never to the server's pipes: a hostile document cannot
+            # write an answer of its own.
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(os.open(paths["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
+            os.dup2(os.open(paths["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            apply_limits(int(request["memory_mb"]), int(request["seconds"]), int(request["max_bytes"]))
+            code = main([request["src"], out_dir, str(request["max_pages"]), str(request["max_px"])])
+        except MemoryError:
+            os.write(2, b"MemoryError\n")
+        except BaseException as exc:  # noqa: BLE001 -- reported as a failed render
+            os.write(2, f"{type(exc).__name__}: {exc}\n".encode())
+        finally:
+            try:
+                sys.stdout.flush()
+            finally:
+                os._exit(code)
+    pidfd = os.pidfd_open(pid)
+    try:
+        if not select.select([pidfd], [], [], float(request["seconds"]))[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return {"timeout": True}
+        status = os.waitpid(pid, 0)[1]
+    finally:
+        os.close(pidfd)
+    answer = {"returncode": os.waitstatus_to_exitcode(status)}
+    for name, path in paths.items():
+        try:
+            with open(path, "rb") as fh:
+                answer[name] = fh.read(OUTPUT_MAX).decode("utf-8", "replace")
+            os.unlink(path)
+        except OSError:
+            answer[name] = ""
+    return answer
 
 
 if __name__ == "__main__":

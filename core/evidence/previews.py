@@ -3,7 +3,8 @@ escaped text. Never the evidence itself inline.
 
 - PDF: the first MAX_PDF_PAGES pages rendered to PNG by pdfium (pypdfium2) in a child process
   (core.evidence.pdf_render) with an address-space limit, a CPU limit, an output-size limit and a
-  wall-clock timeout, and no app settings in its environment. The job itself runs in the media
+  wall-clock timeout, and no app settings in its environment: a fresh fork, per PDF, of a warm
+  renderer process (core.evidence.render_server), or a one-shot process if that one fails. The job itself runs in the media
   queue's forked work horse (jobs/worker.py), so this is a second wall around the renderer.
 - Images: a larger EXIF-free JPEG (core.evidence.images.make_thumbnail at LARGE_PX), plus the
   perceptual hash used to find near-duplicates (core.evidence.duplicates).
@@ -22,7 +23,6 @@ import json
 import logging
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -37,7 +37,7 @@ from core.platform.db import db
 from core.platform.errors import ValidationError
 from core.platform.models import EvidenceFile
 from core.platform.services import services
-from core.evidence import duplicates
+from core.evidence import duplicates, pdf_render, render_server
 from core.evidence.images import make_thumbnail
 from core.evidence.scan_jobs import IMAGE_EXTS
 
@@ -150,11 +150,7 @@ def _image_outcome(file: EvidenceFile, spool) -> Outcome:
 
 def _limits(memory_mb: int, seconds: int):
     def apply() -> None:  # runs in the child between fork and exec
-        memory = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (seconds + 1, seconds + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (PAGE_MAX_BYTES, PAGE_MAX_BYTES))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        pdf_render.apply_limits(memory_mb, seconds, PAGE_MAX_BYTES)
     return apply
 
 
@@ -163,13 +159,16 @@ def render_pdf(path: str, out_dir: str, *, seconds: int, memory_mb: int, max_pag
     """Render the first pages of the PDF at `path` into `out_dir` (page-N.png) in a limited child
     process. Returns Outcome made (pages > 0) or failed with a reason a reviewer can read; the
     objects are filled in by the caller. Never raises for anything the PDF does."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": PROJECT_ROOT, "LANG": "C.UTF-8"}
-    cmd = [sys.executable, "-s", "-m", "core.evidence.pdf_render", path, out_dir,
-           str(max_pages), str(max_px)]
     try:
-        done = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=seconds,
-                              preexec_fn=_limits(memory_mb, seconds), stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+        try:
+            done = render_server.SERVER.render(path, out_dir, max_pages=max_pages, max_px=max_px, seconds=seconds,
+                                               memory_mb=memory_mb, max_bytes=PAGE_MAX_BYTES)
+        except render_server.Unavailable as exc:
+            log.warning("PDF render server unavailable, rendering one-shot", extra={"error": str(exc)})
+            cmd = [sys.executable, "-s", "-m", "core.evidence.pdf_render", path, out_dir, str(max_pages), str(max_px)]
+            done = subprocess.run(cmd, env=render_server.clean_env(), cwd=PROJECT_ROOT, capture_output=True,
+                                  timeout=seconds, preexec_fn=_limits(memory_mb, seconds), stdin=subprocess.DEVNULL)
+    except (subprocess.TimeoutExpired, render_server.RenderTimeout):
         return Outcome("failed", f"The PDF took longer than {seconds} s to render, so it was stopped.")
     result = _last_json(done.stdout)
     if done.returncode < 0:
