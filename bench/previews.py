@@ -16,7 +16,9 @@ Helvetica and a 1200x900 JPEG photo) and a 12-page one (the same first page, the
   for the 12-page file also the MAX_PDF_PAGES pages the job stores, to show what the job adds.
 
 Runs alternate (production, direct, production, ...) so both see the same load; the medians are
-compared. Goal: the first page at most 1.5x the renderer called directly.
+compared. Goal: the first page at most 1.5x the renderer called directly. The job stores a PDF's
+pages together, so for the 12-page file its first page is shown when pages 1-5 are made: that
+row is printed against page 1 alone (the goal's reading) and against the same 5 pages.
 """
 from __future__ import annotations
 
@@ -211,6 +213,11 @@ def run(env: dict, tmp: str, args) -> int:
                    "the renderer called directly", f"{prod * 1000:.1f} ms = {prod / first:.2f}x",
                    f"{first * 1000:.1f} ms; bound {BOUND:g}x", prod / first <= BOUND)
         else:
+            # The job stores a document's pages together, so the first page of a longer PDF is
+            # shown when all MAX_PDF_PAGES are made: against page 1 alone, and against the same pages.
+            figure("5 previews, near-duplicates", f"PDF first-page preview ({pages}-page file: shown with pages 2-{rendered}),"
+                   " preview job against the renderer called directly on page 1", f"{prod * 1000:.1f} ms = {prod / first:.2f}x",
+                   f"{first * 1000:.1f} ms; bound {BOUND:g}x", prod / first <= BOUND)
             figure("5 previews, near-duplicates", f"PDF preview of a {pages}-page file ({rendered} pages stored) against "
                    f"the renderer called directly on the same {rendered} pages", f"{prod * 1000:.1f} ms = {prod / same:.2f}x",
                    f"{same * 1000:.1f} ms; bound {BOUND:g}x", prod / same <= BOUND)

@@ -151,3 +151,28 @@ def test_csv_table_rules():
     many = csv_table(b"".join(b"%d\n" % i for i in range(100)), complete=True)
     assert len(many["rows"]) == 20 and many["truncated"]
     assert json.dumps(csv_table("Zoë,naïve\n".encode(), complete=True))
+
+
+def test_a_pdf_gets_its_preview_after_the_warm_renderer_process_died(make_app):
+    """The worker keeps one warm renderer process (core.evidence.render_server); if something
+    kills it (the OOM killer, an operator), the next PDF still gets its preview."""
+    import os
+    import signal
+
+    from core.evidence import render_server
+
+    app = make_app()
+    owner = setup_people(app)["owner"]
+    first = stored(app, owner, "first.pdf", pdf_samples.pages(2))
+    enqueue_previews(app, [first])
+    run_worker(app)
+    pid = render_server.SERVER._proc.pid
+    os.kill(pid, signal.SIGKILL)
+    second = stored(app, owner, "second.pdf", pdf_samples.pages(3))
+    enqueue_previews(app, [second])
+    run_worker(app)
+    with app.app_context():
+        for file_id, pages in ((first, 2), (second, 3)):
+            row = db.session.get(EvidenceFile, file_id)
+            assert (row.preview_state, row.preview_pages) == ("made", pages)
+    assert render_server.SERVER._proc.pid != pid

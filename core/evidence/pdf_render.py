@@ -84,12 +84,40 @@ def serve() -> int:
     import pypdfium2  # noqa: F401  (loaded before any fork: the children inherit it)
     from PIL import Image, PngImagePlugin  # noqa: F401
 
+    _warm_up()
     for line in sys.stdin:
         request = json.loads(line)
         answer = _render_in_child(request)
         sys.stdout.write(json.dumps({"id": request["id"], **answer}) + "\n")
         sys.stdout.flush()
     return 0
+
+
+def _warm_up() -> None:
+    """Render a page of our own (text in the standard fonts) once, so pdfium's lazy set-up (the
+    system font list it maps the 14 standard fonts onto, its caches) is done in the server and
+    inherited by every child, not redone per PDF: ~50 ms a page here. No user document is involved."""
+    import tempfile
+
+    ops = b"BT /F1 12 Tf 10 50 Td (Warm) Tj ET BT /F2 12 Tf 10 30 Td (up) Tj ET"
+    bodies = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+              b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 100 80] /Contents 4 0 R /Resources << /Font"
+              b" << /F1 5 0 R /F2 6 0 R >> >> >>",
+              b"<< /Length %d >>\nstream\n%s\nendstream" % (len(ops), ops),
+              b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+              b"<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman >>"]
+    pdf, offsets = bytearray(b"%PDF-1.7\n"), []
+    for number, body in enumerate(bodies, 1):
+        offsets.append(len(pdf))
+        pdf += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(pdf)
+    pdf += b"xref\n0 %d\n0000000000 65535 f \n" % (len(bodies) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    pdf += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(bodies) + 1, xref)
+    with tempfile.TemporaryDirectory(prefix="pdf-warm-") as out:
+        path = os.path.join(out, "warm.pdf")
+        with open(path, "wb") as fh:
+            fh.write(pdf)
+        render(path, out, 1, 200)
 
 
 def _render_in_child(request: dict) -> dict:
