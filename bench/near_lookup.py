@@ -236,7 +236,11 @@ def measure(env: dict, hashes: list[int], cluster: list[int], args, rng: random.
             if spent > worst:
                 worst, worst_plan = spent, "\n\n".join("-- " + re.sub(r"\s+", " ", s)[:200] + "\n" + p
                                                        for (s, _), p in zip(statements, plans))
+        cur.execute("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+                    "WHERE relname = 'evidence_files' AND indexrelname LIKE 'ix_evidence_files_phash%' ORDER BY 1")
+        sizes = cur.fetchall()
         raw.close()
+    print("band indexes: " + ", ".join(f"{name} {size / 2**20:.0f} MiB" for name, size in sizes))
 
     totals.sort()
     p50, p95, top = statistics.median(totals), percentile(totals, 0.95), totals[-1]

@@ -6,19 +6,20 @@ Two PDFs made here, like evidence people send: a one-page report (a heading, bod
 Helvetica and a 1200x900 JPEG photo) and a 12-page one (the same first page, then pages of text).
 
 - **Production path** (timed): core.evidence.previews.make_file_preview(file_id), what the
-  preview job runs once RQ hands it the id: load the row, copy the stored bytes (local storage)
-  into a spool file, render in the limited renderer process (core.evidence.pdf_render, rlimits,
-  no app settings), check each PNG, store it, and commit preview_state `made` with an audit row.
+  preview job runs once RQ hands it the id: load the row, copy the stored bytes (local storage,
+  fsync'd on put) into a spool file, render page 1 in the limited renderer process (a fork of the
+  warm core.evidence.render_server process: rlimits, no app settings), check the PNG, store it,
+  and commit preview_state `made` with an audit row. The first-page time ends at that commit (a
+  SQLAlchemy after_commit listener): from then on a reviewer sees page 1. The job then renders and
+  stores pages 2-5 of a longer PDF the same way; its whole time is printed too.
   Not included: RQ's own work (dequeue, the forked work horse, result bookkeeping).
 - **Renderer directly** (the baseline): core.evidence.pdf_render.render() called in this process
-  on a file holding the same bytes, pypdfium2 already imported: open, render at the same scale
-  (PAGE_PX on the longer side), encode the same PNG. For the first-page figure it renders page 1;
-  for the 12-page file also the MAX_PDF_PAGES pages the job stores, to show what the job adds.
+  on a file holding the same bytes, pypdfium2 already imported and warm: open, render at the same
+  scale (PAGE_PX on the longer side), encode the same PNG, written to a file. Page 1 for the
+  goal's figure; for the 12-page file also the MAX_PDF_PAGES pages the job stores.
 
 Runs alternate (production, direct, production, ...) so both see the same load; the medians are
-compared. Goal: the first page at most 1.5x the renderer called directly. The job stores a PDF's
-pages together, so for the 12-page file its first page is shown when pages 1-5 are made: that
-row is printed against page 1 alone (the goal's reading) and against the same 5 pages.
+compared. Goal: the first page at most 1.5x the renderer called directly.
 """
 from __future__ import annotations
 
@@ -117,8 +118,12 @@ def store_file(user_id: int, submission_id: int, name: str, data: bytes) -> int:
     return row.id
 
 
-def production(file_id: int) -> float:
-    """Seconds for one preview job body; the file is reset to "no preview yet" first (untimed)."""
+COMMITS: list[float] = []  # perf_counter() of every database commit (the SQLAlchemy session event)
+
+
+def production(file_id: int) -> tuple[float, float]:
+    """Seconds for one preview job body: (until the first page is committed as made, i.e. a
+    reviewer can see it; until the job returns). The file is reset to "no preview yet" first."""
     from core.evidence.previews import make_file_preview, preview_prefix
     from core.platform.db import db
     from core.platform.models import EvidenceFile
@@ -130,12 +135,13 @@ def production(file_id: int) -> float:
     file.preview_state, file.preview_reason, file.preview_pages = None, None, 0
     db.session.commit()
     db.session.expire_all()
+    COMMITS.clear()
     started = time.perf_counter()
     state = make_file_preview(file_id)
     spent = time.perf_counter() - started
-    if state != "made":
+    if state != "made" or not COMMITS:
         raise SystemExit(f"error: the preview job ended in {state!r}")
-    return spent
+    return COMMITS[0] - started, spent
 
 
 def direct(path: str, pages: int) -> float:
@@ -169,6 +175,10 @@ def run(env: dict, tmp: str, args) -> int:
     from core.platform.models import Submission
     from core.points.catalogue import seed_catalogue
 
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    event.listen(Session, "after_commit", lambda _session: COMMITS.append(time.perf_counter()))
     app = create_app(env)
     results = []
     with app.app_context():
@@ -189,38 +199,35 @@ def run(env: dict, tmp: str, args) -> int:
             for _ in range(2):  # warm: imports, the renderer's first start, connections
                 production(file_id)
                 direct(path, 1)
-            prod, first, same = [], [], []
+            shown, prod, first, same = [], [], [], []
             for _ in range(args.runs):
-                prod.append(production(file_id))
+                page_one, whole = production(file_id)
+                shown.append(page_one)
+                prod.append(whole)
                 first.append(direct(path, 1))
                 if rendered > 1:
                     same.append(direct(path, rendered))
-            results.append((pages, len(data), rendered, statistics.median(prod), statistics.median(first),
-                            statistics.median(same) if same else None, min(prod), min(first)))
+            results.append((pages, len(data), rendered, statistics.median(shown), statistics.median(prod),
+                            statistics.median(first), statistics.median(same) if same else None, min(shown), min(first)))
         db.session.remove()
         db.engine.dispose()
 
     print(f"\nmedians over {args.runs} alternating runs (ms):")
-    for pages, size, rendered, prod, first, same, prod_min, first_min in results:
-        line = (f"  {pages:>2}-page PDF ({size / 1024:.0f} KiB): preview job {prod * 1000:.1f} ms ({rendered} page(s) stored; "
-                f"best {prod_min * 1000:.1f}); renderer directly, page 1: {first * 1000:.1f} ms (best {first_min * 1000:.1f})")
+    for pages, size, rendered, shown, prod, first, same, shown_min, first_min in results:
+        line = (f"  {pages:>2}-page PDF ({size / 1024:.0f} KiB): preview job: page 1 shown after {shown * 1000:.1f} ms "
+                f"(best {shown_min * 1000:.1f}), all {rendered} page(s) stored after {prod * 1000:.1f} ms; renderer directly, "
+                f"page 1: {first * 1000:.1f} ms (best {first_min * 1000:.1f})")
         if same:
-            line += f"; renderer directly, pages 1-{rendered}: {same * 1000:.1f} ms"
+            line += f", pages 1-{rendered}: {same * 1000:.1f} ms"
         print(line)
-    for pages, size, rendered, prod, first, same, *_ in results:
-        if rendered == 1:
-            figure("5 previews, near-duplicates", f"PDF first-page preview ({pages}-page file), preview job against "
-                   "the renderer called directly", f"{prod * 1000:.1f} ms = {prod / first:.2f}x",
-                   f"{first * 1000:.1f} ms; bound {BOUND:g}x", prod / first <= BOUND)
-        else:
-            # The job stores a document's pages together, so the first page of a longer PDF is
-            # shown when all MAX_PDF_PAGES are made: against page 1 alone, and against the same pages.
-            figure("5 previews, near-duplicates", f"PDF first-page preview ({pages}-page file: shown with pages 2-{rendered}),"
-                   " preview job against the renderer called directly on page 1", f"{prod * 1000:.1f} ms = {prod / first:.2f}x",
-                   f"{first * 1000:.1f} ms; bound {BOUND:g}x", prod / first <= BOUND)
-            figure("5 previews, near-duplicates", f"PDF preview of a {pages}-page file ({rendered} pages stored) against "
-                   f"the renderer called directly on the same {rendered} pages", f"{prod * 1000:.1f} ms = {prod / same:.2f}x",
-                   f"{same * 1000:.1f} ms; bound {BOUND:g}x", prod / same <= BOUND)
+    for pages, size, rendered, shown, prod, first, same, *_ in results:
+        figure("5 previews, near-duplicates", f"PDF first-page preview ({pages}-page file): job until page 1 is shown, "
+               "against the renderer called directly on page 1", f"{shown * 1000:.1f} ms = {shown / first:.2f}x",
+               f"{first * 1000:.1f} ms; bound {BOUND:g}x", shown / first <= BOUND)
+        if same:
+            figure("5 previews, near-duplicates", f"PDF preview of a {pages}-page file, job until all {rendered} pages are "
+                   f"stored, against the renderer on the same {rendered} pages", f"{prod * 1000:.1f} ms = {prod / same:.2f}x",
+                   f"{same * 1000:.1f} ms", None)
     return 0
 
 

@@ -1,11 +1,11 @@
-"""The PDF renderer's child process: `python -m core.evidence.pdf_render IN OUT_DIR MAX_PAGES MAX_PX`.
+"""The PDF renderer's child process: `python -m core.evidence.pdf_render IN OUT_DIR MAX_PAGES MAX_PX [FIRST_PAGE]`.
 
 Runs in a process of its own, started by core.evidence.previews with an address-space limit
 (RLIMIT_AS), a CPU limit, an output-size limit and a wall-clock timeout, and an environment
 without the app's settings or secrets: whatever a hostile PDF does to the renderer (pdfium, via
 pypdfium2, built without JavaScript or XFA support) ends with this process. Imports nothing of the
-app. Writes page-1.png ... page-N.png (the first MAX_PAGES pages, each at most MAX_PX on its
-longer side) into OUT_DIR and prints one JSON line: {"pages": N, "page_count": TOTAL}, or
+app. Writes page-F.png ... page-N.png (pages FIRST_PAGE, default 1, to MAX_PAGES, each at most
+MAX_PX on its longer side) into OUT_DIR and prints one JSON line: {"pages": N, "page_count": TOTAL}, or
 {"error": "reason"} with exit status 3 when the document cannot be opened.
 
 `python -m core.evidence.pdf_render --serve` is the same renderer kept warm (core.evidence.
@@ -28,7 +28,9 @@ UNREADABLE_EXIT = 3
 MAX_SCALE = 2.0  # 144 dpi: enough to read body text; tiny pages are not blown up past it
 
 
-def render(src: str, out_dir: str, max_pages: int, max_px: int) -> dict:
+def render(src: str, out_dir: str, max_pages: int, max_px: int, first_page: int = 1) -> dict:
+    """Pages first_page..max_pages (1-based) into out_dir. {"pages": the last page written (pages
+    before first_page count as written), "page_count": N} or {"error": reason}."""
     import pypdfium2 as pdfium
 
     try:
@@ -38,8 +40,8 @@ def render(src: str, out_dir: str, max_pages: int, max_px: int) -> dict:
         return {"error": "password-protected PDF" if "password" in text else "not a readable PDF"}
     try:
         total = len(pdf)
-        made = 0
-        for index in range(min(total, max_pages)):
+        made = first_page - 1
+        for index in range(first_page - 1, min(total, max_pages)):
             page = pdf[index]
             width, height = page.get_size()  # points; a hostile MediaBox may be 0 or huge
             if width <= 0 or height <= 0:
@@ -58,7 +60,7 @@ def main(argv: list[str]) -> int:
     if argv == ["--serve"]:
         return serve()
     src, out_dir, max_pages, max_px = argv[0], argv[1], int(argv[2]), int(argv[3])
-    result = render(src, out_dir, max_pages, max_px)
+    result = render(src, out_dir, max_pages, max_px, int(argv[4]) if len(argv) > 4 else 1)
     sys.stdout.write(json.dumps(result) + "\n")
     return UNREADABLE_EXIT if "error" in result else 0
 
@@ -134,7 +136,8 @@ def _render_in_child(request: dict) -> dict:
             os.dup2(os.open(paths["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             apply_limits(int(request["memory_mb"]), int(request["seconds"]), int(request["max_bytes"]))
-            code = main([request["src"], out_dir, str(request["max_pages"]), str(request["max_px"])])
+            code = main([request["src"], out_dir, str(request["max_pages"]), str(request["max_px"]),
+                         str(request.get("first_page", 1))])
         except MemoryError:
             os.write(2, b"MemoryError\n")
         except BaseException as exc:  # noqa: BLE001 -- reported as a failed render

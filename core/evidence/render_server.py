@@ -79,14 +79,14 @@ class RenderServer:
             proc.wait()
 
     def render(self, src: str, out_dir: str, *, max_pages: int, max_px: int, seconds: int, memory_mb: int,
-               max_bytes: int) -> Answer:
+               max_bytes: int, first_page: int = 1) -> Answer:
         """Render `src` into `out_dir` in a limited child of the server. Raises RenderTimeout past
         `seconds` of wall-clock time, Unavailable when the server fails (it is stopped)."""
         with self._lock:
             proc = self._ensure()
             request_id = f"{os.getpid()}-{next(self._ids)}"
             request = {"id": request_id, "src": src, "out": out_dir, "max_pages": max_pages, "max_px": max_px,
-                       "seconds": seconds, "memory_mb": memory_mb, "max_bytes": max_bytes}
+                       "first_page": first_page, "seconds": seconds, "memory_mb": memory_mb, "max_bytes": max_bytes}
             try:
                 proc.stdin.write((json.dumps(request) + "\n").encode())
                 proc.stdin.flush()
