@@ -11,6 +11,7 @@ import uuid
 
 from PIL import Image
 from rq.job import JobStatus
+from sqlalchemy import select
 
 from core.evidence.previews import csv_table, is_formula, preview_prefix
 from core.platform.db import db
@@ -175,4 +176,11 @@ def test_a_pdf_gets_its_preview_after_the_warm_renderer_process_died(make_app):
         for file_id, pages in ((first, 2), (second, 3)):
             row = db.session.get(EvidenceFile, file_id)
             assert (row.preview_state, row.preview_pages) == ("made", pages)
+        # The first page is committed (shown) before the others are rendered: the audit trail has both steps.
+        from core.platform.models import AuditEvent
+
+        steps = db.session.scalars(select(AuditEvent).where(AuditEvent.subject_id == str(second))
+                                   .order_by(AuditEvent.id)).all()
+        assert [(e.action, e.details.get("pages")) for e in steps if e.action.startswith("file.preview")] == [
+            ("file.preview_made", 1), ("file.preview_pages_added", 3)]
     assert render_server.SERVER._proc.pid != pid
