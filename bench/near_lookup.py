@@ -148,13 +148,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1_000_000)
     parser.add_argument("--probes", type=int, default=300)
-    parser.add_argument("--redis-db", type=int, default=1)  # tests claim dbs 2-13; run one bench at a time
     args = parser.parse_args()
     rng = random.Random(SEED)
     started = time.perf_counter()
     hashes, cluster = make_hashes(args.images, rng)
     print(f"made {len(hashes):,} hashes in {time.perf_counter() - started:.1f} s")
-    with tempfile.TemporaryDirectory() as tmp, temp_environment(args.redis_db, tmp, QUEUE_PREFIX="bench-near:") as (env, dsn):
+    # It queues nothing: no Redis db of its own (None), so none is flushed under another run.
+    with tempfile.TemporaryDirectory() as tmp, temp_environment(None, tmp, QUEUE_PREFIX="bench-near:") as (env, dsn):
         catalogue(env)
         print(f"seeded {len(hashes):,} evidence files (COPY + INSERT ... SELECT, VACUUM ANALYZE) in {seed(dsn, hashes):.1f} s")
         return measure(env, hashes, cluster, args, rng)

@@ -161,9 +161,9 @@ def direct(path: str, pages: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--redis-db", type=int, default=15)  # tests claim dbs 2-13; run one bench at a time
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, temp_environment(args.redis_db, tmp, QUEUE_PREFIX="bench-previews:") as (env, _):
+    # It queues nothing: no Redis db of its own (None), so none is flushed under another run.
+    with tempfile.TemporaryDirectory() as tmp, temp_environment(None, tmp, QUEUE_PREFIX="bench-previews:") as (env, _):
         return run(env, tmp, args)
 
 
