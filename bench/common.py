@@ -33,23 +33,27 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def temp_environment(redis_db: int, tmp_dir: str, **extra: str):
-    """Yields (env, dsn): a migrated throwaway database and a flushed Redis db; both cleaned after."""
+def temp_environment(redis_db: int | None, tmp_dir: str, **extra: str):
+    """Yields (env, dsn): a migrated throwaway database and a flushed Redis db; both cleaned after.
+    redis_db None: a benchmark that queues nothing (give it a QUEUE_PREFIX of its own) gets db 0
+    and nothing is flushed, so it cannot wipe a db another benchmark or a test is using."""
     name = f"points_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+    redis_url = f"redis://127.0.0.1:6379/{redis_db or 0}"
     env = {**os.environ, "APP_ENV": "testing", "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
            "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", "REDIS_URL": redis_url,
            "LOCAL_STORAGE_ROOT": os.path.join(tmp_dir, "storage"), "ANALYTICS_FILE": os.path.join(tmp_dir, "analytics.jsonl"),
            "LOG_LEVEL": "WARNING", "FLASK_APP": "app:main_app", **extra}
-    Redis.from_url(redis_url).flushdb()
+    if redis_db is not None:
+        Redis.from_url(redis_url).flushdb()
     try:
         subprocess.run([os.path.join(VENV_BIN, "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         yield env, f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
-        Redis.from_url(redis_url).flushdb()
+        if redis_db is not None:
+            Redis.from_url(redis_url).flushdb()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

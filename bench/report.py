@@ -24,18 +24,12 @@ EVERYDAY = [
     ["bench.outbox", "--records", "20000"],
     ["bench.queue", "--runs", "40"],
     ["bench.slo", "--events", "1000000"],
+    ["bench.previews"],
+    ["bench.near_lookup", "--images", "1000000"],
 ]
 LARGE = [
     ["bench.queue", "--submissions", "5000000", "--ledger", "15000000", "--runs", "40"],
     ["bench.slo", "--events", "10000000"],
-]
-# Goal 5 belongs to the reviewer issue's previews and near-duplicate look-up; they are not on this
-# branch, so the table says so instead of leaving the rows out.
-NOT_HERE = [
-    ("5 previews, near-duplicates", "PDF first-page preview time against the renderer called directly",
-     "not measured", "bound 1.5x", "not on this branch"),
-    ("5 previews, near-duplicates", "near-duplicate look-up at 1M image hashes (server-side)",
-     "not measured", "bound 25 ms", "not on this branch"),
 ]
 
 
@@ -72,8 +66,6 @@ def main() -> int:
         print(f"##### {command[0]}: {seconds:.0f} s, exit status {status}", flush=True)
         if status and not figures:  # bench.queue exits 1 for a missed goal, with its figures printed
             failed.append(f"{command[0]} (exit {status})")
-    if not args.large and not args.only:
-        rows.extend(list(r) for r in NOT_HERE)
 
     total = time.monotonic() - started
     print(f"\n===== issue 18 figures, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "

@@ -130,8 +130,17 @@ def _queues_have_work(svc, queue_names: list[str] | None) -> bool:
 
 def _preload_media() -> None:
     """Import what media jobs use (Pillow, imagehash with numpy and scipy: ~0.5 s) once in the
-    worker, so each forked work horse inherits it instead of importing it per job."""
+    worker, so each forked work horse inherits it instead of importing it per job, and start the
+    PDF render server (core.evidence.render_server) the horses use."""
     import imagehash  # noqa: F401
     import scipy.fftpack  # noqa: F401  (imagehash.phash's DCT)
 
     import core.evidence.previews  # noqa: F401
+    from core.evidence import render_server
+
+    # The warm PDF renderer, started here so the work horses forked from this process share it
+    # (one start per worker, not per PDF). If it cannot start, each render starts one-shot.
+    try:
+        render_server.SERVER.start()
+    except render_server.Unavailable as exc:
+        log.warning("PDF render server not started: %s", exc)

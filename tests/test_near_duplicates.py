@@ -7,13 +7,20 @@ from __future__ import annotations
 import io
 import random
 import re
+from datetime import date
 
+import pytest
+from flask_migrate import upgrade
 from hypothesis import given, strategies as st
 from PIL import Image, ImageDraw, ImageFilter
 
+from app import create_app
+from core.accounts.users import create_user
 from core.evidence import duplicates
-from core.platform.db import db
-from core.platform.models import EvidenceFile
+from core.platform.db import db, utcnow
+from core.platform.models import EvidenceFile, Submission
+from core.points.catalogue import seed_catalogue
+from tests.conftest import _recreate_database, base_env
 from tests.evidence_support import run_worker, setup_people, sign_in, submit
 
 U64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
@@ -103,3 +110,74 @@ def test_plain_pictures_have_no_fingerprint():
     red, blue = Image.new("RGB", (400, 300), (200, 30, 30)), Image.new("RGB", (400, 300), (20, 30, 200))
     assert duplicates.image_phash(red) == duplicates.image_phash(blue)
     assert duplicates.too_plain(red) and duplicates.too_plain(blue) and not duplicates.too_plain(scene(1))
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def migrated(request, tmp_path):
+    """An app on a database built by the migrations (0010b_phash's covering band indexes)."""
+    env = base_env(str(tmp_path / "storage"))
+    if request.param == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{tmp_path}/near.db"
+    else:
+        env["DATABASE_URL"] = env["DATABASE_URL"] + "_near"  # beside this run's test database
+        _recreate_database(env["DATABASE_URL"])
+    app = create_app(env)
+    with app.app_context():
+        upgrade()
+        seed_catalogue()
+        db.session.commit()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+def flipped(value: int, bits: int) -> int:
+    for bit in range(bits):
+        value ^= 1 << (bit * 9 % 64)  # spread over the bands
+    return value
+
+
+def test_the_look_up_finds_earlier_images_of_other_submissions_nearest_first_on_both_databases(migrated):
+    """What a reviewer is shown: within the distance, earlier, another submission, not deleted,
+    not the same bytes (those are exact repeats); nearest first, then oldest. PostgreSQL checks the
+    distance in the index, SQLite in Python: the answers are the same."""
+    uploader = create_user("near@example.com", "uploader", "a-long-password-1")[0]
+    db.session.flush()
+    target = 0x9E3779B97F4A7C15
+    rows = {}
+
+    def add(name: str, value: int, *, submission: int | None = None, sha: str | None = None, deleted=False):
+        if submission is None:
+            s = Submission(user_id=uploader.id, activity_code="EXPLORE", status="in_review",
+                           session_date=date(2024, 1, 1), counters={})
+            db.session.add(s)
+            db.session.flush()
+            submission = s.id
+        f = EvidenceFile(submission_id=submission, user_id=uploader.id, activity_code="EXPLORE",
+                         storage_key=f"evidence/near/{name}.jpg", original_name=f"{name}.jpg", ext="jpg",
+                         content_type="image/jpeg", size_bytes=10, sha256=sha or name.ljust(64, "0"), scan_state="clean",
+                         deleted_at=utcnow() if deleted else None)
+        duplicates.set_hash(f, value)
+        db.session.add(f)
+        db.session.flush()
+        rows[name] = f
+        return f
+
+    add("three_bits", flipped(target, 3))
+    add("one_bit", flipped(target, 1))
+    add("three_bits_later", target ^ (1 << 63) ^ (1 << 40) ^ (1 << 20))  # also 3 bits, newer
+    add("far", flipped(target, 12))
+    add("deleted", flipped(target, 2), deleted=True)
+    add("same_bytes", target, sha="f" * 64)
+    probe_submission = add("own_submission_sibling", target).submission_id
+    probe = add("probe", target, submission=probe_submission, sha="f" * 64)
+    add("later", flipped(target, 1))
+    db.session.commit()
+
+    found = duplicates.near_matches(probe, 8)
+    assert [(m.other.original_name, m.distance) for m in found] == [
+        ("one_bit.jpg", 1), ("three_bits.jpg", 3), ("three_bits_later.jpg", 3)]
+    assert [m.other.id for m in duplicates.near_matches(probe, 8, limit=1)] == [rows["one_bit"].id]
+    assert duplicates.near_matches(probe, 0) == []
+    duplicates.record_match(probe, 8)
+    assert probe.near_duplicate_of_id == rows["one_bit"].id

@@ -11,6 +11,7 @@ import uuid
 
 from PIL import Image
 from rq.job import JobStatus
+from sqlalchemy import select
 
 from core.evidence.previews import csv_table, is_formula, preview_prefix
 from core.platform.db import db
@@ -151,3 +152,35 @@ def test_csv_table_rules():
     many = csv_table(b"".join(b"%d\n" % i for i in range(100)), complete=True)
     assert len(many["rows"]) == 20 and many["truncated"]
     assert json.dumps(csv_table("Zoë,naïve\n".encode(), complete=True))
+
+
+def test_a_pdf_gets_its_preview_after_the_warm_renderer_process_died(make_app):
+    """The worker keeps one warm renderer process (core.evidence.render_server); if something
+    kills it (the OOM killer, an operator), the next PDF still gets its preview."""
+    import os
+    import signal
+
+    from core.evidence import render_server
+
+    app = make_app()
+    owner = setup_people(app)["owner"]
+    first = stored(app, owner, "first.pdf", pdf_samples.pages(2))
+    enqueue_previews(app, [first])
+    run_worker(app)
+    pid = render_server.SERVER._proc.pid
+    os.kill(pid, signal.SIGKILL)
+    second = stored(app, owner, "second.pdf", pdf_samples.pages(3))
+    enqueue_previews(app, [second])
+    run_worker(app)
+    with app.app_context():
+        for file_id, pages in ((first, 2), (second, 3)):
+            row = db.session.get(EvidenceFile, file_id)
+            assert (row.preview_state, row.preview_pages) == ("made", pages)
+        # The first page is committed (shown) before the others are rendered: the audit trail has both steps.
+        from core.platform.models import AuditEvent
+
+        steps = db.session.scalars(select(AuditEvent).where(AuditEvent.subject_id == str(second))
+                                   .order_by(AuditEvent.id)).all()
+        assert [(e.action, e.details.get("pages")) for e in steps if e.action.startswith("file.preview")] == [
+            ("file.preview_made", 1), ("file.preview_pages_added", 3)]
+    assert render_server.SERVER._proc.pid != pid

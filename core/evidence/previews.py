@@ -3,7 +3,8 @@ escaped text. Never the evidence itself inline.
 
 - PDF: the first MAX_PDF_PAGES pages rendered to PNG by pdfium (pypdfium2) in a child process
   (core.evidence.pdf_render) with an address-space limit, a CPU limit, an output-size limit and a
-  wall-clock timeout, and no app settings in its environment. The job itself runs in the media
+  wall-clock timeout, and no app settings in its environment: a fresh fork, per PDF, of a warm
+  renderer process (core.evidence.render_server), or a one-shot process if that one fails. The job itself runs in the media
   queue's forked work horse (jobs/worker.py), so this is a second wall around the renderer.
 - Images: a larger EXIF-free JPEG (core.evidence.images.make_thumbnail at LARGE_PX), plus the
   perceptual hash used to find near-duplicates (core.evidence.duplicates).
@@ -22,7 +23,6 @@ import json
 import logging
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -37,7 +37,7 @@ from core.platform.db import db
 from core.platform.errors import ValidationError
 from core.platform.models import EvidenceFile
 from core.platform.services import services
-from core.evidence import duplicates
+from core.evidence import duplicates, pdf_render, render_server
 from core.evidence.images import make_thumbnail
 from core.evidence.scan_jobs import IMAGE_EXTS
 
@@ -76,6 +76,7 @@ class Outcome:
     state: str  # made | failed
     reason: str | None = None
     pages: int = 0
+    page_count: int = 0  # a PDF's pages in all (the renderer reads it)
     phash: int | None = None
     objects: dict[str, tuple[bytes, str]] | None = None  # key -> (bytes, content type)
 
@@ -150,26 +151,27 @@ def _image_outcome(file: EvidenceFile, spool) -> Outcome:
 
 def _limits(memory_mb: int, seconds: int):
     def apply() -> None:  # runs in the child between fork and exec
-        memory = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (seconds + 1, seconds + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (PAGE_MAX_BYTES, PAGE_MAX_BYTES))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        pdf_render.apply_limits(memory_mb, seconds, PAGE_MAX_BYTES)
     return apply
 
 
 def render_pdf(path: str, out_dir: str, *, seconds: int, memory_mb: int, max_pages: int = MAX_PDF_PAGES,
-               max_px: int = PAGE_PX) -> Outcome:
-    """Render the first pages of the PDF at `path` into `out_dir` (page-N.png) in a limited child
-    process. Returns Outcome made (pages > 0) or failed with a reason a reviewer can read; the
-    objects are filled in by the caller. Never raises for anything the PDF does."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": PROJECT_ROOT, "LANG": "C.UTF-8"}
-    cmd = [sys.executable, "-s", "-m", "core.evidence.pdf_render", path, out_dir,
-           str(max_pages), str(max_px)]
+               max_px: int = PAGE_PX, first_page: int = 1) -> Outcome:
+    """Render pages first_page..max_pages of the PDF at `path` into `out_dir` (page-N.png) in a
+    limited child process. Returns Outcome made (pages: the last page made, at least first_page)
+    or failed with a reason a reviewer can read; the objects are filled in by the caller. Never
+    raises for anything the PDF does."""
     try:
-        done = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=seconds,
-                              preexec_fn=_limits(memory_mb, seconds), stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+        try:
+            done = render_server.SERVER.render(path, out_dir, max_pages=max_pages, max_px=max_px, seconds=seconds,
+                                               memory_mb=memory_mb, max_bytes=PAGE_MAX_BYTES, first_page=first_page)
+        except render_server.Unavailable as exc:
+            log.warning("PDF render server unavailable, rendering one-shot", extra={"error": str(exc)})
+            cmd = [sys.executable, "-s", "-m", "core.evidence.pdf_render", path, out_dir, str(max_pages), str(max_px),
+                   str(first_page)]
+            done = subprocess.run(cmd, env=render_server.clean_env(), cwd=PROJECT_ROOT, capture_output=True,
+                                  timeout=seconds, preexec_fn=_limits(memory_mb, seconds), stdin=subprocess.DEVNULL)
+    except (subprocess.TimeoutExpired, render_server.RenderTimeout):
         return Outcome("failed", f"The PDF took longer than {seconds} s to render, so it was stopped.")
     result = _last_json(done.stdout)
     if done.returncode < 0:
@@ -189,9 +191,9 @@ def render_pdf(path: str, out_dir: str, *, seconds: int, memory_mb: int, max_pag
     if done.returncode != 0 or "pages" not in result:
         memory = b"MemoryError" in done.stderr or b"alloc" in done.stderr.lower()
         return Outcome("failed", "The PDF renderer ran out of memory." if memory else "The PDF renderer failed on this file.")
-    if int(result["pages"]) < 1:
+    if int(result["pages"]) < first_page:
         return Outcome("failed", "The PDF has no pages to show.")
-    return Outcome("made", pages=int(result["pages"]))
+    return Outcome("made", pages=int(result["pages"]), page_count=int(result.get("page_count", 0)))
 
 
 def _last_json(stdout: bytes) -> dict:
@@ -205,15 +207,15 @@ def _last_json(stdout: bytes) -> dict:
     return {}
 
 
-def _pdf_outcome(file: EvidenceFile, src_path: str) -> Outcome:
-    settings = services().settings
+def _pdf_outcome(file: EvidenceFile, src_path: str, *, seconds: int, first_page: int = 1,
+                 last_page: int = MAX_PDF_PAGES) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="pdf-preview-") as out_dir:
-        outcome = render_pdf(src_path, out_dir, seconds=settings.preview_time_limit_seconds,
-                             memory_mb=settings.preview_memory_mb)
+        outcome = render_pdf(src_path, out_dir, seconds=seconds, memory_mb=services().settings.preview_memory_mb,
+                             max_pages=last_page, first_page=first_page)
         if outcome.state != "made":
             return outcome
         objects = {}
-        for page in range(1, outcome.pages + 1):
+        for page in range(first_page, outcome.pages + 1):
             with open(os.path.join(out_dir, f"page-{page}.png"), "rb") as fh:
                 data = fh.read(PAGE_MAX_BYTES + 1)
             if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) > PAGE_MAX_BYTES:
@@ -234,7 +236,11 @@ def make_file_preview(file_id: int) -> str | None:
     if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state:
         return None
     source_key, ext, size = file.storage_key, file.ext, file.size_bytes
-    db.session.rollback()  # no transaction held while pdfium or Pillow works
+    # No transaction held while pdfium or Pillow works. Detached first, so the rollback does not
+    # expire it: the preview keys read its loaded columns instead of a reload that would open a
+    # transaction again (one more query, ~15 ms of a 1-page PDF's preview, bench/previews.py).
+    db.session.expunge(file)
+    db.session.rollback()
 
     with tempfile.NamedTemporaryFile(prefix="evidence-", suffix=f".{ext}") as spool:
         for chunk in storage.iter_chunks(source_key):
@@ -242,7 +248,7 @@ def make_file_preview(file_id: int) -> str | None:
         spool.flush()
         spool.seek(0)
         if ext == "pdf":
-            outcome = _pdf_outcome(file, spool.name)
+            return _pdf_preview(file, spool.name)
         elif ext in IMAGE_EXTS:
             outcome = _image_outcome(file, spool)
         elif ext == "csv":
@@ -250,6 +256,49 @@ def make_file_preview(file_id: int) -> str | None:
         else:
             outcome = Outcome("failed", f"No preview for .{ext} files.")
     return _store(file_id, outcome)
+
+
+def _pdf_preview(file: EvidenceFile, src_path: str) -> str | None:
+    """The first page alone, stored and committed (the reviewer sees it), then pages 2 to
+    MAX_PDF_PAGES, added to the made preview. Rendering all five before storing any made the first
+    page of a long PDF wait for the other four (3.9x the renderer's time for page 1,
+    bench/previews.py). Both stages share PREVIEW_TIME_LIMIT_SECONDS."""
+    import time
+
+    limit = services().settings.preview_time_limit_seconds
+    started = time.monotonic()
+    first = _pdf_outcome(file, src_path, seconds=limit, last_page=1)
+    state = _store(file.id, first)
+    if state != "made" or first.page_count <= 1:
+        return state
+    left = max(1, int(limit - (time.monotonic() - started)))
+    _store_more_pages(file.id, _pdf_outcome(file, src_path, seconds=left, first_page=2))
+    return state
+
+
+def _store_more_pages(file_id: int, outcome: Outcome) -> None:
+    """Add pages 2.. to a PDF preview already made with its first page. If they cannot be made the
+    first page stays, and the reason is logged. Raises only when storage or the database fails."""
+    if outcome.state != "made":
+        log.warning("only the first page of a PDF previewed", extra={"file_id": file_id, "reason": outcome.reason})
+        return
+    storage = services().storage
+    keys = list(outcome.objects or {})
+    for key, (data, content_type) in (outcome.objects or {}).items():
+        storage.put(key, io.BytesIO(data), len(data), content_type)
+    try:
+        file = db.session.get(EvidenceFile, file_id, with_for_update=True, populate_existing=True)
+        if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state != "made":
+            db.session.rollback()  # deleted meanwhile: leave nothing behind
+            storage.delete_many(keys)
+            return
+        file.preview_pages = outcome.pages
+        audit.record("file.preview_pages_added", "evidence_file", file.id, pages=outcome.pages)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        storage.delete_many(keys)
+        raise
 
 
 def _store(file_id: int, outcome: Outcome) -> str | None:

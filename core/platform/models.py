@@ -5,7 +5,7 @@ import uuid
 
 from flask_login import UserMixin
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, true)
+                        UniqueConstraint, text, true)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.platform.db import UTCDateTime, db, utcnow
@@ -139,12 +139,13 @@ class EvidenceFile(db.Model):
     __table_args__ = (Index("ix_evidence_files_scan_state_created", "scan_state", "created_at"),
                       Index("ix_evidence_files_user_created", "user_id", "created_at"),
                       # Reused evidence (migration 0007_previews): exact repeats by SHA-256, and
-                      # near-duplicate images by any equal 16-bit band of the perceptual hash.
+                      # near-duplicate images by a 16-bit band of the perceptual hash within one
+                      # bit flip; each band index carries id and the hash, images only (0010b_phash),
+                      # so a look-up reads no table row it does not return (docs/near-duplicates.md).
                       Index("ix_evidence_files_sha256", "sha256"),
-                      Index("ix_evidence_files_phash_b0", "phash_b0"),
-                      Index("ix_evidence_files_phash_b1", "phash_b1"),
-                      Index("ix_evidence_files_phash_b2", "phash_b2"),
-                      Index("ix_evidence_files_phash_b3", "phash_b3"))
+                      *(Index(f"ix_evidence_files_{band}_hash", band, "id", "phash",
+                              postgresql_where=text("phash IS NOT NULL"), sqlite_where=text("phash IS NOT NULL"))
+                        for band in ("phash_b0", "phash_b1", "phash_b2", "phash_b3")))
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
