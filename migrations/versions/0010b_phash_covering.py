@@ -17,13 +17,13 @@ On PostgreSQL the indexes are built CONCURRENTLY (no lock on uploads while they 
 old ones dropped only once the new ones exist.
 
 Revision ID: 0010b_phash
-Revises: 0009_perf (the lead re-chains the migrations at merge)
+Revises: 0010_queue
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0010b_phash'
-down_revision = '0009_perf'
+down_revision = '0010_queue'
 branch_labels = None
 depends_on = None
 
