@@ -236,6 +236,9 @@ def make_file_preview(file_id: int) -> str | None:
     source_key, ext, size = file.storage_key, file.ext, file.size_bytes
     db.session.rollback()  # no transaction held while pdfium or Pillow works
 
+    if ext == "csv":
+        # The table shows the first CSV_HEAD_BYTES only: read those, not the whole file into a spool.
+        return _store(file_id, _csv_outcome(file, _head(storage, source_key, CSV_HEAD_BYTES), size))
     with tempfile.NamedTemporaryFile(prefix="evidence-", suffix=f".{ext}") as spool:
         for chunk in storage.iter_chunks(source_key):
             spool.write(chunk)
@@ -245,11 +248,19 @@ def make_file_preview(file_id: int) -> str | None:
             outcome = _pdf_outcome(file, spool.name)
         elif ext in IMAGE_EXTS:
             outcome = _image_outcome(file, spool)
-        elif ext == "csv":
-            outcome = _csv_outcome(file, spool.read(CSV_HEAD_BYTES), size)
         else:
             outcome = Outcome("failed", f"No preview for .{ext} files.")
     return _store(file_id, outcome)
+
+
+def _head(storage, key: str, size: int) -> bytes:
+    """Up to `size` bytes from the start of a stored object (a stream may return short reads)."""
+    parts, left = [], size
+    with storage.open(key) as fh:
+        while left and (chunk := fh.read(left)):
+            parts.append(chunk)
+            left -= len(chunk)
+    return b"".join(parts)
 
 
 def _store(file_id: int, outcome: Outcome) -> str | None:
