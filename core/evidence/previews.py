@@ -298,12 +298,14 @@ def preview_job_timeout() -> int:
     return services().settings.preview_time_limit_seconds + 60
 
 
-def enqueue_preview(file_id: int) -> None:
-    """Queue the preview job once the caller's transaction commits."""
-    from core.platform.queues import enqueue_after_commit
+def enqueue_preview(file_id: int, ext: str | None = None) -> None:
+    """Queue the preview job once the caller's transaction commits. A CSV's (ext "csv") runs in
+    the worker's own process: its table is parsed by Python's csv module, with no C decoder of
+    untrusted bytes to wall off in a work horse, and the fork cost more than the job."""
+    from core.platform.queues import IN_PROCESS, enqueue_after_commit
 
     enqueue_after_commit("media", "jobs.previews.make_preview", file_id, job_id=f"preview-{file_id}",
-                         timeout=preview_job_timeout())
+                         timeout=preview_job_timeout(), meta={IN_PROCESS: True} if ext == "csv" else None)
 
 
 SWEEP_AFTER = 15  # minutes: a clean file without a preview outcome this long after its scan lost its job

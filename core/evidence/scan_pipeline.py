@@ -201,7 +201,7 @@ def record_verdict(submission: Submission, file: EvidenceFile, result: ScanResul
         if file.ext in IMAGE_EXTS:
             enqueue_after_commit("media", "jobs.thumbnails.make_thumbnail", file.id,
                                  job_id=f"thumbnail-{file.id}", timeout=120)
-        enqueue_preview(file.id)  # PDF pages, an enlarged image, a CSV table (core.evidence.previews)
+        enqueue_preview(file.id, file.ext)  # PDF pages, an enlarged image, a CSV table (core.evidence.previews)
     elif result.state == "unscannable":
         # Neither clean nor infected: kept (an admin may look at it), never served.
         file.scan_state, file.scan_signature = "unscannable", (result.signature or "")[:255] or None
