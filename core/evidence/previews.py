@@ -234,6 +234,9 @@ def make_file_preview(file_id: int) -> str | None:
     if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state:
         return None
     source_key, ext, size = file.storage_key, file.ext, file.size_bytes
+    # Detached with its columns loaded, so naming the preview's objects (page_key, table_key)
+    # does not load the row again after the rollback; _store locks and reloads it.
+    db.session.expunge(file)
     db.session.rollback()  # no transaction held while pdfium or Pillow works
 
     if ext == "csv":
