@@ -69,7 +69,9 @@ class Meter:
                 times = proc.cpu_times()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            out[proc.pid] = (kind, times.user + times.system)
+            # Children's times too: a forked RQ work horse has exited (and been waited for)
+            # before the next snapshot, so its CPU shows only in its parent's children times.
+            out[proc.pid] = (kind, times.user + times.system + times.children_user + times.children_system)
         return out
 
     @staticmethod

@@ -2,7 +2,7 @@
 outbox and maintenance jobs: PostgreSQL and Redis) run in the worker process itself, which keeps
 its warm database pool; RQ's SIGALRM timeout still bounds them. Jobs that decode untrusted bytes
 in C (thumbnails: Pillow, on the `media` queue) run in a forked work horse, so a crash or a leak
-dies with the job.
+dies with the job; a media job enqueued with meta IN_PROCESS (a CSV's preview) runs in the worker.
 
 Forking cost 56-119 ms per job here (a fresh connection, statement compilation), more than a
 whole 1 MiB scan; see docs/performance.md.
@@ -21,6 +21,8 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
+from core.platform.queues import IN_PROCESS
+
 FORKED_QUEUES = ("media",)
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 30.0  # back-off ceiling while Redis is away
@@ -34,7 +36,7 @@ class PointsWorker(Worker):
         self.jobs_run = 0  # counted here, not in Redis: it must survive Redis going away
 
     def forks_for(self, job: Job) -> bool:
-        return job.origin in self.forked_queues
+        return job.origin in self.forked_queues and not (job.meta or {}).get(IN_PROCESS)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         self.jobs_run += 1

@@ -98,6 +98,26 @@ def test_a_stream_past_stream_max_length_is_reported_as_that(scanner):
     assert result == ScanResult("unscannable", "StreamMaxLength", "stream_too_long")
 
 
+def test_a_file_on_disk_is_sent_whole_and_judged_as_from_memory(scanner, tmp_path):
+    """A real file goes to clamd by sendfile, in 1 MiB chunks: every byte is sent (the file is
+    left at its end), EICAR at the very end of a 3 MiB file is found, and past StreamMaxLength
+    the answer is the same refusal as from memory."""
+    clean = tmp_path / "clean.csv"
+    clean.write_bytes(b"a,b\n" * (768 * 1024) + b"x")
+    with open(clean, "rb") as fh:
+        assert scanner.scan(fh) == ScanResult("clean")
+        assert fh.tell() == 3 * MIB + 1
+    infected = tmp_path / "infected.csv"
+    infected.write_bytes(b" " * (3 * MIB - len(EICAR)) + EICAR)
+    with open(infected, "rb") as fh:
+        assert scanner.scan(fh).state == "infected"
+    too_long = tmp_path / "long.bin"
+    with open(too_long, "wb") as fh:
+        fh.truncate(65 * MIB)
+    with open(too_long, "rb") as fh:
+        assert scanner.scan(fh) == ScanResult("unscannable", "StreamMaxLength", "stream_too_long")
+
+
 def test_the_stream_limit_is_asked_without_sending_a_file(scanner):
     assert scanner.stream_limit_warning(25 * MIB) is None
     assert scanner.stream_limit_warning(64 * MIB) is None  # exactly the limit still fits

@@ -105,3 +105,59 @@ def test_a_clamd_that_never_answers_costs_the_request_one_timeout_then_the_queue
 
     assert files_of(app, submission_id) == ("scanning", [("pending", 1), ("pending", 0), ("pending", 0)])
     assert sorted(scans_queued(app)) == sorted(f"scan-file-{i}-upload" for i in file_ids)
+
+
+def _post(app, name: str, data: bytes):
+    client = app.test_client()
+    sign_in(client, "owner")
+    response = client.post("/submissions/new", data={
+        "activity_code": "EXPLORE", "session_date": yesterday().isoformat(),
+        "files": (io.BytesIO(data), name, "text/csv")}, content_type="multipart/form-data")
+    assert response.status_code == 302, response.text[:300]
+    return int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+
+
+def every_file_under(root) -> list[str]:
+    import os
+
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, names in os.walk(root) for f in names)
+
+
+def test_a_spool_on_the_storage_disk_is_stored_whole_scanned_and_leaves_nothing_else(inline_app):
+    """A part past the in-memory spool (500 KiB) is spooled on the local storage's disk and
+    becomes the stored object (linked, not copied): the object holds exactly the bytes sent,
+    they match the SHA-256 recorded, the file is clean in the request, and nothing else (no
+    temporary file) is left in the storage root."""
+    import hashlib
+
+    from tests.evidence_support import local_root
+
+    setup_people(inline_app)
+    data = b"date,city,peers\n" + b"2025-01-15,Lisbon,12\n" * (40 * KIB)  # about 840 KiB
+    submission_id = _post(inline_app, "big.csv", data)
+
+    assert files_of(inline_app, submission_id) == ("in_review", [("clean", 1)])
+    assert scans_queued(inline_app) == []
+    with inline_app.app_context():
+        file = db.session.query(EvidenceFile).filter_by(submission_id=submission_id).one()
+        with inline_app.extensions["points"].storage.open(file.storage_key) as fh:
+            stored = fh.read()
+        actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+    assert stored == data and file.sha256 == hashlib.sha256(data).hexdigest() and file.size_bytes == len(data)
+    assert actions == ["submission.created", "file.uploaded", "file.scanned", "submission.ready_for_review"]
+    assert every_file_under(local_root(inline_app)) == [file.storage_key]
+
+
+def test_an_infected_file_spooled_on_the_storage_disk_is_rejected_and_gone(inline_app):
+    setup_people(inline_app)
+    data = b"a,b\n" * (200 * KIB) + EICAR_BYTES  # 800 KiB, the signature at the very end
+    submission_id = _post(inline_app, "late.csv", data)
+
+    assert files_of(inline_app, submission_id) == ("rejected", [("infected", 1)])
+    from tests.evidence_support import local_root
+
+    assert stored_keys(inline_app) == [] and every_file_under(local_root(inline_app)) == []
+    assert scans_queued(inline_app) == []
+    with inline_app.app_context():
+        actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+    assert actions == ["submission.created", "file.uploaded", "file.infected", "submission.rejected"]

@@ -5,6 +5,7 @@ import os
 
 from rq.job import JobStatus
 
+from core.platform.queues import IN_PROCESS
 from core.platform.services import services
 from jobs import context
 from jobs.worker import build_worker
@@ -15,6 +16,7 @@ def test_service_jobs_run_in_process_and_image_jobs_in_a_work_horse(app):
         svc = services()
         in_process = {name: svc.queues.enqueue(name, "os.getpid") for name in ("scans", "ledger", "outbox", "maintenance")}
         forked = svc.queues.enqueue("media", "os.getpid")
+        csv_like = svc.queues.enqueue("media", "os.getpid", meta={IN_PROCESS: True})
         context.bind(app)
         build_worker(svc).work(burst=True)
     for name, job in in_process.items():
@@ -24,6 +26,8 @@ def test_service_jobs_run_in_process_and_image_jobs_in_a_work_horse(app):
     forked.refresh()
     assert forked.get_status() == JobStatus.FINISHED
     assert forked.return_value() != os.getpid(), "media job ran in the worker process"
+    csv_like.refresh()
+    assert csv_like.return_value() == os.getpid(), "a media job marked in_process (a CSV preview) was forked"
 
 
 def test_an_in_process_job_past_its_timeout_is_stopped_and_the_worker_goes_on(app):

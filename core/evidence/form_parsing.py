@@ -13,7 +13,7 @@ from flask import Request
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
 from core.evidence.filetypes import ext_of
-from core.platform.services import settings
+from core.platform.services import services
 from core.evidence.spooling import UploadSpool
 
 # Below MAX_FORM_MEMORY_SIZE (1 MiB, app.py): werkzeug's decoder refuses with 413 once its buffer
@@ -64,4 +64,7 @@ class PointsRequest(Request):
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         # Size, hash and PDF check as the part arrives, and the per-file limit while reading
         # (core/evidence/spooling.py); the same test of the name as core.evidence.uploads makes for PDFs.
-        return UploadSpool(settings().max_upload_bytes, pdf=ext_of(filename) == "pdf")
+        # The spool sits on the local storage's disk, so storing it is a link, not a copy.
+        svc = services()
+        return UploadSpool(svc.settings.max_upload_bytes, pdf=ext_of(filename) == "pdf",
+                           directory=svc.storage.spool_dir())

@@ -15,15 +15,27 @@ If the inline scan cannot conclude (clamd down or slow, the object unreadable, a
 file's usual job is queued under its usual id and RQ's retries and the sweeper take over; a web
 process killed mid-scan leaves a pending file that the sweeper re-queues. Only files up to
 INLINE_SCAN_MAX_MB (together, per request) are scanned here; 0 turns this off.
+
+A new submission's files are scanned before its one commit (scan_stored, then settle in the
+upload's transaction), so the upload and the verdicts cost one transaction, not two with a lock
+between them; the rows, states and audit events are the queued path's, and a file not concluded
+is committed `pending` with its job queued, as above. A file whose spool was linked into local
+storage (Storage.adopt) is sent to clamd from that spool, which is the stored object itself, and
+whose bytes were hashed as they arrived: nothing to read back or hash again. Any other file is
+read back from storage and its SHA-256 checked, as the job does. Files added to an existing
+submission are scanned after the commit (scan_now), under the submission's lock.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import BinaryIO
 
-from core.evidence.scanning import ClamdScanner
+from core.evidence.scanning import ClamdScanner, ScanResult
 from core.evidence.scan_jobs import SCAN_TIMEOUT_S, scan_job_id, scan_retry
 from core.platform.db import db
-from core.platform.queues import enqueue_committed
+from core.platform.errors import ScannerUnavailable
+from core.platform.queues import enqueue_after_commit, enqueue_committed
 from core.platform.services import services
 from core.platform.settings import Settings
 
@@ -80,3 +92,86 @@ def scan_now(file_ids: list[int]) -> dict[int, str | None]:
         enqueue_committed("scans", "jobs.scans.scan_file", file_id, retry=scan_retry(),
                           job_id=scan_job_id(file_id), timeout=SCAN_TIMEOUT_S)
     return done
+
+
+@dataclass
+class Outcome:
+    """One file's scan before its commit: the verdict, or None when the request could not
+    conclude (the file stays pending and its job is queued); `counted` when that attempt counts
+    (the scanner could not answer, or the stored bytes did not match), as the job counts it."""
+    result: ScanResult | None
+    counted: bool = False
+
+
+def scan_stored(objects: list[tuple[str, int, str, BinaryIO | None]]) -> list[Outcome]:
+    """Scan stored objects whose rows are not committed yet, one after another: (storage key,
+    size in bytes, hex SHA-256 taken at upload, the adopted spool or None) -> one Outcome each.
+    With a spool, clamd reads that file, which is the stored object; a clean verdict also needs
+    the scanner to have consumed all `size` bytes. Without one, the object is read back and its
+    SHA-256 compared, as scan_pipeline.scan_file does. After the first failure the rest are not
+    tried. Never raises for a scan that failed."""
+    # scan_pipeline imports this package's uploads module, which imports this one.
+    from core.evidence.scan_pipeline import IntegrityMismatch, _StoredObject
+
+    svc = services()
+    scanner = _scanner(svc.settings) or svc.scanner
+    out: list[Outcome] = []
+    for key, size, sha256, spool in objects:
+        if out and out[-1].result is None:
+            out.append(Outcome(None))
+            continue
+        reader = spool if spool is not None else _StoredObject(svc.storage, key)
+        try:
+            reader.seek(0)
+            result = scanner.scan(reader)
+            if spool is not None:
+                whole = reader.tell() == size
+            else:
+                reader.seek(0)  # ends the pass, so its digest is taken
+                whole = reader.sha256_of_last_pass() == sha256
+            if result.state == "clean" and not whole:  # only a full clean pass read every byte
+                raise IntegrityMismatch(f"stored object {key} does not match its upload (size {size})")
+            out.append(Outcome(result))
+        except (ScannerUnavailable, IntegrityMismatch) as exc:
+            out.append(Outcome(None, counted=True))
+            log.warning("scan attempt failed; the file stays pending",
+                        extra={"storage_key": key, "error": str(exc), "kind": getattr(exc, "kind", "integrity")})
+        except Exception as exc:  # noqa: BLE001 - any failure hands the file to its job
+            out.append(Outcome(None))
+            log.info("inline scan did not conclude; queued", extra={"storage_key": key, "error": type(exc).__name__})
+        finally:
+            if spool is None:
+                reader.close()
+    return out
+
+
+def settle(submission, pairs: list) -> list[tuple[int, str]]:
+    """In the upload's transaction, once its rows are flushed and their `file.uploaded` events
+    recorded: each (EvidenceFile, Outcome) gets its verdict (scan_pipeline.record_verdict, the
+    job's own), or stays pending with its attempt counted and its job queued after the commit.
+    Returns (file id, storage key) of the infected files, whose objects delete_infected removes
+    after the commit."""
+    from core.evidence.scan_pipeline import record_verdict
+
+    infected = []
+    for row, outcome in pairs:
+        if outcome.result is None:
+            row.scan_attempts = 1 if outcome.counted else 0
+            enqueue_after_commit("scans", "jobs.scans.scan_file", row.id, retry=scan_retry(),
+                                 job_id=scan_job_id(row.id), timeout=SCAN_TIMEOUT_S)
+        elif record_verdict(submission, row, outcome.result) == "infected":
+            infected.append((row.id, row.storage_key))
+    return infected
+
+
+def delete_infected(files: list[tuple[int, str]]) -> None:
+    """After the verdict's commit, as the job does: delete each infected file's object. A delete
+    that fails queues the file's job, whose first step for an infected file is that delete."""
+    storage = services().storage
+    for file_id, key in files:
+        try:
+            storage.delete(key)
+        except Exception:  # noqa: BLE001 - the job retries the delete
+            log.warning("could not delete an infected upload's object; its scan job will", extra={"file_id": file_id})
+            enqueue_committed("scans", "jobs.scans.scan_file", file_id, retry=scan_retry(),
+                              job_id=scan_job_id(file_id), timeout=SCAN_TIMEOUT_S)

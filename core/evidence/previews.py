@@ -242,6 +242,9 @@ def make_file_preview(file_id: int) -> str | None:
     db.session.expunge(file)
     db.session.rollback()
 
+    if ext == "csv":
+        # The table shows the first CSV_HEAD_BYTES only: read those, not the whole file into a spool.
+        return _store(file_id, _csv_outcome(file, _head(storage, source_key, CSV_HEAD_BYTES), size))
     with tempfile.NamedTemporaryFile(prefix="evidence-", suffix=f".{ext}") as spool:
         for chunk in storage.iter_chunks(source_key):
             spool.write(chunk)
@@ -251,8 +254,6 @@ def make_file_preview(file_id: int) -> str | None:
             return _pdf_preview(file, spool.name)
         elif ext in IMAGE_EXTS:
             outcome = _image_outcome(file, spool)
-        elif ext == "csv":
-            outcome = _csv_outcome(file, spool.read(CSV_HEAD_BYTES), size)
         else:
             outcome = Outcome("failed", f"No preview for .{ext} files.")
     return _store(file_id, outcome)
@@ -301,6 +302,16 @@ def _store_more_pages(file_id: int, outcome: Outcome) -> None:
         raise
 
 
+def _head(storage, key: str, size: int) -> bytes:
+    """Up to `size` bytes from the start of a stored object (a stream may return short reads)."""
+    parts, left = [], size
+    with storage.open(key) as fh:
+        while left and (chunk := fh.read(left)):
+            parts.append(chunk)
+            left -= len(chunk)
+    return b"".join(parts)
+
+
 def _store(file_id: int, outcome: Outcome) -> str | None:
     storage = services().storage
     keys = list((outcome.objects or {}).keys())
@@ -336,12 +347,14 @@ def preview_job_timeout() -> int:
     return services().settings.preview_time_limit_seconds + 60
 
 
-def enqueue_preview(file_id: int) -> None:
-    """Queue the preview job once the caller's transaction commits."""
-    from core.platform.queues import enqueue_after_commit
+def enqueue_preview(file_id: int, ext: str | None = None) -> None:
+    """Queue the preview job once the caller's transaction commits. A CSV's (ext "csv") runs in
+    the worker's own process: its table is parsed by Python's csv module, with no C decoder of
+    untrusted bytes to wall off in a work horse, and the fork cost more than the job."""
+    from core.platform.queues import IN_PROCESS, enqueue_after_commit
 
     enqueue_after_commit("media", "jobs.previews.make_preview", file_id, job_id=f"preview-{file_id}",
-                         timeout=preview_job_timeout())
+                         timeout=preview_job_timeout(), meta={IN_PROCESS: True} if ext == "csv" else None)
 
 
 SWEEP_AFTER = 15  # minutes: a clean file without a preview outcome this long after its scan lost its job

@@ -168,6 +168,21 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
     if file is None or file.scan_state != "pending" or file.deleted_at is not None:  # another job won the race
         db.session.rollback()
         return None
+    state, key = record_verdict(submission, file, result), file.storage_key  # read before the commit expires them
+    db.session.commit()
+    if state == "infected":
+        # Only after the verdict and the rejection are committed (a file that is not clean is never
+        # served meanwhile). If this delete fails, the job fails and RQ's retry deletes it (above).
+        svc.storage.delete(key)
+    return state
+
+
+def record_verdict(submission: Submission, file: EvidenceFile, result: ScanResult) -> str:
+    """Apply a scanner's verdict to a pending `file` of `submission` in the caller's transaction:
+    its state, attempt count and audit events, a rejection for malware, the follow-up jobs of a
+    clean file (queued after the commit), and the submission moved on (_advance). Returns the new
+    scan state. The caller holds the submission (locked, or not yet committed), commits, and then
+    deletes an infected file's object."""
     file.scan_attempts = (file.scan_attempts or 0) + 1
     file.scanned_at = utcnow()
     if result.state == "infected":
@@ -186,7 +201,7 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
         if file.ext in IMAGE_EXTS:
             enqueue_after_commit("media", "jobs.thumbnails.make_thumbnail", file.id,
                                  job_id=f"thumbnail-{file.id}", timeout=120)
-        enqueue_preview(file.id)  # PDF pages, an enlarged image, a CSV table (core.evidence.previews)
+        enqueue_preview(file.id, file.ext)  # PDF pages, an enlarged image, a CSV table (core.evidence.previews)
     elif result.state == "unscannable":
         # Neither clean nor infected: kept (an admin may look at it), never served.
         file.scan_state, file.scan_signature = "unscannable", (result.signature or "")[:255] or None
@@ -201,13 +216,7 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
         file.scan_state = "unscanned"
         audit.record("file.scanned", "evidence_file", file.id, state="unscanned")
     _advance(submission)
-    state, key = file.scan_state, file.storage_key  # read before the commit expires them
-    db.session.commit()
-    if state == "infected":
-        # Only after the verdict and the rejection are committed (a file that is not clean is never
-        # served meanwhile). If this delete fails, the job fails and RQ's retry deletes it (above).
-        svc.storage.delete(key)
-    return state
+    return file.scan_state
 
 
 def _advance(submission: Submission) -> bool:

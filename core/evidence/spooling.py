@@ -9,6 +9,7 @@ full extra write and read); only a forward-only stream is spooled here.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -73,17 +74,44 @@ class UploadSpool(tempfile.SpooledTemporaryFile):
     """Where the web door's multipart parser writes one file part. The single pass that sizes,
     hashes and (for a .pdf) scans the file happens here, as the bytes arrive from the client,
     and nothing past limit+1 bytes is kept: an oversized file costs neither disk nor a reread.
-    The parser still drains the rest of the part (MAX_CONTENT_LENGTH bounds the request)."""
+    The parser still drains the rest of the part (MAX_CONTENT_LENGTH bounds the request).
 
-    def __init__(self, limit: int, *, pdf: bool):
+    With `directory` (the local storage's root, Storage.spool_dir), a part that outgrows memory
+    moves to an unnamed file there (O_TMPFILE) that storage can link into place instead of
+    copying it (Storage.adopt): its bytes are then the very bytes hashed here. Where that is not
+    possible the spool moves to an ordinary temporary file, as before."""
+
+    def __init__(self, limit: int, *, pdf: bool, directory: str | None = None):
         super().__init__(max_size=UPLOAD_SPOOL_MAX, mode="w+b")
         self.meter = _Meter(limit, pdf)
+        self._directory = directory
+        self._linkable = False
 
     def write(self, data) -> int:
         kept = self.meter.take(data)
         if kept:
             super().write(kept)
         return len(data)
+
+    def rollover(self) -> None:
+        if self._rolled or not self._directory:
+            return super().rollover()
+        try:
+            # No O_EXCL (which tempfile.TemporaryFile sets): only without it can the file be linked.
+            fd = os.open(self._directory, os.O_TMPFILE | os.O_RDWR, 0o600)
+        except (AttributeError, OSError):
+            return super().rollover()
+        memory, self._file = self._file, open(fd, "w+b")  # noqa: SIM115 - closed with the spool
+        del self._TemporaryFileArgs
+        position = memory.tell()
+        self._file.write(memory.getbuffer())
+        self._file.seek(position)
+        self._rolled = self._linkable = True
+
+    def disk_file(self):
+        """The unnamed file on the storage's disk holding this part, or None while the part is in
+        memory or was spooled elsewhere. Nothing writes to it once the request is parsed."""
+        return self._file if self._linkable else None
 
 
 def read_once(stream: BinaryIO, limit: int, *, pdf: bool) -> Body:

@@ -33,7 +33,7 @@ from core.platform.services import services
 from core.platform.settings import Settings
 from core.evidence import pdf_active
 from core.evidence.scan_jobs import IMAGE_EXTS, SCAN_RETRY, SCAN_TIMEOUT_S, scan_job_id, scan_retry  # noqa: F401  (re-exported)
-from core.evidence.spooling import Body, TooLarge, read_once
+from core.evidence.spooling import Body, TooLarge, UploadSpool, read_once
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +126,21 @@ def _spool_and_store(files: list[IncomingFile], problems: list[dict], user_id: i
                      submission: Callable[[], Submission], *, is_new: bool) -> Submission:
     """Read every file once (limit, hash, type), refuse with every problem at once, and only then
     build the submission, store the objects and commit; temp files are closed whatever happens."""
+    from core.evidence import inline_scan  # it imports this module
+
     spooled: list[_Spooled] = []
     try:
         _raise_if_any(problems, _spool_all(files, services().settings, spooled))
         row = submission()
-        scan_here = _store_and_commit(row, spooled, user_id, is_new=is_new)
+        scan_here, infected = _store_and_commit(row, spooled, user_id, is_new=is_new)
     finally:
         for item in spooled:
             if item.body:
                 item.body.close()
+    # After the commit, outside the clean-up above: a failed scan or delete deletes nothing else.
+    inline_scan.delete_infected(infected)
     if scan_here:
-        from core.evidence.inline_scan import scan_now  # it imports this module
-
-        scan_now(scan_here)  # after the commit, outside the clean-up above: a failed scan deletes nothing
+        inline_scan.scan_now(scan_here)
     return row
 
 
@@ -328,22 +330,36 @@ def _raise_if_any(problems: list[dict], file_errors: list[DomainError]) -> None:
 
 # -- storing ----------------------------------------------------------------------------------
 
-def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: int, *, is_new: bool) -> list[int]:
+def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: int, *,
+                      is_new: bool) -> tuple[list[int], list[tuple[int, str]]]:
     """Store, insert and commit; queue a scan after the commit for each file not scanned in the
-    request (core/evidence/inline_scan.py). Returns the ids of the files to scan in the request."""
-    from core.evidence.inline_scan import chosen
+    request (core/evidence/inline_scan.py). A new submission's files within the limit are scanned
+    before the commit and their verdicts committed with the upload. Returns the ids of the files
+    to scan after the commit (files added to an existing submission) and the (id, key) of
+    infected files whose objects are deleted after the commit."""
+    from core.evidence import inline_scan
 
     svc = services()
     storage = svc.storage
-    inline = chosen([item.body.size for item in spooled], svc.settings)
+    inline = inline_scan.chosen([item.body.size for item in spooled], svc.settings)
     scan_here: list[int] = []
     written: list[str] = []
     try:
+        adopted: dict[int, object] = {}
         for item in spooled:
             item.key = f"evidence/{user_id}/{submission.activity_code}/{item.uuid}.{item.ext}"
-            item.body.stream.seek(0)
-            storage.put(item.key, item.body.stream, item.body.size, item.content_type)
+            disk = item.body.stream.disk_file() if isinstance(item.body.stream, UploadSpool) else None
+            if disk is not None:
+                # The spool on the storage's disk becomes the object: no copy (Storage.adopt).
+                if storage.adopt(item.key, disk, item.body.size, item.content_type):
+                    adopted[item.index] = disk
+            else:
+                item.body.stream.seek(0)
+                storage.put(item.key, item.body.stream, item.body.size, item.content_type)
             written.append(item.key)
+        before = [item for item, here in zip(spooled, inline) if here and is_new]
+        outcomes = dict(zip((item.index for item in before), inline_scan.scan_stored(
+            [(item.key, item.body.size, item.body.sha256, adopted.get(item.index)) for item in before])))
         # One flush inserts the submission and every row (batched), one commit the audit events:
         # round trips stay the same whatever the number of files.
         rows = [EvidenceFile(uuid=item.uuid, submission=submission, user_id=user_id,
@@ -359,17 +375,21 @@ def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: 
         else:
             audit.record("submission.files_added", "submission", submission.id, actor_id=user_id,
                          revision=submission.revision, files=len(spooled))
+        settled = []
         for item, row, here in zip(spooled, rows, inline):
             audit.record("file.uploaded", "evidence_file", row.id, actor_id=user_id, submission_id=submission.id,
                          name=row.original_name, size=row.size_bytes, sha256=row.sha256, ext=row.ext,
                          detected_type=item.detected, declared_type=item.declared_type)
-            if here:
+            if item.index in outcomes:
+                settled.append((row, outcomes[item.index]))
+            elif here:
                 scan_here.append(row.id)
             else:
                 enqueue_after_commit("scans", "jobs.scans.scan_file", row.id, retry=scan_retry(),
                                      job_id=scan_job_id(row.id), timeout=SCAN_TIMEOUT_S)
+        infected = inline_scan.settle(submission, settled)
         db.session.commit()
-        return scan_here
+        return scan_here, infected
     except BaseException:
         db.session.rollback()
         _discard(storage, written)

@@ -83,6 +83,9 @@ class Queues:
                                                 meta=meta, failure_ttl=7 * 86400)
 
 
+# Job meta key: a job on a forked queue (media) that decodes nothing in C, so the worker runs it
+# in its own process (jobs/worker.py), sparing a fork. Set only by the app when it enqueues.
+IN_PROCESS = "in_process"
 ONCE_TTL_S = 60  # a "once" marker outlives a job lost with a dead worker by at most this
 
 

@@ -118,7 +118,9 @@ class Settings:
     # The address browsers use to reach the object store (scheme://host[:port]); links are signed
     # for it while the app keeps talking to MINIO_ENDPOINT. Empty: links use MINIO_ENDPOINT.
     minio_public_url: str = ""
-    inline_scan_max_mb: int = 2  # files up to this size (together) are scanned in the upload request
+    # Files up to this size (together) are scanned in the upload request; 25 = MAX_UPLOAD_MB's default,
+    # since a spool linked into local storage goes to clamd by sendfile (docs/performance.md).
+    inline_scan_max_mb: int = 25
     # Extra Flask config for tests (e.g. WTF_CSRF_ENABLED); never read from the environment.
     flask_overrides: Mapping = field(default_factory=dict)
 
@@ -270,5 +272,5 @@ class Settings:
             near_duplicate_distance=parse_int("NEAR_DUPLICATE_DISTANCE", get("NEAR_DUPLICATE_DISTANCE", "8"),
                                               minimum=0, maximum=32),
             minio_public_url=minio_public_url,
-            inline_scan_max_mb=parse_int("INLINE_SCAN_MAX_MB", get("INLINE_SCAN_MAX_MB", "2"), minimum=0, maximum=25),
+            inline_scan_max_mb=parse_int("INLINE_SCAN_MAX_MB", get("INLINE_SCAN_MAX_MB", "25"), minimum=0, maximum=25),
         )

@@ -133,6 +133,19 @@ class Storage(abc.ABC):
         """Store exactly `length` bytes read from `stream`, streamed (never all in memory).
         A failed put leaves no object behind."""
 
+    def spool_dir(self) -> str | None:
+        """A directory on this store's own disk where an upload can be spooled so that adopt()
+        links it instead of copying, or None (the default: spool anywhere)."""
+        return None
+
+    def adopt(self, key: str, file: BinaryIO, length: int, content_type: str = "application/octet-stream") -> bool:
+        """Store the `length` bytes of `file` (a spool nothing writes to any more) under `key`.
+        Returns True when the stored object is that very file (linked into place, no copy), and
+        False when the bytes were copied as put() does (the default). Errors as put()."""
+        file.seek(0)
+        self.put(key, file, length, content_type)
+        return False
+
     @abc.abstractmethod
     def open(self, key: str) -> BinaryIO:
         """A streamed binary reader; use it as a context manager."""

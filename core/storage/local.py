@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import os
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import BinaryIO
@@ -141,6 +143,45 @@ class LocalStorage(Storage):
             if isinstance(exc, OSError):
                 raise _unavailable("write the file", exc) from exc
             raise
+
+    def spool_dir(self) -> str | None:
+        return self.root
+
+    def adopt(self, key: str, file: BinaryIO, length: int, content_type: str = "application/octet-stream") -> bool:
+        """Link an unnamed spool (an O_TMPFILE file under the root, UploadSpool) into place: no
+        copy of its bytes. Its data is flushed and fsynced first, as put() does, and it replaces
+        the key atomically. Any file that cannot be linked (another disk, a named or deleted file,
+        no /proc) is copied by put()."""
+        path = self._path(key)
+        directory, name = os.path.split(path)
+        try:
+            file.flush()
+            fd = file.fileno()
+            if os.fstat(fd).st_size != length:
+                return super().adopt(key, file, length, content_type)  # put() says what is wrong
+            os.fsync(fd)
+            os.makedirs(directory, exist_ok=True)
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            return super().adopt(key, file, length, content_type)
+        tmp = _TMP_PREFIX + uuid.uuid4().hex
+        try:
+            try:
+                # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N: how an O_TMPFILE file gets a name.
+                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            except OSError:
+                return super().adopt(key, file, length, content_type)
+            try:
+                os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except OSError as exc:
+                try:
+                    os.unlink(tmp, dir_fd=dir_fd)
+                except OSError:
+                    pass
+                raise _unavailable("write the file", exc) from exc
+            return True
+        finally:
+            os.close(dir_fd)
 
     def open(self, key: str) -> BinaryIO:
         path = self._path(key)
