@@ -184,3 +184,41 @@ def test_a_pdf_gets_its_preview_after_the_warm_renderer_process_died(make_app):
         assert [(e.action, e.details.get("pages")) for e in steps if e.action.startswith("file.preview")] == [
             ("file.preview_made", 1), ("file.preview_pages_added", 3)]
     assert render_server.SERVER._proc.pid != pid
+
+
+def test_a_pdf_left_with_page_one_alone_gets_its_other_pages_from_the_sweeper(make_app):
+    """A PDF preview is made in two stages (page 1 committed, then the rest). A worker that dies
+    between them left page 1 alone and nothing knew more were owed; the document's page count is
+    stored with page 1, so the preview sweeper queues the job again and it adds only the rest."""
+    from datetime import timedelta
+
+    from core.evidence.previews import page_key, sweep_missing
+    from core.platform.db import utcnow
+    from core.platform.models import AuditEvent
+
+    app = make_app()
+    owner = setup_people(app)["owner"]
+    long_pdf, short_pdf = stored(app, owner, "long.pdf", pdf_samples.pages(3)), stored(app, owner, "one.pdf", pdf_samples.pages(1))
+    enqueue_previews(app, [long_pdf, short_pdf])
+    run_worker(app)
+    with app.app_context():
+        storage = services().storage
+        row = db.session.get(EvidenceFile, long_pdf)
+        assert (row.preview_state, row.preview_pages, row.preview_page_count) == ("made", 3, 3)
+        # What the death between the stages leaves: page 1 stored and committed, pages 2-3 not.
+        storage.delete_many([page_key(row, 2), page_key(row, 3)])
+        row.preview_pages = 1
+        for file_id in (long_pdf, short_pdf):  # past the sweeper's grace period
+            db.session.get(EvidenceFile, file_id).created_at = utcnow() - timedelta(minutes=30)
+        db.session.commit()
+        assert sweep_missing() == 1  # the 1-page PDF owes nothing
+    run_worker(app)
+    with app.app_context():
+        row = db.session.get(EvidenceFile, long_pdf)
+        assert (row.preview_state, row.preview_pages) == ("made", 3)
+        assert all(services().storage.exists(page_key(row, page)) for page in (1, 2, 3))
+        steps = db.session.scalars(select(AuditEvent.action).where(AuditEvent.subject_id == str(long_pdf))
+                                   .order_by(AuditEvent.id)).all()
+        assert [a for a in steps if a.startswith("file.preview")] == [
+            "file.preview_made", "file.preview_pages_added", "file.preview_pages_added"]
+        assert sweep_missing() == 0  # nothing owed any more

@@ -233,7 +233,10 @@ def make_file_preview(file_id: int) -> str | None:
     when storage or the database fails, so RQ retries."""
     storage = services().storage
     file = db.session.get(EvidenceFile, file_id)
-    if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state:
+    if file is None or file.deleted_at is not None or file.scan_state != "clean":
+        return None
+    resume = pages_owed(file)  # page 1 of a PDF made, the run that was adding the rest died
+    if file.preview_state and not resume:
         return None
     source_key, ext, size = file.storage_key, file.ext, file.size_bytes
     # No transaction held while pdfium or Pillow works. Detached first, so the rollback does not
@@ -251,7 +254,7 @@ def make_file_preview(file_id: int) -> str | None:
         spool.flush()
         spool.seek(0)
         if ext == "pdf":
-            return _pdf_preview(file, spool.name)
+            return _pdf_preview(file, spool.name, resume=resume)
         elif ext in IMAGE_EXTS:
             outcome = _image_outcome(file, spool)
         else:
@@ -259,14 +262,25 @@ def make_file_preview(file_id: int) -> str | None:
     return _store(file_id, outcome)
 
 
-def _pdf_preview(file: EvidenceFile, src_path: str) -> str | None:
+def pages_owed(file: EvidenceFile) -> bool:
+    """A made PDF preview with fewer pages than it should have: its document has more pages, up to
+    MAX_PDF_PAGES, than were stored (the second stage of _pdf_preview never finished)."""
+    made, count = file.preview_pages or 0, file.preview_page_count or 0
+    return file.ext == "pdf" and file.preview_state == "made" and made < min(count, MAX_PDF_PAGES)
+
+
+def _pdf_preview(file: EvidenceFile, src_path: str, *, resume: bool = False) -> str | None:
     """The first page alone, stored and committed (the reviewer sees it), then pages 2 to
     MAX_PDF_PAGES, added to the made preview. Rendering all five before storing any made the first
     page of a long PDF wait for the other four (3.9x the renderer's time for page 1,
-    bench/previews.py). Both stages share PREVIEW_TIME_LIMIT_SECONDS."""
+    bench/previews.py). Both stages share PREVIEW_TIME_LIMIT_SECONDS. `resume`: page 1 is made
+    (its document's page count stored with it), only the rest is added."""
     import time
 
     limit = services().settings.preview_time_limit_seconds
+    if resume:
+        _store_more_pages(file.id, _pdf_outcome(file, src_path, seconds=limit, first_page=(file.preview_pages or 0) + 1))
+        return "made"
     started = time.monotonic()
     first = _pdf_outcome(file, src_path, seconds=limit, last_page=1)
     state = _store(file.id, first)
@@ -278,11 +292,10 @@ def _pdf_preview(file: EvidenceFile, src_path: str) -> str | None:
 
 
 def _store_more_pages(file_id: int, outcome: Outcome) -> None:
-    """Add pages 2.. to a PDF preview already made with its first page. If they cannot be made the
-    first page stays, and the reason is logged. Raises only when storage or the database fails."""
-    if outcome.state != "made":
-        log.warning("only the first page of a PDF previewed", extra={"file_id": file_id, "reason": outcome.reason})
-        return
+    """Add pages 2.. to a PDF preview already made with its first page. If the document will not
+    give them, the first page stays, the reason is logged, and no more pages are owed (so the
+    sweeper does not try again). Raises only when storage or the database fails: the pages stay
+    owed, and sweep_missing queues the job again."""
     storage = services().storage
     keys = list(outcome.objects or {})
     for key, (data, content_type) in (outcome.objects or {}).items():
@@ -292,6 +305,14 @@ def _store_more_pages(file_id: int, outcome: Outcome) -> None:
         if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state != "made":
             db.session.rollback()  # deleted meanwhile: leave nothing behind
             storage.delete_many(keys)
+            return
+        if not pages_owed(file):
+            db.session.rollback()  # another run added them: its objects are these same keys, kept
+            return
+        if outcome.state != "made":
+            log.warning("only the first page of a PDF previewed", extra={"file_id": file_id, "reason": outcome.reason})
+            file.preview_page_count = file.preview_pages
+            db.session.commit()
             return
         file.preview_pages = outcome.pages
         audit.record("file.preview_pages_added", "evidence_file", file.id, pages=outcome.pages)
@@ -319,12 +340,18 @@ def _store(file_id: int, outcome: Outcome) -> str | None:
         storage.put(key, io.BytesIO(data), len(data), content_type)
     try:
         file = db.session.get(EvidenceFile, file_id, with_for_update=True, populate_existing=True)
-        if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state:
-            db.session.rollback()  # retention or another run got there first: leave nothing behind
+        if file is None or file.deleted_at is not None or file.scan_state != "clean":
+            db.session.rollback()  # retention got there first: leave nothing behind
             if keys:
                 storage.delete_many(keys)
             return None
+        if file.preview_state:
+            # Another run of this job got there first. The keys are the same (one per file and
+            # page) and now hold its preview: deleting them would break the one it committed.
+            db.session.rollback()
+            return None
         file.preview_state, file.preview_reason, file.preview_pages = outcome.state, outcome.reason, outcome.pages
+        file.preview_page_count = outcome.page_count or None
         if outcome.phash is not None:
             duplicates.set_hash(file, outcome.phash)
             duplicates.record_match(file, services().settings.near_duplicate_distance)
@@ -364,20 +391,27 @@ SWEEP_WINDOW = timedelta(days=2)  # files older than this are left to a re-run b
 
 def sweep_missing() -> int:
     """Enqueue the preview job of clean files scanned over SWEEP_AFTER minutes ago that still have no
-    outcome (the job was lost with Redis), among files uploaded in the last SWEEP_WINDOW. Job ids are per file and
-    hour, so a sweep never queues a second job beside a live one more than once an hour."""
+    outcome (the job was lost with Redis), or PDFs still owed pages 2.. (the job died between its
+    two stages), among files uploaded in the last SWEEP_WINDOW. Returns how many were queued. Job
+    ids are per file and hour, so a sweep never queues a second job beside a live one more than
+    once an hour."""
     import time
 
-    from sqlalchemy import select
+    from sqlalchemy import and_, or_, select
 
     from core.platform.db import utcnow
 
     svc = services()
     cutoff = utcnow() - timedelta(minutes=SWEEP_AFTER)
     # A bounded range of the (scan_state, created_at) index, not every clean file ever stored.
+    # No outcome at all, or a PDF whose pages 2.. were never added (pages_owed, in SQL).
+    lost = or_(EvidenceFile.preview_state.is_(None),
+               and_(EvidenceFile.ext == "pdf", EvidenceFile.preview_state == "made",
+                    EvidenceFile.preview_pages < EvidenceFile.preview_page_count,
+                    EvidenceFile.preview_pages < MAX_PDF_PAGES))
     ids = db.session.scalars(select(EvidenceFile.id).where(
         EvidenceFile.scan_state == "clean", EvidenceFile.created_at >= cutoff - SWEEP_WINDOW,
-        EvidenceFile.created_at <= cutoff, EvidenceFile.preview_state.is_(None),
+        EvidenceFile.created_at <= cutoff, lost,
         EvidenceFile.deleted_at.is_(None)).order_by(EvidenceFile.id).limit(SWEEP_BATCH)).all()
     db.session.rollback()
     hour = int(time.time() // 3600)

@@ -173,6 +173,8 @@ class EvidenceFile(db.Model):
     preview_state: Mapped[str | None] = mapped_column(String(16))
     preview_reason: Mapped[str | None] = mapped_column(String(255))  # why there is no preview
     preview_pages: Mapped[int | None] = mapped_column(Integer, default=0)  # stored page images (PDF) or 1 (image)
+    # A PDF's pages in all; below MAX_PDF_PAGES and above preview_pages, pages are still owed (0010c_pages).
+    preview_page_count: Mapped[int | None] = mapped_column(Integer)
     # 64-bit perceptual hash of an image (signed, as PostgreSQL's BIGINT holds it), and its four
     # 16-bit bands, each indexed: two hashes within Hamming distance 3 share at least one band.
     phash: Mapped[int | None] = mapped_column(BigInteger)
