@@ -8,6 +8,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -273,3 +274,41 @@ def test_a_ping_answered_wrongly_is_unavailable():
 def test_each_verdict_line_has_one_meaning(reply, expected):
     verdict = classify(reply)
     assert ScanResult(verdict.state, verdict.name, verdict.reason) == expected
+
+
+def _ok_at_once_then_read_all(conn):
+    """A broken scanner: answers OK as soon as the stream starts, then reads the file anyway."""
+    buf = b""
+    while b"\0" not in buf:
+        buf += conn.recv(64)
+    conn.sendall(b"stream: OK\0")
+    time.sleep(0.3)
+    while conn.recv(1 << 20):
+        pass
+
+
+def _ok_then_hang_up(conn):
+    """A broken scanner: reads about 300 KiB, answers OK and goes away (reset, as a crash does)."""
+    got = 0
+    while got < 300 * 1024 and (data := conn.recv(65536)):
+        got += len(data)
+    conn.sendall(b"stream: OK\0")
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("behaviour", [_ok_at_once_then_read_all, _ok_then_hang_up])
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_an_ok_given_before_clamd_had_the_whole_file_is_not_clean(behaviour, on_disk, tmp_path):
+    """Clean means the scanner read all of it: an OK that came before the end of the stream, or
+    with the stream cut off, fails closed (the file stays pending and is tried again)."""
+    data = b"a,b\n" * (4 * MIB)  # 16 MiB: more than loopback's socket buffers take without a read
+    if on_disk:
+        (tmp_path / "f.csv").write_bytes(data)
+        stream = open(tmp_path / "f.csv", "rb")
+    else:
+        stream = io.BytesIO(data)
+    with fake_clamd(behaviour) as url, stream:
+        with pytest.raises(ScannerFailure) as info:
+            ClamdScanner(url, timeout=5).scan(stream)
+    assert info.value.kind in ("protocol", "closed")
+    assert isinstance(info.value, ScannerUnavailable)  # fail closed: pending, not clean

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import socket
 import stat
 import struct
@@ -177,9 +178,17 @@ class ClamdConnection:
         the kernel's page cache to the socket with sendfile, without passing through Python, and
         is left positioned after the last byte sent. A send that fails because clamd hung up
         still reads what clamd said first: that is how its StreamMaxLength refusal arrives (the
-        reply, then a broken pipe)."""
+        reply, then a broken pipe).
+
+        An OK is a clean verdict only when clamd gave it after the whole stream was handed over:
+        an answer already waiting before the end-of-stream chunk, or a send that failed, means
+        clamd did not read everything, so an OK then raises ScannerFailure("protocol"). Real clamd
+        answers only after that chunk (clamd/session.c); what it refuses early (StreamMaxLength)
+        or finds early (FOUND) is still taken. A scanner that reads part of a small file, which
+        the kernel's buffers took whole, and says OK cannot be told apart from one that read it
+        all."""
         sock = self._open()
-        sent = 0
+        sent, cut_short = 0, False
         try:
             try:
                 sock.sendall(b"zINSTREAM\0")
@@ -200,6 +209,8 @@ class ClamdConnection:
                         sock.sendall(struct.pack("!L", len(chunk)))
                         sock.sendall(chunk)
                         sent += len(chunk)
+                # clamd answers after the end-of-stream chunk; an answer already here was early.
+                cut_short = bool(select.select([sock], [], [], 0)[0])
                 sock.sendall(struct.pack("!L", 0))
             except socket.timeout:
                 raise ScannerFailure("timeout", f"clamd at {self.url} stopped reading the file for "
@@ -207,8 +218,12 @@ class ClamdConnection:
             except ScannerFailure:
                 raise
             except OSError:
-                pass  # clamd hung up; its answer, if it gave one, is still in our receive buffer
-            return classify(self._read_reply(sock, sent))
+                cut_short = True  # clamd hung up; its answer, if it gave one, is still in our receive buffer
+            verdict = classify(self._read_reply(sock, sent))
+            if cut_short and verdict.state == "clean":
+                raise ScannerFailure("protocol", f"clamd said OK before it had the whole file ({sent} bytes "
+                                                 "sent); an OK for part of a file is not a clean verdict")
+            return verdict
         finally:
             sock.close()
 
