@@ -19,6 +19,7 @@ from core.review import approvals, flow, queue_marks
 from core.review import reviewing as review
 from core.platform.db import db
 from core.platform.errors import Conflict, DomainError, NotFound
+from core.platform.web import holds_control_characters
 from core.platform.models import SUBMISSION_STATES, Activity, Submission, User
 from portal.blueprint import bp
 from portal.access import admin_required, reviewer_required
@@ -102,7 +103,7 @@ def bulk_decide():
             return refused(exc, back)
         db.session.rollback()  # the queue again, the error at the reason, the selection kept
         form.reason.errors = ["Give a reason for rejecting: every uploader sees it."]
-        return _queue_page(MultiDict(parse_qsl(urlsplit(back).query)), form, 400,
+        return _queue_page(MultiDict(_queue_pairs(urlsplit(back).query)), form, 400,
                            frozenset(int(i) for i in ids), back)
     notify.for_decisions(outcome.done)  # e-mails go out after this commit, never before
     db.session.commit()
@@ -125,10 +126,16 @@ def _submission(submission_id: int) -> Submission:
 QS_MAX = 1000  # a queue's filters as a query string; anything longer is not one of ours
 
 
+def _queue_pairs(raw: str | None) -> list[tuple[str, str]]:
+    """A queue's query string carried inside a parameter (`q`, `queue`, `back`), as pairs. It is
+    decoded once more, past the request's control-character check (core.platform.web), so pairs
+    holding one are dropped here: no queue form makes them, and PostgreSQL refuses NUL (a 500)."""
+    return [(k, v) for k, v in parse_qsl((raw or "")[:QS_MAX]) if not holds_control_characters(k + v)]
+
+
 def _queue_qs(raw: str | None) -> str:
     """The queue a detail page was opened from, as its query string (filters and sort, no cursor)."""
-    pairs = [(k, v) for k, v in parse_qsl((raw or "")[:QS_MAX]) if k != "after"]
-    return urlencode(pairs)
+    return urlencode([(k, v) for k, v in _queue_pairs(raw) if k != "after"])
 
 
 def _queue_filters(qs: str) -> review.QueueFilters:

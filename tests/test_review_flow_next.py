@@ -121,3 +121,25 @@ def test_queue_rows_show_files_and_only_controls_that_act(app):
     assert f"#{decided}" in approved_tab
     assert 'name="submission_ids"' not in approved_tab and "data-select-all" not in approved_tab
     assert "Claimed by</th>" not in approved_tab and "nobody" not in approved_tab
+
+
+def test_a_queue_carried_in_a_link_or_form_with_a_control_character_is_dropped_not_a_500(app):
+    """The queue's filters ride inside `q`, `queue` and `back`, decoded once more past the
+    request's control-character check: a NUL there reached PostgreSQL (500), and lost the
+    reviewer's decision. Such pairs are dropped; the page and the decision go on."""
+    ids = people(app)
+    sid, other = insert(app, ids["owner"], 2)
+    reviewer = app.test_client()
+    sign_in(reviewer, "reviewer")
+    for q in ("uploader%3Da%2500b", "activity%3D%2500", "uploader%3D%25C2%2585x%26status%3Din_review"):
+        page = reviewer.get(f"/review/{sid}?q={q}")
+        assert page.status_code == 200
+        assert "%00" not in page.get_data(as_text=True)
+    assert reviewer.post(f"/review/{sid}/claim").status_code in (302, 303)
+    decided = reviewer.post(f"/review/{sid}/decide", data={"approve": "1", "queue": "uploader=a%00b"})
+    assert decided.status_code in (302, 303)
+    assert _row(app, sid).status == "approved"
+    refused = reviewer.post("/review/bulk", data={"reject": "1", "reason": "", "submission_ids": [str(other)],
+                                                  "back": "/review?uploader=%00&status=in_review"})
+    assert refused.status_code == 400 and "Give a reason" in refused.get_data(as_text=True)
+    assert _row(app, other).status == "in_review"

@@ -40,6 +40,12 @@ _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+def holds_control_characters(text: str) -> bool:
+    """True if `text` holds a character no field may carry (_FORBIDDEN). For text decoded once
+    more past the request's own check, such as a query string carried inside a parameter."""
+    return bool(_FORBIDDEN.search(text))
+
+
 def control_character_fields() -> list[str]:
     """Names of the query parameters and form fields of the current request whose name or value
     holds a character of _FORBIDDEN (file parts are checked by the upload code)."""
