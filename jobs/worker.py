@@ -41,6 +41,9 @@ class PointsWorker(Worker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         self.jobs_run += 1
         if self.forks_for(job):
+            from core.evidence import render_server
+
+            render_server.restart_in_worker()  # a warm PDF renderer for the horse, if the last one died
             return super().execute_job(job, queue)
         # As rq.SimpleWorker does: perform_job applies the job's timeout with SIGALRM.
         execution = self.prepare_execution(job)

@@ -222,3 +222,44 @@ def test_a_pdf_left_with_page_one_alone_gets_its_other_pages_from_the_sweeper(ma
         assert [a for a in steps if a.startswith("file.preview")] == [
             "file.preview_made", "file.preview_pages_added", "file.preview_pages_added"]
         assert sweep_missing() == 0  # nothing owed any more
+
+
+def test_media_horses_use_the_workers_warm_renderer_and_leave_no_zombie(make_app):
+    """Each preview job runs in a work horse forked from the media worker. A horse cannot see the
+    worker's renderer with Popen.poll() (not its child), so it used to start one of its own per
+    PDF, which outlived the horse unreaped: a zombie per PDF when the worker is a container's PID 1.
+    Here the test process stands in for PID 1 (PR_SET_CHILD_SUBREAPER): after three PDFs exactly
+    one renderer is its child, alive."""
+    import ctypes
+    import os
+    import subprocess
+    import time
+
+    from core.evidence import render_server
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER: orphans come to us, as to PID 1
+    serving: list[str] = []
+    try:
+        app = make_app()
+        owner = setup_people(app)["owner"]
+        files = [stored(app, owner, f"p{i}.pdf", pdf_samples.pages(2)) for i in range(3)]
+        render_server.SERVER.stop()
+        enqueue_previews(app, files)
+        run_worker(app)
+        time.sleep(0.5)  # a renderer a horse started would have exited with the horse's pipe by now
+        ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(os.getpid())], capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+        serving = [line.split() for line in ps if "--serve" in line or "<defunct>" in line]
+        with app.app_context():
+            assert [(db.session.get(EvidenceFile, i).preview_state, db.session.get(EvidenceFile, i).preview_pages)
+                    for i in files] == [("made", 2)] * 3
+        assert [(int(pid), stat[0]) for pid, stat, *_ in serving] == [(render_server.SERVER._proc.pid, "S")]
+    finally:
+        libc.prctl(36, 0, 0, 0, 0)
+        for pid, *_ in serving:  # reap what a horse left us (only those: other children are fixtures')
+            if int(pid) != getattr(render_server.SERVER._proc, "pid", None):
+                try:
+                    os.waitpid(int(pid), os.WNOHANG)
+                except ChildProcessError:
+                    pass

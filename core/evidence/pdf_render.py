@@ -122,9 +122,21 @@ def _warm_up() -> None:
         render(path, out, 1, 200)
 
 
+def _die_with_parent() -> None:
+    """Linux's PR_SET_PDEATHSIG: this child is killed when the server that forked it dies, rather
+    than rendering on, unwatched, until its CPU limit. Elsewhere, nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _render_in_child(request: dict) -> dict:
     out_dir = request["out"]
     paths = {name: os.path.join(out_dir, f".renderer-{name}") for name in ("stdout", "stderr")}
+    server = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 70
@@ -135,6 +147,9 @@ def _render_in_child(request: dict) -> dict:
             os.dup2(os.open(paths["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
             os.dup2(os.open(paths["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            _die_with_parent()
+            if os.getppid() != server:  # the server died before that took hold
+                os._exit(code)
             apply_limits(int(request["memory_mb"]), int(request["seconds"]), int(request["max_bytes"]))
             code = main([request["src"], out_dir, str(request["max_pages"]), str(request["max_px"]),
                          str(request.get("first_page", 1))])

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -47,6 +48,7 @@ def clean_env() -> dict[str, str]:
 class RenderServer:
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
+        self._owner: int | None = None  # the pid that started the server (its parent, which reaps it)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pending = b""  # bytes read from the server past the last answer
@@ -57,6 +59,15 @@ class RenderServer:
             self._ensure()
 
     def _ensure(self) -> subprocess.Popen:
+        if os.getpid() != self._owner and (self._proc is not None or self._owner is not None):
+            # A forked work horse: the server is its worker's child, not its own. Popen.poll()
+            # cannot see it (waitpid fails, and Popen then reports it gone), and a server started
+            # here would outlive the horse unreaped (a zombie when the worker is PID 1). So use
+            # the worker's while it lives; otherwise render one-shot until the worker restarts it
+            # (restart_in_worker, before its next job).
+            if self._proc is not None and _alive(self._proc.pid):
+                return self._proc
+            raise Unavailable("the worker's render server is not running")
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         try:
@@ -66,6 +77,7 @@ class RenderServer:
         except OSError as exc:
             self._proc = None
             raise Unavailable(str(exc)) from exc
+        self._owner = os.getpid()
         return self._proc
 
     def stop(self) -> None:
@@ -74,7 +86,13 @@ class RenderServer:
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
+        if proc is None:
+            return
+        if os.getpid() != self._owner:  # the worker's server, seen from a horse: kill it, the worker reaps it
+            if _alive(proc.pid):
+                os.kill(proc.pid, signal.SIGKILL)
+            return
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
 
@@ -115,5 +133,28 @@ class RenderServer:
             if answer.get("id") == request_id:
                 return answer
             # An answer to a request whose horse was killed before reading it: skip it.
+
+def _alive(pid: int) -> bool:
+    """Does process `pid` exist (a zombie too: its parent has not reaped it yet)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def restart_in_worker() -> None:
+    """In the process that owns the server (a media worker, between jobs): reap it if it died and
+    start it again, so the next horse has a warm renderer. Never raises; without a server the
+    horses render one-shot."""
+    if SERVER._owner is not None and SERVER._owner != os.getpid():
+        return
+    try:
+        SERVER.start()
+    except Unavailable:
+        pass
+
 
 SERVER = RenderServer()
