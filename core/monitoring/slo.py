@@ -114,6 +114,22 @@ def _figure(now: datetime | None, window: timedelta, latencies) -> dict:
             "window_seconds": int(window.total_seconds()), "computed_at": now.isoformat()}
 
 
+def differences(now: datetime | None = None, window: timedelta = WINDOW) -> tuple[dict, dict, list[str]]:
+    """(histogram figure, reference figure, what differs beyond the histogram's stated error):
+    events, within_60s and ratio must be equal; each percentile within RELATIVE_ERROR above the
+    reference, plus rounding to 3 decimals. Both at the same `now`."""
+    now = now or utcnow()
+    fast, exact = kajabi_to_ledger(now, window), kajabi_to_ledger_reference(now, window)
+    problems = [f"{key}: histogram {fast[key]} != events {exact[key]}"
+                for key in ("events", "within_60s", "ratio") if fast[key] != exact[key]]
+    for key in ("p50_seconds", "p95_seconds", "p99_seconds"):
+        got, want = fast[key], exact[key]
+        if (got is None) != (want is None) or (want is not None and not (
+                want - 0.001 <= got <= max(want, 0) * (1 + latency_hist.RELATIVE_ERROR) + 0.0015)):
+            problems.append(f"{key}: histogram {got} not within {latency_hist.RELATIVE_ERROR:.0%} above events {want}")
+    return fast, exact, problems
+
+
 def _count_and_oldest(model, column, *conditions, now: datetime) -> tuple[int, float | None]:
     count, oldest = db.session.execute(select(func.count(), func.min(column)).select_from(model).where(*conditions)).one()
     return count or 0, _age_seconds(oldest, now)
