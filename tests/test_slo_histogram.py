@@ -162,7 +162,7 @@ def test_backfill_counts_events_written_behind_the_application(make_app, redis_c
     assert len(failed.output.strip().splitlines()[-1]) < 300  # the reason on one line
     done = runner.invoke(args=["slo", "backfill"])
     assert done.exit_code == 0, done.output
-    assert "events counted over" in done.output and "ledgered=79" in done.output
+    assert "79 ledgered event(s) counted over" in done.output and "ledgered=79" in done.output
     again = runner.invoke(args=["slo", "backfill", "--days", "2"])  # hours are replaced, not added to
     assert again.exit_code == 0, again.output
     ok = runner.invoke(args=["slo", "verify"])
