@@ -12,7 +12,7 @@ cli = AppGroup("slo", help="The pre-aggregated Kajabi figures behind /api/slo an
 
 
 @cli.command("backfill")
-@click.option("--days", type=click.IntRange(1, 3660), default=29, show_default=True,
+@click.option("--days", type=click.IntRange(1, latency_hist.KEEP_FINE.days - 1), default=29, show_default=True,
               help="How many days of receipt to recount, back from the current hour.")
 @click.option("--skip-counts", is_flag=True, help="Leave the per-state counts as they are.")
 def backfill(days: int, skip_counts: bool) -> None:

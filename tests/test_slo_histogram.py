@@ -15,10 +15,10 @@ from core.accounts.users import create_user
 from core.admin import actions
 from core.monitoring import slo
 from core.platform.db import db, utcnow
-from core.platform.models import ActivityTag, KajabiEvent, KajabiLatencyDay, KajabiLatencyHour
+from core.platform.models import ActivityTag, KajabiEvent, KajabiLatency5m, KajabiLatencyDay, KajabiLatencyHour
 from core.points import kajabi, latency_hist
 from jobs import context
-from jobs.kajabi import process_event, reconcile
+from jobs.kajabi import process_event, reconcile, trim_latency_hist
 from tests.test_kajabi import documented, kapp, post  # noqa: F401 - kapp is a fixture
 
 WINDOWS = [timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=6), timedelta(hours=24),
@@ -171,5 +171,22 @@ def test_backfill_counts_events_written_behind_the_application(make_app, redis_c
         assert slo.kajabi_to_ledger()["events"] == sum(1 for i in range(1, 80) if i * 7 < 28 * 24)
         assert db.session.scalar(select(func.sum(KajabiLatencyHour.n))) == 79
         assert db.session.scalar(select(func.sum(KajabiLatencyDay.n))) == 79
+        assert db.session.scalar(select(func.sum(KajabiLatency5m.n))) == 79
         _state_counts_match()
     assert runner.invoke(args=["slo", "verify", "--window", "29d"]).exit_code == 1  # out of range: one line
+
+
+def test_the_hourly_trim_drops_only_rows_no_window_reads(make_app):
+    app = make_app()
+    now = _seed(app, [1_500_000] * 40, days=60)  # half of them older than any window
+    with app.app_context():
+        before = slo.kajabi_to_ledger(now)
+        old = db.session.scalar(select(func.count()).select_from(KajabiLatencyHour)
+                                .where(KajabiLatencyHour.hour < now - latency_hist.KEEP_FINE - timedelta(days=1)))
+        assert old > 0
+    context.bind(app)
+    assert trim_latency_hist()["dropped"] >= 2 * old
+    with app.app_context():
+        assert slo.kajabi_to_ledger(now) == before and slo.differences(now)[2] == []
+        assert db.session.scalar(select(func.sum(KajabiLatencyDay.n))) == 40  # day rows are kept
+        assert db.session.scalar(select(func.min(KajabiLatency5m.start))) >= now - latency_hist.KEEP_FINE - timedelta(days=1)

@@ -262,9 +262,18 @@ class KajabiEvent(db.Model):
     matchable_at = mapped_column(UTCDateTime)
 
 
+class KajabiLatency5m(db.Model):
+    """Tag -> ledger latencies of the Kajabi events received in one 5-minute slot (UTC), counted
+    per bucket (core.points.latency_hist). Written in the transaction that ledgers the events;
+    kept 35 days."""
+    __tablename__ = "kajabi_latency_hist_5m"
+    start = mapped_column(UTCDateTime, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class KajabiLatencyHour(db.Model):
-    """Tag -> ledger latencies of the Kajabi events received in one UTC hour, counted per bucket
-    (core.points.latency_hist). Written in the transaction that ledgers the events."""
+    """The same per UTC hour; kept 35 days."""
     __tablename__ = "kajabi_latency_hist"
     hour = mapped_column(UTCDateTime, primary_key=True)
     bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)

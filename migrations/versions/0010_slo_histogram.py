@@ -1,7 +1,7 @@
 """pre-aggregated Kajabi figures for /api/slo and /metrics
 
-kajabi_latency_hist (per hour of receipt) and kajabi_latency_hist_day (per day): tag -> ledger
-latencies counted per bucket (core.points.latency_hist); kajabi_state_counts: events per state,
+kajabi_latency_hist_5m, kajabi_latency_hist (per hour of receipt) and kajabi_latency_hist_day
+(per day): tag -> ledger latencies counted per bucket (core.points.latency_hist); kajabi_state_counts: events per state,
 `received` excepted. Written in the transactions that ledger events, so the 28-day figure reads a
 few thousand rows instead of every event (issue 18, goal 4).
 
@@ -26,6 +26,11 @@ def _when():
 
 
 def upgrade():
+    op.create_table('kajabi_latency_hist_5m',
+                    sa.Column('start', _when(), nullable=False),
+                    sa.Column('bucket', sa.SmallInteger(), nullable=False),
+                    sa.Column('n', sa.BigInteger(), nullable=False),
+                    sa.PrimaryKeyConstraint('start', 'bucket'))
     op.create_table('kajabi_latency_hist',
                     sa.Column('hour', _when(), nullable=False),
                     sa.Column('bucket', sa.SmallInteger(), nullable=False),
@@ -48,3 +53,4 @@ def downgrade():
     op.drop_table('kajabi_state_counts')
     op.drop_table('kajabi_latency_hist_day')
     op.drop_table('kajabi_latency_hist')
+    op.drop_table('kajabi_latency_hist_5m')
