@@ -1,7 +1,7 @@
 """What a scrape of /metrics and /api/slo costs with a large 28-day Kajabi window.
 
 Seeds N Kajabi events spread over the last 28 days in a throwaway database (latencies spread
-from 50 ms to 7 s, one in 700 late, some not ledgered), fills the pre-aggregated tables the way
+from 50 ms to 7 s, one in 700 late, 1% not ledgered), fills the pre-aggregated tables the way
 `flask slo backfill` does (timed), then times, in process, /metrics and /api/slo as a scraper
 meets them: the first scrape of a minute computes every figure, the others in that minute read
 them from Redis. The figure is the first kind, from the histogram (bound: 100 ms at 10M events,
@@ -29,7 +29,8 @@ SPREAD_S = 28 * 86400
 
 def seed(dsn: str, events: int) -> None:
     # Latency: 0.05 s x 1.01^k for k in 0..499 (up to 7.3 s: about 500 buckets an hour in use, more
-    # than real traffic would fill), one event in 700 at 45-245 s (late); 1% ignored, 1% unmatched.
+    # than real traffic would fill), one event in 700 at 45-245 s (late); 1% ignored, and one in
+    # 10,000 waiting unmatched (its alert fires above UNMATCHED_ALERT_THRESHOLD, 50 by default).
     with psycopg.connect(dsn) as conn:
         conn.execute(
             "INSERT INTO kajabi_events (event_id, event_type, payload, state, received_at, processed_at, ledgered_at) "
@@ -39,7 +40,7 @@ def seed(dsn: str, events: int) -> None:
             "LATERAL (SELECT now() - (g %% %s) * interval '1 second' AS at) r, "
             "LATERAL (SELECT CASE WHEN g %% 700 = 0 THEN 45 + g %% 200 "
             "                     ELSE 0.05 * power(1.01, (g::bigint * 7919) %% 500) END AS seconds) l, "
-            "LATERAL (SELECT CASE g %% 100 WHEN 1 THEN 'ignored' WHEN 2 THEN 'queued_unmatched' "
+            "LATERAL (SELECT CASE WHEN g %% 100 = 1 THEN 'ignored' WHEN g %% 10000 = 2 THEN 'queued_unmatched' "
             "                     ELSE 'ledgered' END AS state) s",
             (events, SPREAD_S))
         conn.execute("ANALYZE kajabi_events")
