@@ -25,6 +25,8 @@ twice):
   attach): an `after_flush` listener counts every KajabiEvent whose ledgered_at or state the
   flush wrote;
 - Core statements must call record() and count_states() themselves (core.points.kajabi_batch).
+Nothing moves received_at or matchable_at of a ledgered event; if something did, the histogram
+would not follow (`flask slo verify` would say so, `flask slo backfill` would recount).
 Rows are upserted (`n = n + excluded.n`) in key order, hour table before day table before
 counts, so concurrent drains never deadlock on them; each drain holds them only from its last
 statement to its commit.
