@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, cast, delete, event, func, insert, select, text, union_all
+from sqlalchemy import BigInteger, cast, delete, event, func, insert, literal, select, text, union_all
 from sqlalchemy.orm import Session, attributes
 
 from core.platform.db import db, is_postgres, utcnow
@@ -180,13 +180,21 @@ def _count_orm_writes(session, _context) -> None:
 
 # --- reading ------------------------------------------------------------------------------------
 
+def _latency_us_sql():
+    begin = func.coalesce(KajabiEvent.matchable_at, KajabiEvent.received_at)
+    return cast(func.round(func.extract("epoch", KajabiEvent.ledgered_at - begin) * 1_000_000), BigInteger)
+
+
+def _received_between(start: datetime, end: datetime) -> tuple:
+    return KajabiEvent.ledgered_at.is_not(None), KajabiEvent.received_at >= start, KajabiEvent.received_at < end
+
+
 def _exact_latencies(start: datetime, end: datetime) -> list[tuple[datetime, int]]:
     """(received_at, latency us) of the events received in [start, end) and ledgered, from the events."""
-    where = (KajabiEvent.ledgered_at.is_not(None), KajabiEvent.received_at >= start, KajabiEvent.received_at < end)
-    begin = func.coalesce(KajabiEvent.matchable_at, KajabiEvent.received_at)
+    where = _received_between(start, end)
     if is_postgres():
-        micros = cast(func.round(func.extract("epoch", KajabiEvent.ledgered_at - begin) * 1_000_000), BigInteger)
-        return [tuple(row) for row in db.session.execute(select(KajabiEvent.received_at, micros).where(*where))]
+        return [tuple(row) for row in db.session.execute(select(KajabiEvent.received_at, _latency_us_sql()).where(*where))]
+    begin = func.coalesce(KajabiEvent.matchable_at, KajabiEvent.received_at)
     return [(received, latency_us(b, ledgered)) for received, b, ledgered
             in db.session.execute(select(KajabiEvent.received_at, begin, KajabiEvent.ledgered_at).where(*where))]
 
@@ -194,9 +202,10 @@ def _exact_latencies(start: datetime, end: datetime) -> list[tuple[datetime, int
 def counts_since(since: datetime) -> Counter:
     """{bucket: events} of the events received at or after `since` and ledgered: the part before
     the first whole 5-minute slot exactly from the events (a short range of the received_at
-    index), then each grain's rows up to the first whole slot of the next grain, in one query."""
+    index), then each grain's rows up to the first whole slot of the next grain. One statement on
+    PostgreSQL (a scrape computes several windows, and each round trip counts on a busy host)."""
     low = _ceil(since, floor_slot, SLOT)
-    counts = Counter(bucket_of(us) for _, us in _exact_latencies(since, low)) if since < low else Counter()
+    exact_from, exact_to = since, low
     parts = []
     for i, (model, column, _, _) in enumerate(GRAINS):
         moment = getattr(model, column)
@@ -207,13 +216,19 @@ def counts_since(since: datetime) -> Counter:
         else:
             parts.append(select(model.bucket, model.n).where(moment >= low))
     rows = union_all(*parts).subquery()
-    postgres = is_postgres()
-    if postgres:  # a few thousand index rows: starting parallel workers cost 15 ms for 1 ms of work
-        db.session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    for bucket, n in db.session.execute(select(rows.c.bucket, func.sum(rows.c.n)).group_by(rows.c.bucket)).all():
+    summed = select(literal(False).label("exact"), rows.c.bucket.label("value"), func.sum(rows.c.n).label("n")) \
+        .group_by(rows.c.bucket)
+    counts: Counter = Counter()
+    if is_postgres():
+        # The latencies of the part slot come back raw (us), beside the grains' sums: bucketed here,
+        # with the one bucket_of.
+        exact = select(literal(True), _latency_us_sql(), literal(1)).where(*_received_between(exact_from, exact_to))
+        for is_exact, value, n in db.session.execute(union_all(summed, exact)).all():
+            counts[bucket_of(value) if is_exact else value] += int(n)
+        return counts
+    counts.update(bucket_of(us) for _, us in _exact_latencies(exact_from, exact_to))
+    for _, bucket, n in db.session.execute(summed).all():
         counts[bucket] += int(n)
-    if postgres:
-        db.session.execute(text("RESET max_parallel_workers_per_gather"))
     return counts
 
 
