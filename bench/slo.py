@@ -82,7 +82,7 @@ def main() -> None:
         print(f"seeded {args.events:,} Kajabi events over 28 days in {time.time() - started:.0f} s")
 
         from app import create_app
-        from core.monitoring import metrics, slo
+        from core.monitoring import metrics, ops_metrics, slo
         from core.platform.services import services
         from core.points import latency_hist
 
@@ -101,6 +101,7 @@ def main() -> None:
             hours = latency_hist.hours_to_rebuild(29)
             counted = sum(latency_hist.rebuild_hour(hour) for hour in hours)
             latency_hist.rebuild_state_counts()
+            latency_hist.analyze()
             backfill_s = time.time() - started
             print(f"flask slo backfill's work: {counted:,} ledgered events over {len(hours)} hours in {backfill_s:.0f} s")
             fast, exact, problems = slo.differences()
@@ -117,6 +118,10 @@ def main() -> None:
                     cold.append(timed(fn))
                     warm.append(timed(fn))  # any other scrape in that minute
                 return statistics.median(cold), statistics.median(warm)
+
+            for label, window in (("28d", slo.WINDOW), *ops_metrics.BURN_WINDOWS.items()):
+                times = sorted(timed(lambda: slo.kajabi_to_ledger(window=window)) for _ in range(args.runs))
+                print(f"  one {label} figure from the histogram: median {times[len(times) // 2]:.1f} ms")
 
             rows = []
             for name, fn in (("/metrics", scrape), ("/api/slo", summary)):

@@ -26,6 +26,7 @@ def backfill(days: int, skip_counts: bool) -> None:
             for hour in bar:
                 counted += latency_hist.rebuild_hour(hour)
         states = {} if skip_counts else latency_hist.rebuild_state_counts()
+        latency_hist.analyze()
     except Exception as exc:
         raise click.ClickException(f"backfill failed: {reason(exc)}") from None
     click.echo(f"{counted:,} ledgered event(s) counted over {len(hours)} hour(s)"

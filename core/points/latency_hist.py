@@ -329,6 +329,16 @@ def rebuild_state_counts() -> dict[str, int]:
     return dict(rows)
 
 
+def analyze() -> None:
+    """Fresh planner statistics for the tables a backfill just filled (PostgreSQL; autovacuum
+    would get there later). Without them a window's ranges may be planned as whole-table scans."""
+    if is_postgres():
+        db.session.commit()
+        db.session.execute(text("ANALYZE kajabi_latency_hist_5m, kajabi_latency_hist, kajabi_latency_hist_day, "
+                                "kajabi_state_counts"))
+        db.session.commit()
+
+
 def trim(now: datetime | None = None) -> int:
     """Drop 5-minute and hour rows of events received more than KEEP_FINE ago (no window reads
     them); day rows stay. Commits; returns the rows dropped. Scheduled hourly (jobs.schedule)."""
