@@ -99,9 +99,9 @@ def main() -> None:
 
             started = time.time()
             hours = latency_hist.hours_to_rebuild(29)
-            counted = sum(latency_hist.rebuild_hour(hour) for hour in hours)
+            counted = latency_hist.rebuild(hours)
             latency_hist.rebuild_state_counts()
-            latency_hist.analyze()
+            latency_hist.vacuum_analyze()
             backfill_s = time.time() - started
             print(f"flask slo backfill's work: {counted:,} ledgered events over {len(hours)} hours in {backfill_s:.0f} s")
             fast, exact, problems = slo.differences()

@@ -20,13 +20,11 @@ def backfill(days: int, skip_counts: bool) -> None:
     replaced, so running it again is safe), then the per-state counts. Run once after upgrading
     to 0010_slo_hist; ledgering goes on meanwhile (each hour briefly holds the drains' upserts)."""
     hours = latency_hist.hours_to_rebuild(days)
-    counted = 0
     try:
-        with click.progressbar(hours, label=f"recounting {len(hours)} hours", show_pos=True) as bar:
-            for hour in bar:
-                counted += latency_hist.rebuild_hour(hour)
+        with click.progressbar(length=len(hours), label=f"recounting {len(hours)} hours", show_pos=True) as bar:
+            counted = latency_hist.rebuild(hours, progress=bar.update)
         states = {} if skip_counts else latency_hist.rebuild_state_counts()
-        latency_hist.analyze()
+        latency_hist.vacuum_analyze()
     except Exception as exc:
         raise click.ClickException(f"backfill failed: {reason(exc)}") from None
     click.echo(f"{counted:,} ledgered event(s) counted over {len(hours)} hour(s)"

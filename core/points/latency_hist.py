@@ -282,20 +282,24 @@ def hours_to_rebuild(days: int, now: datetime | None = None) -> list[datetime]:
     return [first + i * HOUR for i in range(int((last - first) / HOUR) + 1)]
 
 
-def rebuild_hour(hour: datetime) -> int:
-    """Recount one hour of receipt from the events, replacing its 5-minute and hour rows, then
-    its day's rows from the day's hours; commits. Exact under concurrent ledgering: on PostgreSQL
-    the tables are locked against writers (EXCLUSIVE: reads go on; a drain's upsert waits, for
-    about the time it takes to read an hour of events), so every drain either committed before
-    the read or counts after it. On SQLite the first DELETE takes the database's write lock.
-    Returns the events counted. Hours older than KEEP_FINE are refused (their day's other hours
-    are trimmed, so the day could not be summed again): ValueError."""
-    hour, day = floor_hour(hour), floor_day(hour)
-    if hour < floor_day(utcnow() - KEEP_FINE) + DAY:
-        raise ValueError(f"{hour.isoformat()} is older than the {KEEP_FINE.days} days of hourly rows kept")
+def _lock_histogram() -> None:
     if is_postgres():
         db.session.execute(text("LOCK TABLE kajabi_latency_hist_5m, kajabi_latency_hist, kajabi_latency_hist_day "
                                 "IN EXCLUSIVE MODE"))
+
+
+def rebuild_hour(hour: datetime, *, with_day: bool = True) -> int:
+    """Recount one hour of receipt from the events, replacing its 5-minute and hour rows, then
+    (with_day) its day's rows from the day's hours (rebuild_day); commits. Exact under concurrent
+    ledgering: on PostgreSQL the tables are locked against writers (EXCLUSIVE: reads go on; a
+    drain's upsert waits, for about the time it takes to read an hour of events), so every drain
+    either committed before the read or counts after it. On SQLite the first DELETE takes the
+    database's write lock. Returns the events counted. Hours older than KEEP_FINE are refused
+    (their day's other hours are trimmed, so the day could not be summed again): ValueError."""
+    hour = floor_hour(hour)
+    if hour < floor_day(utcnow() - KEEP_FINE) + DAY:
+        raise ValueError(f"{hour.isoformat()} is older than the {KEEP_FINE.days} days of hourly rows kept")
+    _lock_histogram()
     db.session.execute(delete(KajabiLatency5m).where(KajabiLatency5m.start >= hour, KajabiLatency5m.start < hour + HOUR))
     db.session.execute(delete(KajabiLatencyHour).where(KajabiLatencyHour.hour == hour))
     slots = Counter((floor_slot(received), bucket_of(us)) for received, us in _exact_latencies(hour, hour + HOUR))
@@ -305,14 +309,38 @@ def rebuild_hour(hour: datetime) -> int:
         for (_, bucket), n in slots.items():
             per_hour[bucket] += n
         db.session.execute(insert(KajabiLatencyHour), [{"hour": hour, "bucket": b, "n": n} for b, n in sorted(per_hour.items())])
+    if with_day:
+        _sum_day(floor_day(hour))
+    db.session.commit()
+    return sum(slots.values())
+
+
+def rebuild_day(day: datetime) -> None:
+    """Replace a day's rows by the sum of its hour rows, under the same lock; commits."""
+    _lock_histogram()
+    _sum_day(floor_day(day))
+    db.session.commit()
+
+
+def _sum_day(day: datetime) -> None:
     db.session.execute(delete(KajabiLatencyDay).where(KajabiLatencyDay.day == day))
     day_rows = db.session.execute(select(KajabiLatencyHour.bucket, func.sum(KajabiLatencyHour.n))
                                   .where(KajabiLatencyHour.hour >= day, KajabiLatencyHour.hour < day + DAY)
                                   .group_by(KajabiLatencyHour.bucket)).all()
     if day_rows:
         db.session.execute(insert(KajabiLatencyDay), [{"day": day, "bucket": b, "n": int(n)} for b, n in day_rows])
-    db.session.commit()
-    return sum(slots.values())
+
+
+def rebuild(hours: list[datetime], progress: Callable[[int], None] | None = None) -> int:
+    """rebuild_hour for each hour (oldest first), each day's rows once, after its last hour."""
+    counted = 0
+    for i, hour in enumerate(hours):
+        counted += rebuild_hour(hour, with_day=False)
+        if i + 1 == len(hours) or floor_day(hours[i + 1]) != floor_day(hour):
+            rebuild_day(hour)
+        if progress:
+            progress(1)
+    return counted
 
 
 def rebuild_state_counts() -> dict[str, int]:
@@ -329,14 +357,15 @@ def rebuild_state_counts() -> dict[str, int]:
     return dict(rows)
 
 
-def analyze() -> None:
-    """Fresh planner statistics for the tables a backfill just filled (PostgreSQL; autovacuum
-    would get there later). Without them a window's ranges may be planned as whole-table scans."""
+def vacuum_analyze() -> None:
+    """VACUUM (ANALYZE) the tables a backfill just rewrote (PostgreSQL; autovacuum would get there
+    later): without it a window reads the dead rows the recount left, and may be planned without
+    statistics."""
     if is_postgres():
         db.session.commit()
-        db.session.execute(text("ANALYZE kajabi_latency_hist_5m, kajabi_latency_hist, kajabi_latency_hist_day, "
-                                "kajabi_state_counts"))
-        db.session.commit()
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM (ANALYZE) kajabi_latency_hist_5m, kajabi_latency_hist, kajabi_latency_hist_day, "
+                              "kajabi_state_counts"))
 
 
 def trim(now: datetime | None = None) -> int:
