@@ -1,4 +1,4 @@
-"""Kajabi jobs: drain the received events; reconcile the unmatched ones."""
+"""Kajabi jobs: drain the received events; reconcile the unmatched ones; trim the SLO histogram."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from core.points import kajabi, kajabi_batch
+from core.points import kajabi, kajabi_batch, latency_hist
 from core.platform.db import db, is_postgres
 from core.platform.models import KajabiEvent
 from core.platform.queues import clear_once, enqueue_committed, rq_timeout_in
@@ -145,3 +145,10 @@ def reconcile() -> dict[str, int]:
         if counts.get("failed"):  # the others are committed; RQ records the failure
             raise RuntimeError(f"kajabi reconcile: {counts['failed']} event(s) failed: {counts}")
         return counts
+
+
+def trim_latency_hist() -> dict[str, int]:
+    """Hourly (jobs/schedule.py): drop the SLO histogram's 5-minute and hour rows older than
+    core.points.latency_hist.KEEP_FINE, which no window reads. Idempotent."""
+    with job_context():
+        return {"dropped": latency_hist.trim()}

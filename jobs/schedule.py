@@ -17,6 +17,8 @@ def periodic_job_definitions() -> list[dict]:
         {"name": "scan-sweep", "func": "jobs.scans.sweep_pending", "queue": "scans", "interval": 60, "timeout": 120},
         {"name": "kajabi-sweep", "func": "jobs.kajabi.sweep_received", "queue": "ledger", "interval": 15, "timeout": 60},
         {"name": "kajabi-reconcile", "func": "jobs.kajabi.reconcile", "queue": "ledger", "interval": 300, "timeout": 600},
+        {"name": "slo-hist-trim", "func": "jobs.kajabi.trim_latency_hist", "queue": "maintenance", "interval": 3600,
+         "timeout": 300},
         {"name": "rollups-refresh", "func": "jobs.rollups.refresh_recent", "queue": "maintenance", "interval": 60, "timeout": 300},
         {"name": "thumbnail-sweep", "func": "jobs.thumbnails.sweep_missing", "queue": "media", "interval": 300, "timeout": 120},
         {"name": "preview-sweep", "func": "jobs.previews.sweep_missing", "queue": "maintenance", "interval": 900, "timeout": 120},

@@ -40,7 +40,8 @@ def _claim_slot() -> tuple[str, str]:
 SLOT_TTL_S = 900
 DATABASE_URL, REDIS_URL = _claim_slot()
 TABLES = ["user_badges", "badges", "activity_tags", "points_ledger", "outbox", "kajabi_events", "audit_events", "sink_keys",
-          "runs", "daily_rollups", "ops_samples", "evidence_files", "submissions", "activities", "users"]
+          "runs", "daily_rollups", "ops_samples", "evidence_files", "submissions", "activities", "users",
+          "kajabi_latency_hist_5m", "kajabi_latency_hist", "kajabi_latency_hist_day", "kajabi_state_counts"]
 
 
 def _recreate_database(url: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 from flask_login import UserMixin
-from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text,
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, SmallInteger, String, Text,
                         UniqueConstraint, text, true)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -266,6 +266,40 @@ class KajabiEvent(db.Model):
     # When the event could first be matched: arrival, or the creation of the user or tag mapping
     # that matched it (the SLO's tag -> ledger latency counts from here; core.monitoring.slo).
     matchable_at = mapped_column(UTCDateTime)
+
+
+class KajabiLatency5m(db.Model):
+    """Tag -> ledger latencies of the Kajabi events received in one 5-minute slot (UTC), counted
+    per bucket (core.points.latency_hist). Written in the transaction that ledgers the events;
+    kept 35 days."""
+    __tablename__ = "kajabi_latency_hist_5m"
+    start = mapped_column(UTCDateTime, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class KajabiLatencyHour(db.Model):
+    """The same per UTC hour; kept 35 days."""
+    __tablename__ = "kajabi_latency_hist"
+    hour = mapped_column(UTCDateTime, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class KajabiLatencyDay(db.Model):
+    """The same per UTC day, so a 28-day figure reads 28 days of rows, not 672 hours."""
+    __tablename__ = "kajabi_latency_hist_day"
+    day = mapped_column(UTCDateTime, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class KajabiStateCount(db.Model):
+    """Kajabi events per state, except `received` (counted live: a small backlog on the
+    (state, received_at) index, and a counter row for it would serialise the webhook's inserts)."""
+    __tablename__ = "kajabi_state_counts"
+    state: Mapped[str] = mapped_column(String(24), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class AuditEvent(db.Model):

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, or_, select
 
 from core.platform import audit
-from core.points import ledger, rules
+from core.points import latency_hist, ledger, rules  # noqa: F401 - latency_hist counts process()'s writes (after_flush)
 from core.platform.db import db, is_postgres, utcnow
 from core.platform.errors import AuthError, Conflict, Unavailable
 from core.platform.models import ActivityTag, KajabiEvent, User
