@@ -16,7 +16,7 @@ def make_preview(file_id: int) -> str | None:
 
 def sweep_missing() -> int:
     """Enqueue previews that recent clean files still lack (Redis lost the job)."""
-    from core.evidence.previews import sweep_missing as sweep
+    from core.evidence.preview_sweep import sweep_missing as sweep
 
     with job_context():
         return sweep()

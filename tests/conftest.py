@@ -52,6 +52,28 @@ def _recreate_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{u.database}"')
 
 
+@contextmanager
+def app_on_migrations(kind: str, tmp_path, name: str):
+    """An app (its context pushed) on a database built by the migrations alone: a SQLite file in
+    tmp_path, or a PostgreSQL database `<this run's>_<name>` made afresh. kind: sqlite | postgresql."""
+    from flask_migrate import upgrade
+
+    env = base_env(str(tmp_path / "storage"))
+    if kind == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{tmp_path}/{name}.db"
+    else:
+        env["DATABASE_URL"] = env["DATABASE_URL"] + f"_{name}"  # beside this run's test database
+        _recreate_database(env["DATABASE_URL"])
+    app = create_app(env)
+    with app.app_context():
+        upgrade()
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def migrated_database():
     """A fresh PostgreSQL database, migrated once per run with `flask db upgrade`'s code path."""

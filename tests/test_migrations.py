@@ -6,9 +6,8 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
-from app import create_app
 from core.platform.db import db
-from tests.conftest import _recreate_database, base_env
+from tests.conftest import app_on_migrations
 
 REQUIRED_INDEXES = {
     "points_ledger": [("user_id", "activity_code"), ("activity_code", "external_source", "event_time"), ("created_at",)],
@@ -31,18 +30,8 @@ def _column_sets(inspector, table):
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def migrated_app(request, tmp_path):
-    env = base_env(str(tmp_path / "storage"))
-    if request.param == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{tmp_path}/migrate.db"
-    else:
-        env["DATABASE_URL"] = env["DATABASE_URL"] + "_migrations"  # beside this run's test database
-        _recreate_database(env["DATABASE_URL"])
-    app = create_app(env)
-    with app.app_context():
-        upgrade()
+    with app_on_migrations(request.param, tmp_path, "migrations") as app:
         yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_every_table_and_named_index_exists(migrated_app):

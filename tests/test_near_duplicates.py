@@ -10,17 +10,15 @@ import re
 from datetime import date
 
 import pytest
-from flask_migrate import upgrade
 from hypothesis import given, strategies as st
 from PIL import Image, ImageDraw, ImageFilter
 
-from app import create_app
 from core.accounts.users import create_user
 from core.evidence import duplicates
 from core.platform.db import db, utcnow
 from core.platform.models import EvidenceFile, Submission
 from core.points.catalogue import seed_catalogue
-from tests.conftest import _recreate_database, base_env
+from tests.conftest import app_on_migrations
 from tests.evidence_support import run_worker, setup_people, sign_in, submit
 
 U64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
@@ -115,19 +113,10 @@ def test_plain_pictures_have_no_fingerprint():
 @pytest.fixture(params=["postgresql", "sqlite"])
 def migrated(request, tmp_path):
     """An app on a database built by the migrations (0010b_phash's covering band indexes)."""
-    env = base_env(str(tmp_path / "storage"))
-    if request.param == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{tmp_path}/near.db"
-    else:
-        env["DATABASE_URL"] = env["DATABASE_URL"] + "_near"  # beside this run's test database
-        _recreate_database(env["DATABASE_URL"])
-    app = create_app(env)
-    with app.app_context():
-        upgrade()
+    with app_on_migrations(request.param, tmp_path, "near") as app:
         seed_catalogue()
         db.session.commit()
         yield app
-        db.session.remove()
         db.engine.dispose()
 
 

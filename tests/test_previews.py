@@ -192,7 +192,8 @@ def test_a_pdf_left_with_page_one_alone_gets_its_other_pages_from_the_sweeper(ma
     stored with page 1, so the preview sweeper queues the job again and it adds only the rest."""
     from datetime import timedelta
 
-    from core.evidence.previews import page_key, sweep_missing
+    from core.evidence.preview_sweep import sweep_missing
+    from core.evidence.previews import page_key
     from core.platform.db import utcnow
     from core.platform.models import AuditEvent
 

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import timedelta
 
 from rq.timeouts import JobTimeoutException
 
@@ -295,7 +294,7 @@ def _store_more_pages(file_id: int, outcome: Outcome) -> None:
     """Add pages 2.. to a PDF preview already made with its first page. If the document will not
     give them, the first page stays, the reason is logged, and no more pages are owed (so the
     sweeper does not try again). Raises only when storage or the database fails: the pages stay
-    owed, and sweep_missing queues the job again."""
+    owed, and core.evidence.preview_sweep queues the job again."""
     storage = services().storage
     keys = list(outcome.objects or {})
     for key, (data, content_type) in (outcome.objects or {}).items():
@@ -374,48 +373,18 @@ def preview_job_timeout() -> int:
     return services().settings.preview_time_limit_seconds + 60
 
 
+def preview_job_meta(ext: str | None) -> dict | None:
+    """The preview job's RQ meta. A CSV's (ext "csv") runs in the worker's own process: its table
+    is parsed by Python's csv module, with no C decoder of untrusted bytes to wall off in a work
+    horse, and the fork cost more than the job."""
+    from core.platform.queues import IN_PROCESS
+
+    return {IN_PROCESS: True} if ext == "csv" else None
+
+
 def enqueue_preview(file_id: int, ext: str | None = None) -> None:
-    """Queue the preview job once the caller's transaction commits. A CSV's (ext "csv") runs in
-    the worker's own process: its table is parsed by Python's csv module, with no C decoder of
-    untrusted bytes to wall off in a work horse, and the fork cost more than the job."""
-    from core.platform.queues import IN_PROCESS, enqueue_after_commit
+    """Queue the preview job once the caller's transaction commits (preview_job_meta for `ext`)."""
+    from core.platform.queues import enqueue_after_commit
 
     enqueue_after_commit("media", "jobs.previews.make_preview", file_id, job_id=f"preview-{file_id}",
-                         timeout=preview_job_timeout(), meta={IN_PROCESS: True} if ext == "csv" else None)
-
-
-SWEEP_AFTER = 15  # minutes: a clean file without a preview outcome this long after its scan lost its job
-SWEEP_BATCH = 200
-SWEEP_WINDOW = timedelta(days=2)  # files older than this are left to a re-run by hand
-
-
-def sweep_missing() -> int:
-    """Enqueue the preview job of clean files scanned over SWEEP_AFTER minutes ago that still have no
-    outcome (the job was lost with Redis), or PDFs still owed pages 2.. (the job died between its
-    two stages), among files uploaded in the last SWEEP_WINDOW. Returns how many were queued. Job
-    ids are per file and hour, so a sweep never queues a second job beside a live one more than
-    once an hour."""
-    import time
-
-    from sqlalchemy import and_, or_, select
-
-    from core.platform.db import utcnow
-
-    svc = services()
-    cutoff = utcnow() - timedelta(minutes=SWEEP_AFTER)
-    # A bounded range of the (scan_state, created_at) index, not every clean file ever stored.
-    # No outcome at all, or a PDF whose pages 2.. were never added (pages_owed, in SQL).
-    lost = or_(EvidenceFile.preview_state.is_(None),
-               and_(EvidenceFile.ext == "pdf", EvidenceFile.preview_state == "made",
-                    EvidenceFile.preview_pages < EvidenceFile.preview_page_count,
-                    EvidenceFile.preview_pages < MAX_PDF_PAGES))
-    ids = db.session.scalars(select(EvidenceFile.id).where(
-        EvidenceFile.scan_state == "clean", EvidenceFile.created_at >= cutoff - SWEEP_WINDOW,
-        EvidenceFile.created_at <= cutoff, lost,
-        EvidenceFile.deleted_at.is_(None)).order_by(EvidenceFile.id).limit(SWEEP_BATCH)).all()
-    db.session.rollback()
-    hour = int(time.time() // 3600)
-    for file_id in ids:
-        svc.queues.enqueue("media", "jobs.previews.make_preview", file_id, job_id=f"preview-{file_id}-sweep-{hour}",
-                           timeout=preview_job_timeout())
-    return len(ids)
+                         timeout=preview_job_timeout(), meta=preview_job_meta(ext))
