@@ -88,8 +88,10 @@ def _detail_href(queue_qs: str):
 @reviewer_required
 def bulk_decide():
     form = BulkForm()
-    back = request.form.get("back") or url_for("portal.queue")
-    if not back.startswith("/review"):
+    back = request.form.get("back") or ""
+    # A path of ours, without CR/LF or other controls (a redirect header cannot carry them: a 500
+    # after the decision was committed); anything else returns to the queue.
+    if not back.startswith("/review") or holds_control_characters(back) or any(c in back for c in "\r\n\t"):
         back = url_for("portal.queue")
     if not form.validate_on_submit():
         flash("The form could not be read; nothing was changed.", "error")

@@ -4,11 +4,11 @@ ratio exactly, percentiles at most 1% above, exactly when latencies sit on bucke
 path that ledgers an event counts it, and `flask slo backfill` recounts events written behind
 the application's back."""
 import random
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from app import create_app
 from core.accounts.users import create_user
@@ -190,3 +190,31 @@ def test_the_hourly_trim_drops_only_rows_no_window_reads(make_app):
         assert slo.kajabi_to_ledger(now) == before and slo.differences(now)[2] == []
         assert db.session.scalar(select(func.sum(KajabiLatencyDay.n))) == 40  # day rows are kept
         assert db.session.scalar(select(func.min(KajabiLatency5m.start))) >= now - latency_hist.KEEP_FINE - timedelta(days=1)
+
+
+def test_a_database_session_outside_utc_keys_the_histogram_on_utc_hours(make_app, redis_conn):
+    """PostgreSQL returns timestamptz in the session's TimeZone (initdb takes the machine's). The
+    histogram floors moments to 5 minutes, hours and days: read in Asia/Kolkata (+05:30) they were
+    cut off the UTC grid, windows missed them and a backfill counted them twice (found by the
+    outside test). Moments read from the database are UTC whatever the session's zone."""
+    from tests.conftest import DATABASE_URL
+
+    app = make_app(DATABASE_URL=DATABASE_URL + "?options=-c%20TimeZone%3DAsia/Kolkata")
+    now = utcnow()
+    with app.app_context():
+        assert db.session.execute(text("SHOW TimeZone")).scalar() == "Asia/Kolkata"
+        db.session.execute(insert(KajabiEvent), [
+            {"event_id": f"k{i}", "event_type": "tag_added", "payload": {}, "state": "ledgered",
+             "received_at": now - timedelta(hours=i * 5), "ledgered_at": now - timedelta(hours=i * 5) + timedelta(seconds=i)}
+            for i in range(1, 30)])
+        db.session.commit()
+        assert db.session.scalar(select(KajabiEvent.received_at).limit(1)).utcoffset() == timedelta(0)
+    runner = app.test_cli_runner()
+    for _ in range(2):  # a second backfill replaces, never adds
+        assert runner.invoke(args=["slo", "backfill", "--days", "7"]).exit_code == 0
+    ok = runner.invoke(args=["slo", "verify", "--window", "7d"])
+    assert ok.exit_code == 0 and "the same" in ok.output, ok.output
+    with app.app_context():
+        hours = db.session.scalars(select(KajabiLatencyHour.hour)).all()
+        assert hours and all(h.astimezone(timezone.utc).minute == 0 for h in hours)
+        assert db.session.scalar(select(func.sum(KajabiLatencyHour.n))) == sum(1 for i in range(1, 30) if i * 5 < 7 * 24)

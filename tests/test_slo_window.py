@@ -68,3 +68,22 @@ def test_the_burn_rate_gauges_are_the_endpoint_s_figures(slo_client):
         assert f'points_kajabi_to_ledger_window_ratio{{window="{window}"}} {float(body["ratio"])}' in text
         assert f'points_kajabi_to_ledger_window_events{{window="{window}"}} {float(body["events"])}' in text
     assert 'points_kajabi_to_ledger_window_ratio{window="30m"} 0.666667' in text  # 2 of 3: one still waiting
+
+
+def test_the_slo_endpoints_answer_with_redis_down(make_app):
+    """/api/slo and /metrics are what an operator reads while Redis is down: the figures come from
+    PostgreSQL; only the alert's "for 15 minutes" memory and the RQ gauges need Redis (found by the
+    outside test: both endpoints answered 500)."""
+    app = make_app(ENABLE_INTERNAL_ENDPOINTS="1", INTERNAL_METRICS_TOKEN=TOKEN, REDIS_URL="redis://127.0.0.1:1/0")
+    now = utcnow()
+    with app.app_context():
+        db.session.add(KajabiEvent(event_id="r0", event_type="tag_added", payload={}, state="ledgered",
+                                   received_at=now - timedelta(minutes=10), ledgered_at=now - timedelta(minutes=10) + timedelta(seconds=2)))
+        db.session.commit()
+    client = app.test_client()
+    for window in ("5m", "24h"):
+        body = client.get("/api/slo", query_string={"window": window}, headers=AUTH)
+        assert body.status_code == 200, body.get_data(as_text=True)[:300]
+    assert client.get("/api/slo", headers=AUTH).get_json()["kajabi_to_ledger"]["events"] == 1
+    scrape = client.get("/metrics", headers=AUTH)
+    assert scrape.status_code == 200 and "points_kajabi_to_ledger_ratio 1.0" in scrape.get_data(as_text=True)

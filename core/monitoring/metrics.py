@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from redis.exceptions import RedisError
 from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
 
@@ -64,9 +65,12 @@ class _Collector:
 
         depth = GaugeMetricFamily("points_rq_queue_depth", "Jobs waiting per RQ queue", labels=["queue"])
         failed = GaugeMetricFamily("points_rq_failed_jobs", "Jobs in the failed registry per RQ queue", labels=["queue"])
-        for queue in self.services.queues.all():
-            depth.add_metric([queue.name], queue.count)
-            failed.add_metric([queue.name], FailedJobRegistry(queue=queue).count)
+        try:
+            for queue in self.services.queues.all():
+                depth.add_metric([queue.name], queue.count)
+                failed.add_metric([queue.name], FailedJobRegistry(queue=queue).count)
+        except RedisError:
+            pass  # RQ lives in Redis: without it these gauges are absent, the rest of the scrape stands
         yield depth
         yield failed
 

@@ -143,12 +143,18 @@ def queued_unmatched(redis, threshold: int, now: datetime | None = None, key_pre
                                           KajabiEvent.state == "queued_unmatched", now=now)
     key = f"{key_prefix}slo:unmatched_over_since"
     over_since = None
-    if count > threshold:
-        redis.set(key, now.timestamp(), nx=True)
-        raw = redis.get(key)
-        over_since = datetime.fromtimestamp(float(raw), tz=now.tzinfo) if raw else now
-    else:
-        redis.delete(key)
+    try:
+        if count > threshold:
+            redis.set(key, now.timestamp(), nx=True)
+            raw = redis.get(key)
+            over_since = datetime.fromtimestamp(float(raw), tz=now.tzinfo) if raw else now
+        else:
+            redis.delete(key)
+    except RedisError:
+        # Without Redis the "since when" is unknown: the count is still live, the alert not firing
+        # (the RedisDown and readiness alerts speak for this), never a 500 on the SLO endpoints.
+        log.warning("SLO alert memory unreachable in Redis", exc_info=True)
+        over_since = None
     firing = over_since is not None and now - over_since >= ALERT_FOR
     return {"count": count, "oldest_age_s": oldest_age, "threshold": threshold, "alert_firing": firing,
             "over_threshold_since": over_since.isoformat() if over_since else None}

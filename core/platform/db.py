@@ -39,9 +39,11 @@ class UTCDateTime(TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
+        # Always UTC, whatever the session's TimeZone: PostgreSQL returns timestamptz in it, and
+        # code that floors to hours or days (the SLO histogram) would cut them in local time.
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
-        return value
+        return value.astimezone(timezone.utc) if value is not None else None
 
 
 def is_postgres() -> bool:
