@@ -42,10 +42,17 @@ def test_run_serves_login_and_readyz_then_stops_on_ctrl_c(tmp_path):
     assert "admin@example.com" in output and f"http://127.0.0.1:{port}/login" in output
     assert "stopped" in output
     # Nothing of the session is left: web, worker, scheduler and their children all exit.
+    # Probed with kill(-pgid, 0), not `pgrep -s`: a PID namespace with another /proc would make
+    # pgrep find nothing whatever is left.
     deadline = time.time() + 15
-    while time.time() < deadline:
-        leftovers = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        if not leftovers:
-            break
+    while time.time() < deadline and _group_alive(proc.pid):
         time.sleep(0.5)
-    assert leftovers == []
+    assert not _group_alive(proc.pid), "a process of `make run` outlived Ctrl-C"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -233,7 +233,6 @@ def test_media_horses_use_the_workers_warm_renderer_and_leave_no_zombie(make_app
     one renderer is its child, alive."""
     import ctypes
     import os
-    import subprocess
     import time
 
     from core.evidence import render_server
@@ -249,18 +248,39 @@ def test_media_horses_use_the_workers_warm_renderer_and_leave_no_zombie(make_app
         enqueue_previews(app, files)
         run_worker(app)
         time.sleep(0.5)  # a renderer a horse started would have exited with the horse's pipe by now
-        ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "--ppid", str(os.getpid())], capture_output=True,
-                            text=True, check=True).stdout.splitlines()
-        serving = [line.split() for line in ps if "--serve" in line or "<defunct>" in line]
+        serving = [(pid, state) for pid, state, args in _children() if b"--serve" in args or state == "Z"]
         with app.app_context():
             assert [(db.session.get(EvidenceFile, i).preview_state, db.session.get(EvidenceFile, i).preview_pages)
                     for i in files] == [("made", 2)] * 3
-        assert [(int(pid), stat[0]) for pid, stat, *_ in serving] == [(render_server.SERVER._proc.pid, "S")]
+        assert serving == [(render_server.SERVER._proc.pid, "S")]
     finally:
         libc.prctl(36, 0, 0, 0, 0)
-        for pid, *_ in serving:  # reap what a horse left us (only those: other children are fixtures')
-            if int(pid) != getattr(render_server.SERVER._proc, "pid", None):
+        for pid, _ in serving:  # reap what a horse left us (only those: other children are fixtures')
+            if pid != getattr(render_server.SERVER._proc, "pid", None):
                 try:
-                    os.waitpid(int(pid), os.WNOHANG)
+                    os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
                     pass
+
+
+def _children() -> list[tuple[int, str, bytes]]:
+    """This process's children as (pid, state letter, argv joined by NULs), from /proc/self, never
+    from `ps --ppid`: CI may run in a PID namespace whose /proc numbers processes otherwise, where
+    that listing found nothing. Each pid is the one this process knows (the last NSpid field)."""
+    import glob
+
+    found = []
+    listings = glob.glob("/proc/self/task/*/children")
+    assert listings, "this kernel does not list a process's children in /proc"
+    for listing in listings:
+        with open(listing) as f:
+            for pid in f.read().split():
+                try:
+                    with open(f"/proc/{pid}/status") as f_status:
+                        status = dict(line.split(":\t", 1) for line in f_status.read().splitlines() if ":\t" in line)
+                    with open(f"/proc/{pid}/cmdline", "rb") as f_cmd:
+                        args = f_cmd.read()
+                except FileNotFoundError:  # reaped meanwhile
+                    continue
+                found.append((int(status["NSpid"].split()[-1]), status["State"][0], args))
+    return sorted(found)
