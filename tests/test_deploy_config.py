@@ -152,3 +152,9 @@ def test_scheduler_health_check_follows_its_heartbeat(app, redis_conn):
         run_forever(queues, stop=lambda: next(ticks), sleep=lambda _s: None)
     assert check().returncode == 0
     assert 0 < redis_conn.ttl(heartbeat_key(queues.prefix)) <= 30
+
+
+def test_app_services_run_under_an_init_that_reaps_orphans(compose):
+    """A killed PDF renderer leaves its child to PID 1; without an init there, each became a zombie."""
+    app_services = [name for name, service in compose["services"].items() if "build" in service]
+    assert app_services and all(compose["services"][name].get("init") is True for name in app_services)

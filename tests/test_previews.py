@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import uuid
 
 from PIL import Image
@@ -248,7 +249,7 @@ def test_media_horses_use_the_workers_warm_renderer_and_leave_no_zombie(make_app
         enqueue_previews(app, files)
         run_worker(app)
         time.sleep(0.5)  # a renderer a horse started would have exited with the horse's pipe by now
-        serving = [(pid, state) for pid, state, args in _children() if b"--serve" in args or state == "Z"]
+        serving = [(pid, state) for pid, state, args, _ in _children() if b"--serve" in args or state == "Z"]
         with app.app_context():
             assert [(db.session.get(EvidenceFile, i).preview_state, db.session.get(EvidenceFile, i).preview_pages)
                     for i in files] == [("made", 2)] * 3
@@ -263,14 +264,15 @@ def test_media_horses_use_the_workers_warm_renderer_and_leave_no_zombie(make_app
                     pass
 
 
-def _children() -> list[tuple[int, str, bytes]]:
-    """This process's children as (pid, state letter, argv joined by NULs), from /proc/self, never
-    from `ps --ppid`: CI may run in a PID namespace whose /proc numbers processes otherwise, where
-    that listing found nothing. Each pid is the one this process knows (the last NSpid field)."""
+def _children(proc_dir: str = "/proc/self") -> list[tuple[int, str, bytes, str]]:
+    """The children of the process at `proc_dir` as (pid, state letter, argv joined by NULs, its
+    /proc dir), from /proc, never from `ps --ppid`: CI may run in a PID namespace whose /proc
+    numbers processes otherwise, where that listing found nothing. Each pid is the one this
+    process knows (the last NSpid field)."""
     import glob
 
     found = []
-    listings = glob.glob("/proc/self/task/*/children")
+    listings = glob.glob(f"{proc_dir}/task/*/children")
     assert listings, "this kernel does not list a process's children in /proc"
     for listing in listings:
         with open(listing) as f:
@@ -282,5 +284,34 @@ def _children() -> list[tuple[int, str, bytes]]:
                         args = f_cmd.read()
                 except FileNotFoundError:  # reaped meanwhile
                     continue
-                found.append((int(status["NSpid"].split()[-1]), status["State"][0], args))
+                found.append((int(status["NSpid"].split()[-1]), status["State"][0], args, f"/proc/{pid}"))
     return sorted(found)
+
+
+def test_a_renderer_child_killed_while_it_waited_does_not_fail_the_next_pdf(make_app):
+    """The warm renderer forks the child for the next PDF ahead of it (its heap faulted in while
+    idle). One killed while it waited (by hand, by the OOM killer) must not cost an innocent PDF
+    its preview: the renderer forks a fresh one."""
+    import signal
+    import time
+
+    from core.evidence import render_server
+
+    app = make_app()
+    owner = setup_people(app)["owner"]
+    file_id = stored(app, owner, "report.pdf", pdf_samples.pages(2))
+    render_server.SERVER.stop()
+    render_server.SERVER.start()
+    server = next(c for c in _children() if c[0] == render_server.SERVER._proc.pid)
+    deadline = time.monotonic() + 10
+    while not (spares := _children(server[3])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(spares) == 1, "the renderer keeps one child waiting"
+    os.kill(spares[0][0], signal.SIGKILL)
+    time.sleep(0.2)
+    enqueue_previews(app, [file_id])
+    run_worker(app)
+    with app.app_context():
+        row = db.session.get(EvidenceFile, file_id)
+        assert (row.preview_state, row.preview_pages) == ("made", 2)
+    assert render_server.SERVER._proc.pid == server[0]  # the same renderer, not a restarted one

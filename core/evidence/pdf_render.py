@@ -9,9 +9,9 @@ MAX_PX on its longer side) into OUT_DIR and prints one JSON line: {"pages": N, "
 {"error": "reason"} with exit status 3 when the document cannot be opened.
 
 `python -m core.evidence.pdf_render --serve` is the same renderer kept warm (core.evidence.
-render_server starts it): it imports pdfium and Pillow once, then for each request line on stdin
-forks a child that applies the limits, renders one document as above and exits, and answers one
-JSON line with the child's exit status and output. The server itself never opens a document, so
+render_server starts it): it imports pdfium and Pillow once, then hands each request line on stdin
+to a child forked ahead of it (its heap already faulted in), which applies the limits, renders one
+document as above and exits, and answers one JSON line with the child's exit status and output. The server itself never opens a document, so
 every PDF is still parsed in a fresh process of its own under the same limits; what the fork saves
 is the interpreter start and the imports (~100-150 ms a PDF, more than rendering a page).
 """
@@ -82,16 +82,29 @@ def serve() -> int:
     """Answer render requests until stdin closes (the app process that started it went away).
     Request: {"id", "src", "out", "max_pages", "max_px", "seconds", "memory_mb", "max_bytes"}.
     Answer: {"id", "returncode": int (negative: killed by that signal), "stdout", "stderr"} or
-    {"id", "timeout": true} once the child ran `seconds` of wall-clock time (it is killed)."""
+    {"id", "timeout": true} once the child ran `seconds` of wall-clock time (it is killed).
+
+    Each request goes to a spare child forked after the previous answer, whose heap is already
+    faulted in while it waits: a child forked on demand paid the fork and ~15 ms of first-touch
+    page faults for its bitmaps, and the server's answer then waited for its exit as well
+    (bench/previews.py, docs/performance.md). The child reports its exit code on a pipe of its
+    own just before it exits; the server answers on that and reaps it afterwards."""
     import pypdfium2  # noqa: F401  (loaded before any fork: the children inherit it)
     from PIL import Image, PngImagePlugin  # noqa: F401
 
     _warm_up()
+    spare = _Spare()
     for line in sys.stdin:
         request = json.loads(line)
-        answer = _render_in_child(request)
+        if not spare.waiting():  # killed while it waited: an innocent PDF must not fail for that
+            spare.reap(0)
+            spare = _Spare()
+        answer = spare.render(request)
         sys.stdout.write(json.dumps({"id": request["id"], **answer}) + "\n")
         sys.stdout.flush()
+        spare.reap(float(request["seconds"]))
+        spare = _Spare()
+    spare.reap(0)
     return 0
 
 
@@ -133,53 +146,137 @@ def _die_with_parent() -> None:
         pass
 
 
-def _render_in_child(request: dict) -> dict:
-    out_dir = request["out"]
-    paths = {name: os.path.join(out_dir, f".renderer-{name}") for name in ("stdout", "stderr")}
-    server = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        code = 70
+PREFAULT_BYTES = 32 * 1024 * 1024  # a one-page render's bitmaps, decoded images and PNG buffers
+
+
+class _Spare:
+    """A child forked ahead of its request. It never holds the server's own pipes (a document
+    cannot write an answer of its own), dies with the server (PR_SET_PDEATHSIG), faults its heap
+    in, then waits for one request on a private pipe; its output goes to files in the request's
+    out dir, as a one-shot renderer's would."""
+
+    def __init__(self) -> None:
+        server = os.getpid()
+        requests_r, self._requests = os.pipe()
+        self._done, done_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            os.close(self._requests)
+            os.close(self._done)
+            _spare_main(requests_r, done_w, server)
+        os.close(requests_r)
+        os.close(done_w)
+        self._pidfd = os.pidfd_open(self.pid)
+        self._status: int | None = None
+
+    def waiting(self) -> bool:
+        return not select.select([self._pidfd], [], [], 0)[0]
+
+    def render(self, request: dict) -> dict:
+        out_dir = request["out"]
+        paths = {name: os.path.join(out_dir, f".renderer-{name}") for name in ("stdout", "stderr")}
         try:
-            # Its output goes to files, never to the server's pipes: a hostile document cannot
-            # write an answer of its own.
-            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-            os.dup2(os.open(paths["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
-            os.dup2(os.open(paths["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            _die_with_parent()
-            if os.getppid() != server:  # the server died before that took hold
-                os._exit(code)
-            apply_limits(int(request["memory_mb"]), int(request["seconds"]), int(request["max_bytes"]))
-            code = main([request["src"], out_dir, str(request["max_pages"]), str(request["max_px"]),
-                         str(request.get("first_page", 1))])
-        except MemoryError:
-            os.write(2, b"MemoryError\n")
-        except BaseException as exc:  # noqa: BLE001 -- reported as a failed render
-            os.write(2, f"{type(exc).__name__}: {exc}\n".encode())
-        finally:
+            os.write(self._requests, (json.dumps(request) + "\n").encode())
+        except BrokenPipeError:
+            pass  # it died while waiting (killed by hand): the exit status below says how
+        seconds = float(request["seconds"])
+        ready = select.select([self._pidfd, self._done], [], [], seconds)[0]
+        code = _reported_code(self._done) if self._done in ready else None
+        if code is None:
+            if not ready and not select.select([self._pidfd], [], [], 0)[0]:
+                os.kill(self.pid, signal.SIGKILL)
+                self._wait()
+                return {"timeout": True}
+            code = os.waitstatus_to_exitcode(self._wait())
+        answer = {"returncode": code}
+        for name, path in paths.items():
             try:
-                sys.stdout.flush()
-            finally:
-                os._exit(code)
-    pidfd = os.pidfd_open(pid)
-    try:
-        if not select.select([pidfd], [], [], float(request["seconds"]))[0]:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return {"timeout": True}
-        status = os.waitpid(pid, 0)[1]
-    finally:
-        os.close(pidfd)
-    answer = {"returncode": os.waitstatus_to_exitcode(status)}
-    for name, path in paths.items():
+                with open(path, "rb") as fh:
+                    answer[name] = fh.read(OUTPUT_MAX).decode("utf-8", "replace")
+                os.unlink(path)
+            except OSError:
+                answer[name] = ""
+        return answer
+
+    def reap(self, seconds: float) -> None:
+        """Wait for the child to exit (it said it would); past `seconds`, kill it. Closes the pipes."""
         try:
-            with open(path, "rb") as fh:
-                answer[name] = fh.read(OUTPUT_MAX).decode("utf-8", "replace")
-            os.unlink(path)
-        except OSError:
-            answer[name] = ""
-    return answer
+            if self._status is None:
+                if not select.select([self._pidfd], [], [], seconds)[0]:
+                    os.kill(self.pid, signal.SIGKILL)
+                self._wait()
+        finally:
+            for fd in (self._requests, self._done, self._pidfd):
+                os.close(fd)
+
+    def _wait(self) -> int:
+        if self._status is None:
+            self._status = os.waitpid(self.pid, 0)[1]
+        return self._status
+
+
+def _reported_code(fd: int) -> int | None:
+    """The exit code a child wrote on its done pipe ("0\n"), or None if it wrote nothing usable."""
+    try:
+        text = os.read(fd, 16)
+    except OSError:
+        return None
+    return int(text) if text.strip().isdigit() and int(text) < 256 else None
+
+
+def _spare_main(requests_r: int, done_w: int, server: int) -> None:
+    code = 70
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # off the server's pipes before anything else
+            os.dup2(null, fd)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        _die_with_parent()
+        if os.getppid() != server:  # the server died before that took hold
+            os._exit(code)
+        _prefault_heap()
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(requests_r, 65536)
+            if not chunk:  # the server went away without a request
+                os._exit(0)
+            line += chunk
+        request = json.loads(line)
+        out_dir = request["out"]
+        os.dup2(os.open(os.path.join(out_dir, ".renderer-stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
+        os.dup2(os.open(os.path.join(out_dir, ".renderer-stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
+        apply_limits(int(request["memory_mb"]), int(request["seconds"]), int(request["max_bytes"]))
+        code = main([request["src"], out_dir, str(request["max_pages"]), str(request["max_px"]),
+                     str(request.get("first_page", 1))])
+    except MemoryError:
+        os.write(2, b"MemoryError\n")
+    except BaseException as exc:  # noqa: BLE001 -- reported as a failed render
+        os.write(2, f"{type(exc).__name__}: {exc}\n".encode())
+    finally:
+        try:
+            sys.stdout.flush()
+            os.write(done_w, b"%d\n" % code)
+        finally:
+            os._exit(code)
+
+
+def _prefault_heap() -> None:
+    """glibc only: keep allocations below 64 MiB on the heap and never trim it, then touch
+    PREFAULT_BYTES of it once, so the render reuses pages already mapped. Elsewhere, nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        libc.free.argtypes = [ctypes.c_void_p]
+        if not (libc.mallopt(-3, 64 << 20) and libc.mallopt(-1, 256 << 20)):  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+            return
+        block = libc.malloc(PREFAULT_BYTES)
+        if block:
+            ctypes.memset(block, 0, PREFAULT_BYTES)
+            libc.free(block)
+    except (OSError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

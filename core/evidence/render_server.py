@@ -93,8 +93,14 @@ class RenderServer:
                 os.kill(proc.pid, signal.SIGKILL)
             return
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            # Closing its stdin lets it reap its spare child and exit; killed, it would leave the
+            # spare to whoever adopts orphans (a zombie under a PID 1 that does not reap).
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
 
     def render(self, src: str, out_dir: str, *, max_pages: int, max_px: int, seconds: int, memory_mb: int,
                max_bytes: int, first_page: int = 1) -> Answer:
