@@ -91,6 +91,22 @@ def test_exactly_the_same_when_latencies_sit_on_bucket_edges(any_app):
     _compare(any_app, now, exactly=True)
 
 
+def test_every_window_read_together_gives_each_windows_own_answer(any_app):
+    """A scrape reads its five windows in one statement (kajabi_to_ledger_windows); each must be
+    what the scan over that window alone says, waiting events included."""
+    rng = random.Random(11)
+    now = _seed(any_app, [int(rng.lognormvariate(14, 1.8)) for _ in range(400)], days=2)
+    with any_app.app_context():
+        together = slo.kajabi_to_ledger_windows({str(w): w for w in WINDOWS}, now)
+        for window in WINDOWS:
+            exact = slo.kajabi_to_ledger_reference(now, window)
+            assert {k: together[str(window)][k] for k in ("events", "within_60s", "ratio", "window_seconds")} == {
+                k: exact[k] for k in ("events", "within_60s", "ratio", "window_seconds")}, window
+        assert len({together[str(w)]["events"] for w in WINDOWS}) > 3  # the windows differ
+        if db.engine.dialect.name == "postgresql":  # read without parallel workers, and only that read
+            assert db.session.scalar(text("SHOW max_parallel_workers_per_gather")) != "0"
+
+
 def test_buckets_are_one_percent_wide_with_60_s_an_edge():
     edges = latency_hist.EDGES
     assert edges == sorted(set(edges)) and edges[latency_hist.TARGET_BUCKET] == 60_000_000

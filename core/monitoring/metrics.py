@@ -18,12 +18,13 @@ from core.platform.models import LedgerEntry
 
 
 class _Collector:
-    def __init__(self, services):
+    def __init__(self, services, k2l: dict):
         self.services = services
+        self.k2l = k2l  # the 28-day figure (slo.kajabi_to_ledger_cached)
 
     def collect(self):
         settings = self.services.settings
-        k2l = slo.kajabi_to_ledger_cached(self.services.redis, settings.queue_prefix)
+        k2l = self.k2l
         g = GaugeMetricFamily("points_kajabi_to_ledger_ratio", "Share of Kajabi tag events ledgered within 60 s (28 days)")
         g.add_metric([], k2l["ratio"])
         yield g
@@ -83,7 +84,10 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 def render(services) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(services))
-    registry.register(ops_metrics.OpsCollector(services))
+    # Every Kajabi window of the scrape (28 days and the burn-rate windows) read together.
+    windows = slo.kajabi_to_ledger_cached_windows(services.redis, {"28d": slo.WINDOW, **ops_metrics.BURN_WINDOWS},
+                                                  services.settings.queue_prefix)
+    registry.register(_Collector(services, windows.pop("28d")))
+    registry.register(ops_metrics.OpsCollector(services, windows))
     http_metrics.collect_into(registry)
     return generate_latest(registry)

@@ -42,8 +42,9 @@ def file_outcomes() -> dict:
 
 
 class OpsCollector:
-    def __init__(self, services):
+    def __init__(self, services, windows: dict[str, dict]):
         self.services = services
+        self.windows = windows  # {BURN_WINDOWS label: slo.kajabi_to_ledger figure}
 
     def collect(self):
         g = GaugeMetricFamily("points_ready", "1 when the /readyz check passes, else 0", labels=["check"])
@@ -57,8 +58,7 @@ class OpsCollector:
                                   labels=["window"])
         events = GaugeMetricFamily("points_kajabi_to_ledger_window_events",
                                    "Kajabi tag events judged over the window (as /api/slo?window=)", labels=["window"])
-        for label, window in BURN_WINDOWS.items():
-            figure = slo.kajabi_to_ledger_cached(self.services.redis, prefix, window)
+        for label, figure in self.windows.items():
             ratio.add_metric([label], figure["ratio"])
             events.add_metric([label], figure["events"])
         yield ratio

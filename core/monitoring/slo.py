@@ -76,10 +76,6 @@ def _latencies_portable(since: datetime) -> tuple[int, int, list[float | None]]:
     return len(durations), within, [round(q, 3) for q in qs]
 
 
-def _latencies_histogram(since: datetime) -> tuple[int, int, list[float | None]]:
-    return latency_hist.summarise(latency_hist.counts_since(since))
-
-
 def _latencies_scan(since: datetime) -> tuple[int, int, list[float | None]]:
     return (_latencies_postgres if is_postgres() else _latencies_portable)(since)
 
@@ -89,24 +85,42 @@ def kajabi_to_ledger(now: datetime | None = None, window: timedelta = WINDOW) ->
     window_seconds, computed_at} over the events received in the `window` before `now`.
     From the pre-aggregated histogram: counts and ratio exact, percentiles at most 1% above the
     exact figure (core.points.latency_hist.RELATIVE_ERROR), in a few ms at 10M events."""
-    return _figure(now, window, _latencies_histogram)
+    return kajabi_to_ledger_windows({"window": window}, now)["window"]
+
+
+def kajabi_to_ledger_windows(windows: dict[str, timedelta], now: datetime | None = None) -> dict[str, dict]:
+    """{label: kajabi_to_ledger(now, window)} for every window, read together: one statement for
+    the histograms and one for the late events, whatever the number of windows (a scrape needs
+    five)."""
+    now = now or utcnow()
+    sinces = [now - window for window in windows.values()]
+    counts = latency_hist.counts_since_many(sinces)
+    lates = _late_counts(sinces, now)
+    return {label: _assemble(now, window, latency_hist.summarise(histogram), late)
+            for (label, window), histogram, late in zip(windows.items(), counts, lates)}
 
 
 def kajabi_to_ledger_reference(now: datetime | None = None, window: timedelta = WINDOW) -> dict:
     """kajabi_to_ledger() computed from every event of the window (percentile_cont on
     PostgreSQL): exact, and 0.7 s at a million events. The reference the histogram is checked against."""
-    return _figure(now, window, _latencies_scan)
-
-
-def _figure(now: datetime | None, window: timedelta, latencies) -> dict:
     now = now or utcnow()
     since = now - window
-    done, within, (p50, p95, p99) = latencies(since)
-    # Still waiting past the target: already a miss, even before it lands.
-    late = db.session.scalar(
-        select(func.count()).select_from(KajabiEvent)
-        .where(KajabiEvent.state == "received", KajabiEvent.received_at >= since,
-               KajabiEvent.received_at < now - timedelta(seconds=TARGET_SECONDS))) or 0
+    return _assemble(now, window, _latencies_scan(since), _late_counts([since], now)[0])
+
+
+def _late_counts(sinces: list[datetime], now: datetime) -> list[int]:
+    """Per start: events received since then and still waiting past the target, already a miss
+    even before they land. One statement over the (state, received_at) index."""
+    cutoff = now - timedelta(seconds=TARGET_SECONDS)
+    row = db.session.execute(
+        select(*[func.count().filter(KajabiEvent.received_at >= since) for since in sinces])
+        .where(KajabiEvent.state == "received", KajabiEvent.received_at >= min(sinces),
+               KajabiEvent.received_at < cutoff)).one()
+    return [int(n or 0) for n in row]
+
+
+def _assemble(now: datetime, window: timedelta, latencies: tuple[int, int, list[float | None]], late: int) -> dict:
+    done, within, (p50, p95, p99) = latencies
     events = done + late
     ratio = round(within / events, 6) if events else 1.0
     return {"events": events, "within_60s": within, "ratio": ratio, "p50_seconds": p50, "p95_seconds": p95,
@@ -191,10 +205,40 @@ def _cached(redis, key: str, compute) -> dict:
     return value
 
 
+def _window_key(key_prefix: str, window: timedelta) -> str:
+    return f"{key_prefix}slo:kajabi_to_ledger" + ("" if window == WINDOW else f":{int(window.total_seconds())}s")
+
+
 def kajabi_to_ledger_cached(redis, key_prefix: str = "", window: timedelta = WINDOW) -> dict:
     """kajabi_to_ledger() at most a minute old; its `computed_at` says when. One cache per window."""
-    key = f"{key_prefix}slo:kajabi_to_ledger" + ("" if window == WINDOW else f":{int(window.total_seconds())}s")
-    return _cached(redis, key, lambda: kajabi_to_ledger(window=window))
+    return kajabi_to_ledger_cached_windows(redis, {"window": window}, key_prefix)["window"]
+
+
+def kajabi_to_ledger_cached_windows(redis, windows: dict[str, timedelta], key_prefix: str = "") -> dict[str, dict]:
+    """{label: kajabi_to_ledger_cached(window)}: the windows not in the cache are computed
+    together (kajabi_to_ledger_windows) and cached each under its own key, the one
+    /api/slo?window= reads too. Without Redis, all are computed."""
+    keys = {label: _window_key(key_prefix, window) for label, window in windows.items()}
+    found: dict[str, dict] = {}
+    try:
+        for label, raw in zip(keys, redis.mget(list(keys.values()))):
+            if raw:
+                found[label] = json.loads(raw)
+    except (RedisError, ValueError):
+        log.warning("SLO cache unreadable; computing", exc_info=True)
+        found = {}
+    missing = {label: window for label, window in windows.items() if label not in found}
+    if missing:
+        computed = kajabi_to_ledger_windows(missing)
+        try:
+            with redis.pipeline(transaction=False) as pipe:
+                for label, value in computed.items():
+                    pipe.set(keys[label], json.dumps(value), ex=CACHE_SECONDS)
+                pipe.execute()
+        except RedisError:
+            log.warning("SLO cache unwritable", exc_info=True)
+        found.update(computed)
+    return {label: found[label] for label in windows}
 
 
 def table_counts_cached(redis, key_prefix: str = "") -> dict:
