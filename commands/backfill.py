@@ -7,6 +7,7 @@ import click
 from flask.cli import AppGroup
 
 from commands.failures import reason
+from commands.params import WholeNumberRange
 from core.points import backfill
 from core.platform.errors import DomainError
 
@@ -39,7 +40,7 @@ def plan(file: str) -> None:
 
 @cli.command("verify")
 @click.argument("backfill_id")
-@click.option("--sample", "sample", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--sample", "sample", type=WholeNumberRange(min=0), default=10, show_default=True,
               help="How many planned items to show for a person to check.")
 def verify(backfill_id: str, sample: int) -> None:
     """Re-check a planned backfill against the database now and print a random sample."""

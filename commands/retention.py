@@ -7,12 +7,13 @@ import click
 from flask.cli import AppGroup
 
 from commands.failures import reason
+from commands.params import WholeNumberRange
 
 cli = AppGroup("retention", help="Evidence retention.")
 
 
 @cli.command("run")
-@click.option("--days", type=click.IntRange(1, 36500), default=None,
+@click.option("--days", type=WholeNumberRange(1, 36500), default=None,
               help="Delete evidence older than this many days (default EVIDENCE_RETENTION_DAYS).")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; change nothing.")
 def run(days: int | None, dry_run: bool) -> None:

@@ -5,6 +5,7 @@ import click
 from flask.cli import AppGroup
 
 from commands.failures import reason
+from commands.params import WholeNumberRange
 from core.monitoring import slo, windows
 from core.points import latency_hist
 
@@ -12,7 +13,7 @@ cli = AppGroup("slo", help="The pre-aggregated Kajabi figures behind /api/slo an
 
 
 @cli.command("backfill")
-@click.option("--days", type=click.IntRange(1, latency_hist.KEEP_FINE.days - 1), default=29, show_default=True,
+@click.option("--days", type=WholeNumberRange(1, latency_hist.KEEP_FINE.days - 1), default=29, show_default=True,
               help="How many days of receipt to recount, back from the current hour.")
 @click.option("--skip-counts", is_flag=True, help="Leave the per-state counts as they are.")
 def backfill(days: int, skip_counts: bool) -> None:
@@ -31,13 +32,21 @@ def backfill(days: int, skip_counts: bool) -> None:
                + ("" if skip_counts else "; per state: " + (", ".join(f"{s}={n:,}" for s, n in sorted(states.items())) or "none")))
 
 
-@cli.command("verify")
-@click.option("--window", default="28d", show_default=True, help="As /api/slo?window=: 5m to 28d.")
-def verify(window: str) -> None:
-    """Compare the histogram's figure with the one computed from every event of the window
-    (slow at millions of events). Exits 1 when they differ beyond the stated error."""
+def _window(ctx, param, value: str):
     try:
-        _, span = windows.parse_window(window)
+        return windows.parse_window(value)[1]
+    except Exception as exc:  # ValidationError: a usage error (exit 2), as backfill's --days
+        raise click.BadParameter(reason(exc)) from None
+
+
+@cli.command("verify")
+@click.option("--window", "span", default="28d", show_default=True, callback=_window,
+              help="As /api/slo?window=: 5m to 28d.")
+def verify(span) -> None:
+    """Compare the histogram's figure with the one computed from every event of the window
+    (slow at millions of events). Exits 1 when they differ beyond the stated error, 2 on a bad
+    --window."""
+    try:
         fast, exact, problems = slo.differences(window=span)
     except Exception as exc:
         raise click.ClickException(f"verify failed: {reason(exc)}") from None

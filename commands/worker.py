@@ -6,6 +6,7 @@ from flask import current_app
 from sqlalchemy.orm import configure_mappers
 
 from commands.failures import first_line
+from commands.params import WholeNumberRange
 from core.platform.db import db
 from core.platform.queues import QUEUE_NAMES
 from core.platform.services import services
@@ -17,7 +18,7 @@ from jobs.worker import run as run_worker
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 @click.option("--queues", "queue_names", default="", help="Comma-separated queue names (default: all).")
-@click.option("--max-jobs", type=click.IntRange(min=1), default=None,
+@click.option("--max-jobs", type=WholeNumberRange(min=1), default=None,
               help="Exit after this many jobs, for a supervisor to restart (bounds what in-process jobs leak).")
 def worker(burst: bool, queue_names: str, max_jobs: int | None) -> None:
     """Run an RQ worker with the app context and RQ's scheduler (for retries with back-off)."""

@@ -1,4 +1,6 @@
 """The command line: clear output, idempotent seeding, one-line failures with a non-zero exit."""
+import pytest
+
 from core.platform.db import db
 from tests.services.ports import free_port
 from core.platform.models import Activity, ActivityTag, Badge, User
@@ -99,3 +101,14 @@ def test_an_unreachable_database_or_redis_ends_a_command_with_one_line(app, make
     assert result.exit_code == 1
     [line] = result.output.strip().splitlines()
     assert line.startswith(f"Error: cannot reach Redis at redis://127.0.0.1:{closed}/0: "), line
+
+
+@pytest.mark.parametrize("args", [["slo", "backfill", "--days", "٥"], ["retention", "run", "--days", "７３０"],
+                                  ["worker", "--burst", "--max-jobs", "1_0"], ["slo", "verify", "--window", "٥m"],
+                                  ["backfill", "verify", "bf-x", "--sample", "³"]])
+def test_numbers_on_the_command_line_take_ascii_digits_only(app, args):
+    """click's INT is Python's int(): `flask slo backfill --days ٥` recounted 5 days. Now a usage
+    error (exit 2) naming the option, and nothing runs."""
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output

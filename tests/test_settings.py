@@ -90,3 +90,11 @@ def test_a_webhook_secret_of_spaces_keeps_the_webhook_off(make_app):
     app = make_app(KAJABI_WEBHOOK_SECRET="   ")
     response = app.test_client().post("/api/webhooks/kajabi?token=%20%20%20", data="{}", content_type="application/json")
     assert response.status_code == 503 and response.get_json()["code"] == "not_configured"
+
+
+@pytest.mark.parametrize("raw", ["٥", "５", "1_000", "²", "0x10", "1e3", ""])
+def test_a_number_setting_takes_ascii_digits_only(raw):
+    """Python's int() reads other scripts' digits and underscores: WEB_THREADS=٥ was 5."""
+    with pytest.raises(SettingsError, match="is not a whole number"):
+        Settings.from_env({"MAX_UPLOAD_MB": raw})
+    assert Settings.from_env({"MAX_UPLOAD_MB": " 7 "}).max_upload_mb == 7

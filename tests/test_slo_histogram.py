@@ -189,7 +189,8 @@ def test_backfill_counts_events_written_behind_the_application(make_app, redis_c
         assert db.session.scalar(select(func.sum(KajabiLatencyDay.n))) == 79
         assert db.session.scalar(select(func.sum(KajabiLatency5m.n))) == 79
         _state_counts_match()
-    assert runner.invoke(args=["slo", "verify", "--window", "29d"]).exit_code == 1  # out of range: one line
+    refused = runner.invoke(args=["slo", "verify", "--window", "29d"])  # out of range: a usage error, as --days
+    assert refused.exit_code == 2 and "between 5m and 28d" in refused.output
 
 
 def test_the_hourly_trim_drops_only_rows_no_window_reads(make_app):
