@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from core.platform.settings import WHOLE_NUMBER
+from core.platform.numbers import WHOLE_NUMBER
 
 
 class WholeNumberRange(click.IntRange):

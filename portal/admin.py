@@ -16,6 +16,7 @@ from core.review import reviewing as review
 from core.platform.db import db, utcnow
 from core.platform.errors import DomainError
 from core.platform.models import Activity, ActivityTag, KajabiEvent, OutboxRecord, Run, User
+from core.platform.numbers import parse_id
 from core.platform.queues import enqueue_after_commit
 from core.platform.services import services
 from portal import confirm, run_words
@@ -220,7 +221,11 @@ def admin_outbox():
 @admin_required
 def admin_retry_outbox():
     raw = request.form.get("record_id", "")
-    count = admin.retry_dead(current_user.id, int(raw) if raw.isdigit() else None)
+    record_id = parse_id(raw)
+    if raw and record_id is None:  # a mangled id must not turn into "retry every dead record"
+        flash("No such outbox record; nothing was retried.", "error")
+        return redirect(url_for("portal.admin_outbox"))
+    count = admin.retry_dead(current_user.id, record_id)
     return _done(f"{count} dead record(s) queued for delivery again.", "portal.admin_outbox")
 
 

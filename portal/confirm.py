@@ -10,6 +10,7 @@ from flask_login import current_user
 
 from core.platform.db import db
 from core.platform.models import Submission
+from core.platform.numbers import parse_id
 from core.review.reviewing import BULK_MAX
 from portal.blueprint import bp
 
@@ -40,7 +41,7 @@ def _revoke(submission_id: int):
 
 
 def _bulk():
-    ids = [i for i in request.form.getlist("submission_ids") if i.isdigit()]
+    ids = [i for i in request.form.getlist("submission_ids") if parse_id(i) is not None]
     if (not request.form.get("reject") or not current_user.is_reviewer or not ids or len(ids) > BULK_MAX
             or not (request.form.get("reason") or "").strip()):
         return None

@@ -19,6 +19,7 @@ from core.review import approvals, flow, queue_marks
 from core.review import reviewing as review
 from core.platform.db import db
 from core.platform.errors import Conflict, DomainError, NotFound
+from core.platform.numbers import parse_id
 from core.platform.web import holds_control_characters
 from core.platform.models import SUBMISSION_STATES, Activity, Submission, User
 from portal.blueprint import bp
@@ -97,16 +98,16 @@ def bulk_decide():
         flash("The form could not be read; nothing was changed.", "error")
         return redirect(back)
     action = "approve" if form.approve.data else "reject"
-    ids = [i for i in request.form.getlist("submission_ids") if i.isdigit()]
+    ids = [n for n in map(parse_id, request.form.getlist("submission_ids")) if n is not None]
     try:
-        outcome = review.decide_many([int(i) for i in ids], current_user.id, action, form.reason.data)
+        outcome = review.decide_many(ids, current_user.id, action, form.reason.data)
     except DomainError as exc:
         if exc.code != "reason_required":
             return refused(exc, back)
         db.session.rollback()  # the queue again, the error at the reason, the selection kept
         form.reason.errors = ["Give a reason for rejecting: every uploader sees it."]
         return _queue_page(MultiDict(_queue_pairs(urlsplit(back).query)), form, 400,
-                           frozenset(int(i) for i in ids), back)
+                           frozenset(ids), back)
     notify.for_decisions(outcome.done)  # e-mails go out after this commit, never before
     db.session.commit()
     verb = "Approved" if action == "approve" else "Rejected"

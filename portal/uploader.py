@@ -17,6 +17,7 @@ from core.review import reviewing as review
 from core.platform.db import db
 from core.platform.errors import DomainError, NotFound
 from core.platform.filenames import sanitise_filename
+from core.platform.numbers import parse_id
 from core.platform.models import Activity, Badge, Submission, UserBadge
 from core.review.reviewing import SCAN_WORDS, STATUS_WORDS
 from portal.blueprint import bp
@@ -254,7 +255,7 @@ def resubmit(submission_id: int):
         again = pending.as_incoming(kept, len(incoming))
         change = corrections.Correction(
             session_date=form.session_date.data, session_start=form.session_start.data, city=form.city.data,
-            note=form.note.data or "", remove=[int(i) for i in form.remove.data or [] if str(i).isdigit()],
+            note=form.note.data or "", remove=[n for n in map(parse_id, map(str, form.remove.data or [])) if n is not None],
             counters={c["name"]: getattr(form, f"counter_{c['name']}").data or 0
                       for c in submission.activity.counters or []},
             files=incoming + again)

@@ -121,3 +121,22 @@ def test_plan_and_verify_report_progress_once_per_item(app, tmp_path):
         checked: list[int] = []
         backfill.verify(run.backfill_id, 1, progress=checked.append)
     assert sum(planned) == sum(checked) == 6  # the six items of the file, each counted once
+
+
+def test_odd_lines_and_counters_are_invalid_items_not_a_crash(app, tmp_path):
+    """A JSON line that is not an object, or a counter that is not a whole number in ASCII digits
+    ("²", "٥", "1_0", a list), is one invalid item the plan counts; before, the first made the
+    command fail and "²" raised in int()."""
+    _uid, path = _setup(app, tmp_path)
+    base = {"email": "bf@example.com", "activity_code": "AMPLIFY", "session_date": "2024-01-08",
+            "event_time": "2024-01-08T10:00:00Z"}
+    odd = ['[1, 2]', '"just text"', '42', 'null',
+           json.dumps({**base, "event_id": "c1", "counters": {"peers": "²"}}),
+           json.dumps({**base, "event_id": "c2", "counters": {"peers": "٥"}}),
+           json.dumps({**base, "event_id": "c3", "counters": {"peers": [3]}}),
+           json.dumps({**base, "event_id": "c4", "counters": {"peers": "1_0"}})]
+    with open(path, "a") as fh:
+        fh.write("\n".join(odd) + "\n")
+    planned = app.test_cli_runner().invoke(args=["backfill", "plan", path])
+    assert planned.exit_code == 0, planned.output
+    assert "items=14 add=2 duplicate=1 capped=1 unmatched=1 invalid=9 points=35" in planned.stdout

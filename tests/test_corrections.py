@@ -111,3 +111,18 @@ def test_a_correction_without_new_files_goes_straight_back_to_review(app):
         s = db.session.get(Submission, sid)
         assert (s.status, s.counters, s.city) == ("in_review", {"peers": 3, "students": 40}, "Lyon")
     assert owner.post(f"/submissions/{sid}/resubmit", data={"counter_students": "41"}).status_code == 400  # in review now
+
+
+def test_odd_file_ids_to_remove_are_refused_with_nothing_changed(app):
+    """A "file" to remove that is not one of the submission's ("²", "٥", past bigint) is refused
+    by the form (400, the page again), never a 500, and nothing is removed or resubmitted."""
+    ids = people(app)
+    sid, (png_id, pdf_id) = _amplify_sent_back(app, ids)
+    owner = app.test_client()
+    sign_in(owner, "owner")
+    for odd in ("²", "٥", "99999999999999999999"):
+        response = owner.post(f"/submissions/{sid}/resubmit", data={"counter_students": "40", "remove": [odd, str(pdf_id)]})
+        assert response.status_code == 400, odd
+    with app.app_context():
+        s = db.session.get(Submission, sid)
+        assert s.status == "changes_requested" and sorted(f.id for f in s.files if f.deleted_at is None) == sorted([png_id, pdf_id])

@@ -109,6 +109,22 @@ def test_outbox_dead_letters_are_retried(app):
         assert {(r.status, r.attempts) for r in db.session.query(OutboxRecord)} == {("pending", 0)}
 
 
+def test_a_mangled_outbox_record_id_retries_nothing(app):
+    """Only an absent record_id means "every dead record": "abc" or "²" used to mean all of
+    them ("²" answered 500), and an id past bigint failed the query."""
+    people(app)
+    with app.app_context():
+        db.session.add(OutboxRecord(topic="ledger", idempotency_key="k-odd", payload={}, status="dead", attempts=8,
+                                    last_error="sink down"))
+        db.session.commit()
+    client = _admin(app)
+    for raw in ("abc", "²", "٥", "99999999999999999999", "-1", "0"):
+        page = client.post("/admin/outbox/retry", data={"record_id": raw}, follow_redirects=True)
+        assert page.status_code == 200 and "No such outbox record; nothing was retried." in flashes(page), raw
+    with app.app_context():
+        assert db.session.query(OutboxRecord).one().status == "dead"
+
+
 def test_retention_dry_run_then_run_and_backfill_runs(app):
     ids = people(app)
     sid, [fid] = in_review(app, ids["owner"])

@@ -6,11 +6,12 @@ names the variable, so start-up stops with a reason an operator can act on.
 from __future__ import annotations
 
 import dataclasses
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
+
+from core.platform.numbers import parse_whole
 
 
 class SettingsError(ValueError):
@@ -30,16 +31,12 @@ def parse_bool(name: str, raw: str) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean (use true/false or 1/0)")
 
 
-# ASCII digits only: Python's int() also reads other scripts' digits ("٥" is 5) and "1_000".
-WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
-
-
 def parse_int(name: str, raw: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """`raw` as a whole number in ASCII digits within [minimum, maximum]; SettingsError naming
     `name` otherwise."""
-    if not WHOLE_NUMBER.fullmatch(raw.strip()):
+    value = parse_whole(raw)  # ASCII digits only (core.platform.numbers)
+    if value is None:
         raise SettingsError(f"{name}={raw!r} is not a whole number")
-    value = int(raw.strip())
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name}={value} is below the minimum of {minimum}")
     if maximum is not None and value > maximum:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from core.accounts.users import normalise_email
 from core.points import ledger, rules
+from core.platform.numbers import parse_whole
 from core.platform.db import db, utcnow
 from core.platform.errors import Conflict, NotFound, ValidationError
 from core.platform.models import Activity, LedgerEntry, Run, User
@@ -46,15 +47,29 @@ def read_items(path: str) -> list[dict]:
     return [_normalise(row, n) for n, row in enumerate(rows, start=1)]
 
 
-def _normalise(row: dict, line: int) -> dict:
-    counters = dict(row.get("counters") or {}) if isinstance(row.get("counters"), dict) else {}
-    for key, value in row.items():
-        if key not in FIELDS and key not in ("counters", "session_date", "_error") and str(value).strip().lstrip("-").isdigit():
-            counters[key] = int(value)
-    return {"line": line, "email": normalise_email(row.get("email") if isinstance(row.get("email"), str) else ""),
-            "activity_code": (row.get("activity_code") or "").strip(), "event_id": str(row.get("event_id") or "").strip(),
-            "event_time": (row.get("event_time") or "").strip(), "session_date": (row.get("session_date") or "").strip() or None,
-            "counters": {k: int(v) for k, v in counters.items()}, "error": row.get("_error")}
+def _normalise(row: object, line: int) -> dict:
+    """One input row as {line, email, activity_code, event_id, event_time, session_date, counters,
+    error}; anything unreadable is the row's `error` (the dry run lists it), never an exception."""
+    if not isinstance(row, dict):  # a JSON line that is a list, a string, a number
+        row = {"_error": f"line {line} is not an object"}
+    counters, error = {}, row.get("_error")
+    given = row.get("counters") if isinstance(row.get("counters"), dict) else {}
+    extra = {k: v for k, v in row.items()
+             if k not in FIELDS and k not in ("counters", "session_date", "_error") and parse_whole(str(v)) is not None}
+    for key, value in {**given, **extra}.items():
+        number = parse_whole(value if isinstance(value, (int, str)) else None)
+        if number is None:
+            error = error or f"counter {key!s:.40} is not a whole number"
+            continue
+        counters[str(key)] = number
+
+    def text(name: str) -> str:
+        value = row.get(name)
+        return value.strip() if isinstance(value, str) else ""
+
+    return {"line": line, "email": normalise_email(text("email")), "activity_code": text("activity_code"),
+            "event_id": str(row.get("event_id") or "").strip(), "event_time": text("event_time"),
+            "session_date": text("session_date") or None, "counters": counters, "error": error}
 
 
 def _event_time(value: str) -> datetime:
