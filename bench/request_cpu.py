@@ -50,7 +50,7 @@ def main() -> None:
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
         base_env = {"APP_ENV": "development", "SECRET_KEY": "bench-secret-key-0123456789abcdef0123",
                     "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}",
-                    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"),
+                    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
                     "QUEUE_PREFIX": f"reqcpu{os.getpid()}:", "STORAGE_BACKEND": "local",
                     "LOCAL_STORAGE_ROOT": str(work / "storage"), "AV_SCANNER": "clamd", "CLAMD_URL": clamd.url,
                     "LOG_LEVEL": "WARNING"}
