@@ -25,6 +25,10 @@ def scans_queued(app) -> list[str]:
     return app.extensions["points"].queues["scans"].job_ids
 
 
+def media_queued(app) -> list[str]:
+    return app.extensions["points"].queues["media"].job_ids
+
+
 def files_of(app, submission_id: int) -> tuple[str, list[tuple[str, int]]]:
     with app.app_context():
         submission = db.session.get(Submission, submission_id)
@@ -42,13 +46,17 @@ def test_a_small_upload_is_clean_and_in_review_when_the_post_answers(inline_app)
     submission_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
 
     assert files_of(inline_app, submission_id) == ("in_review", [("clean", 1)])
-    assert scans_queued(inline_app) == []  # nothing left for a worker
+    assert scans_queued(inline_app) == [] and media_queued(inline_app) == []  # nothing left for a worker
     with inline_app.app_context():
         actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
-    assert actions == ["submission.created", "file.uploaded", "file.scanned", "submission.ready_for_review"]
+    # The CSV's table too was made in the request (core/evidence/inline_preview.py), recorded as
+    # the preview job records it.
+    assert actions == ["submission.created", "file.uploaded", "file.scanned", "submission.ready_for_review",
+                       "file.preview_made"]
     reviewer = inline_app.test_client()
     sign_in(reviewer, "reviewer")
-    assert reviewer.get(f"/review/{submission_id}").status_code == 200
+    page = reviewer.get(f"/review/{submission_id}")
+    assert page.status_code == 200 and 'data-testid="csv-' in page.text and "Grace" in page.text
 
 
 def test_an_infected_small_file_rejects_the_submission_and_is_deleted_in_the_request(inline_app):
@@ -143,9 +151,15 @@ def test_a_spool_on_the_storage_disk_is_stored_whole_scanned_and_leaves_nothing_
         with inline_app.extensions["points"].storage.open(file.storage_key) as fh:
             stored = fh.read()
         actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+        from core.evidence.previews import read_table, table_key
+
+        table = read_table(file)
     assert stored == data and file.sha256 == hashlib.sha256(data).hexdigest() and file.size_bytes == len(data)
-    assert actions == ["submission.created", "file.uploaded", "file.scanned", "submission.ready_for_review"]
-    assert every_file_under(local_root(inline_app)) == [file.storage_key]
+    assert actions == ["submission.created", "file.uploaded", "file.scanned", "submission.ready_for_review",
+                       "file.preview_made"]
+    # The table, made from the linked spool, shows the file's first rows.
+    assert [c["text"] for c in table["rows"][1]] == ["2025-01-15", "Lisbon", "12"] and table["truncated"]
+    assert every_file_under(local_root(inline_app)) == sorted([file.storage_key, table_key(file)])
 
 
 def test_an_infected_file_spooled_on_the_storage_disk_is_rejected_and_gone(inline_app):
@@ -161,3 +175,47 @@ def test_an_infected_file_spooled_on_the_storage_disk_is_rejected_and_gone(inlin
     with inline_app.app_context():
         actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
     assert actions == ["submission.created", "file.uploaded", "file.infected", "submission.rejected"]
+
+
+def previews_of(app, submission_id: int) -> list[str | None]:
+    with app.app_context():
+        return [f.preview_state
+                for f in db.session.query(EvidenceFile).filter_by(submission_id=submission_id).order_by(EvidenceFile.id)]
+
+
+def test_a_csv_past_the_inline_limit_gets_its_table_from_the_queued_job(inline_app):
+    people = setup_people(inline_app)
+    first, second = b"a,b\n" * (150 * KIB), b"c,d\n" * (150 * KIB)  # 600 KiB each; the limit is 1 MiB
+    submission_id, (first_id, second_id) = submit(inline_app, people["owner"], [("a.csv", first), ("b.csv", second)])
+
+    assert previews_of(inline_app, submission_id) == ["made", None]  # the first's table in the request
+    from tests.evidence_support import run_worker
+
+    run_worker(inline_app)  # the second: scan job, then its preview job
+    assert files_of(inline_app, submission_id) == ("in_review", [("clean", 1), ("clean", 1)])
+    assert previews_of(inline_app, submission_id) == ["made", "made"]
+
+
+def test_a_table_that_cannot_be_stored_in_the_request_is_queued_and_the_upload_stands(inline_app):
+    """Storage refusing the preview (here: a plain file where the previews/ folder must go) costs
+    the upload nothing: the file is clean and in review, and the usual preview job is queued,
+    which makes the table once storage works again."""
+    import os
+
+    from tests.evidence_support import local_root, run_worker
+
+    people = setup_people(inline_app)
+    blocker = os.path.join(local_root(inline_app), "previews")
+    with open(blocker, "wb"):
+        pass
+    submission_id, (file_id,) = submit(inline_app, people["owner"], [("attendance.csv", CSV)])
+
+    assert files_of(inline_app, submission_id) == ("in_review", [("clean", 1)])
+    assert previews_of(inline_app, submission_id) == [None]
+    assert media_queued(inline_app) == [f"preview-{file_id}"]
+    with inline_app.app_context():
+        # the blocker itself is listed as an object named "previews"
+        assert stored_keys(inline_app) == [db.session.get(EvidenceFile, file_id).storage_key, "previews"]
+    os.remove(blocker)
+    run_worker(inline_app)
+    assert previews_of(inline_app, submission_id) == ["made"]

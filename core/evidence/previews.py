@@ -109,7 +109,9 @@ def csv_table(head: bytes, *, complete: bool) -> dict:
     return {"rows": rows, "truncated": truncated, "formulas": sum(c["formula"] for r in rows for c in r)}
 
 
-def _csv_outcome(file: EvidenceFile, data: bytes, size: int) -> Outcome:
+def csv_outcome(file: EvidenceFile, data: bytes, size: int) -> Outcome:
+    """The preview of a CSV of `size` bytes from its first bytes `data`: made with the table's
+    JSON object to store, or failed when it has no rows."""
     table = csv_table(data, complete=size <= len(data))
     if not table["rows"]:
         return Outcome("failed", "The file has no rows to show.")
@@ -246,7 +248,7 @@ def make_file_preview(file_id: int) -> str | None:
 
     if ext == "csv":
         # The table shows the first CSV_HEAD_BYTES only: read those, not the whole file into a spool.
-        return _store(file_id, _csv_outcome(file, _head(storage, source_key, CSV_HEAD_BYTES), size))
+        return _store(file_id, csv_outcome(file, _head(storage, source_key, CSV_HEAD_BYTES), size))
     with tempfile.NamedTemporaryFile(prefix="evidence-", suffix=f".{ext}") as spool:
         for chunk in storage.iter_chunks(source_key):
             spool.write(chunk)
@@ -349,13 +351,7 @@ def _store(file_id: int, outcome: Outcome) -> str | None:
             # page) and now hold its preview: deleting them would break the one it committed.
             db.session.rollback()
             return None
-        file.preview_state, file.preview_reason, file.preview_pages = outcome.state, outcome.reason, outcome.pages
-        file.preview_page_count = outcome.page_count or None
-        if outcome.phash is not None:
-            duplicates.set_hash(file, outcome.phash)
-            duplicates.record_match(file, services().settings.near_duplicate_distance)
-        audit.record(f"file.preview_{outcome.state}", "evidence_file", file.id, pages=outcome.pages,
-                     reason=outcome.reason)
+        record_outcome(file, outcome)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -365,6 +361,17 @@ def _store(file_id: int, outcome: Outcome) -> str | None:
     if outcome.state == "failed":
         log.warning("no preview for evidence file", extra={"file_id": file_id, "reason": outcome.reason})
     return outcome.state
+
+
+def record_outcome(file: EvidenceFile, outcome: Outcome) -> None:
+    """A final preview outcome (its objects already stored) set on `file` in the caller's
+    transaction: state, reason, pages, an image's near-duplicate hash, and the audit event."""
+    file.preview_state, file.preview_reason, file.preview_pages = outcome.state, outcome.reason, outcome.pages
+    file.preview_page_count = outcome.page_count or None
+    if outcome.phash is not None:
+        duplicates.set_hash(file, outcome.phash)
+        duplicates.record_match(file, services().settings.near_duplicate_distance)
+    audit.record(f"file.preview_{outcome.state}", "evidence_file", file.id, pages=outcome.pages, reason=outcome.reason)
 
 
 def preview_job_timeout() -> int:

@@ -177,12 +177,14 @@ def _apply(file_id: int, result: ScanResult) -> str | None:
     return state
 
 
-def record_verdict(submission: Submission, file: EvidenceFile, result: ScanResult) -> str:
+def record_verdict(submission: Submission, file: EvidenceFile, result: ScanResult, *,
+                   queue_preview: bool = True) -> str:
     """Apply a scanner's verdict to a pending `file` of `submission` in the caller's transaction:
     its state, attempt count and audit events, a rejection for malware, the follow-up jobs of a
-    clean file (queued after the commit), and the submission moved on (_advance). Returns the new
-    scan state. The caller holds the submission (locked, or not yet committed), commits, and then
-    deletes an infected file's object."""
+    clean file (queued after the commit; the preview's only with `queue_preview`, False when the
+    caller makes it itself), and the submission moved on (_advance). Returns the new scan state.
+    The caller holds the submission (locked, or not yet committed), commits, and then deletes an
+    infected file's object."""
     file.scan_attempts = (file.scan_attempts or 0) + 1
     file.scanned_at = utcnow()
     if result.state == "infected":
@@ -201,7 +203,8 @@ def record_verdict(submission: Submission, file: EvidenceFile, result: ScanResul
         if file.ext in IMAGE_EXTS:
             enqueue_after_commit("media", "jobs.thumbnails.make_thumbnail", file.id,
                                  job_id=f"thumbnail-{file.id}", timeout=120)
-        enqueue_preview(file.id, file.ext)  # PDF pages, an enlarged image, a CSV table (core.evidence.previews)
+        if queue_preview:
+            enqueue_preview(file.id, file.ext)  # PDF pages, an enlarged image, a CSV table (core.evidence.previews)
     elif result.state == "unscannable":
         # Neither clean nor infected: kept (an admin may look at it), never served.
         file.scan_state, file.scan_signature = "unscannable", (result.signature or "")[:255] or None

@@ -381,13 +381,13 @@ def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: 
                          name=row.original_name, size=row.size_bytes, sha256=row.sha256, ext=row.ext,
                          detected_type=item.detected, declared_type=item.declared_type)
             if item.index in outcomes:
-                settled.append((row, outcomes[item.index]))
+                settled.append((row, outcomes[item.index], item.body.stream))
             elif here:
                 scan_here.append(row.id)
             else:
                 enqueue_after_commit("scans", "jobs.scans.scan_file", row.id, retry=scan_retry(),
                                      job_id=scan_job_id(row.id), timeout=SCAN_TIMEOUT_S)
-        infected = inline_scan.settle(submission, settled)
+        infected = inline_scan.settle(submission, settled, written)
         db.session.commit()
         return scan_here, infected
     except BaseException:
