@@ -9,8 +9,9 @@ through clamd INSTREAM and storage.put. Two measures per file size:
   `clean`, and the next file waits for that (app and baseline runs alternate);
 - back to back: one client POSTs all the files without waiting for scans, as an uploader with
   several submissions does; the clock stops when the last is clean. The baseline does the same
-  files one after another. CPU per file is counted over this phase, per process group: only this
-  run's own PostgreSQL backends and its own Redis server (started here), since the shared ones
+  files one after another. CPU per file is counted over this phase, per process group, and only
+  this run's own processes: its gunicorn and `flask worker` trees, its clamd, its PostgreSQL
+  backends and its own Redis server (started here), since the shared ones and other benchmarks'
   also serve other people's work.
 
 Then 16 uploaders at once for 30 s (1 MiB files): each sends a file, waits until it is clean and
@@ -140,6 +141,17 @@ def children(pid: int) -> list[int]:
         text = (task / "children").read_text().split()
         out.extend(int(t) for t in text)
     return out
+
+
+def process_tree(pid: int) -> set[int]:
+    """`pid` and its descendants now (a worker's forked work horses; their CPU once they have
+    exited shows in their parent's children times)."""
+    import psutil
+
+    try:
+        return {pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))}
+    except psutil.NoSuchProcess:
+        return {pid}
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -348,8 +360,9 @@ def main() -> None:
         web = subprocess.Popen([str(venv / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
                                 "-b", f"127.0.0.1:{port}", "app:main_app()"], cwd=ROOT, env=env, stdout=log, stderr=log)
         procs.append(web)
-        procs.append(subprocess.Popen([str(venv / "flask"), "worker", "--queues", "scans,media"], cwd=ROOT, env=env,
-                                      stdout=log, stderr=log))
+        worker = subprocess.Popen([str(venv / "flask"), "worker", "--queues", "scans,media"], cwd=ROOT, env=env,
+                                  stdout=log, stderr=log)
+        procs.append(worker)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz")
         client = AppUnderTest(base, env["DATABASE_URL"])
@@ -359,8 +372,13 @@ def main() -> None:
         storage = LocalStorage(Settings.from_env({"LOCAL_STORAGE_ROOT": str(work / "baseline")}))
         storage.ensure_ready()
         client.upload_until_clean(csv_bytes(64 * 1024), "warmup.csv")  # first request imports, connects
-        # The poller's backend measures, it does not work; PostgreSQL and Redis: this run's own only.
-        meter = Meter(exclude={client.poller_pid}, only={"postgresql": client.backends, "redis": lambda: {redis_proc.pid}})
+        # The poller's backend measures, it does not work. Every group is this run's own processes
+        # only: the groups are found by name (bench.cpu.group), and another benchmark's gunicorn,
+        # `flask worker` or clamd on the same machine would otherwise count as this run's.
+        meter = Meter(exclude={client.poller_pid}, only={
+            "postgresql": client.backends, "redis": lambda: {redis_proc.pid},
+            "web": lambda: process_tree(web.pid), "workers": lambda: process_tree(worker.pid),
+            "clamd": lambda: {clamd.process.pid}})
         print(f"{'size':>7} {'runs':>4} {'app MB/s':>9} {'baseline MB/s':>14} {'ratio':>6} {'web VmHWM MB':>13} "
               f"{'clean p50 ms':>13} {'max ms':>7} {'back-to-back ratio':>19}")
         ratios, streams, peaks, cpu, one_at_a_time = {}, {}, {}, {}, {}
