@@ -8,6 +8,7 @@ import re
 import resource
 import signal
 import uuid
+from contextlib import contextmanager
 from datetime import date, timedelta
 
 import pytest
@@ -208,6 +209,12 @@ def test_database_failure_at_flush_removes_the_objects(app):
 def fail_at_commit(app):
     """A deferred PostgreSQL constraint that fails at COMMIT for one file name: the failure
     comes after every object is written and every row flushed."""
+    with failing_at_commit(app):
+        yield
+
+
+@contextmanager
+def failing_at_commit(app):
     ddl = [
         "CREATE OR REPLACE FUNCTION test_fail_at_commit() RETURNS trigger AS $$ BEGIN "
         "IF NEW.original_name = 'boom-at-commit.pdf' THEN RAISE EXCEPTION 'refused at commit'; END IF; "
@@ -234,6 +241,24 @@ def test_database_failure_at_commit_removes_the_objects(app, fail_at_commit):
     assert counts(app) == (0, 0)
     assert stored_keys(app) == []
     assert app.extensions["points"].queues["scans"].count == 0
+
+
+def test_a_csv_table_made_in_the_request_goes_with_a_failed_commit(make_app, clamd_server):
+    """The table of a clean CSV is stored before the upload's commit (core/evidence/inline_preview.py);
+    a commit that fails removes it with the evidence objects: no object without its row."""
+    clamd_server.start()
+    app = make_app(AV_SCANNER="clamd", CLAMD_URL=clamd_server.url, CLAMD_TIMEOUT_SECONDS=10, INLINE_SCAN_MAX_MB=1)
+    people = setup_people(app)
+    _, (kept_id,) = submit(app, people["owner"], [("kept.csv", CSV)])
+    with app.app_context():
+        kept = db.session.get(EvidenceFile, kept_id)
+        assert (kept.scan_state, kept.preview_state) == ("clean", "made")  # the table made in the request
+    before = stored_keys(app)
+    assert len(before) == 2  # the CSV and its table
+    with failing_at_commit(app), pytest.raises(DBAPIError, match="refused at commit"):
+        submit(app, people["owner"], [("sessions.csv", CSV), ("boom-at-commit.pdf", CLEAN_PDF)])
+    assert counts(app) == (1, 1)
+    assert stored_keys(app) == before
 
 
 def test_add_files_after_changes_requested(app):
