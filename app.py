@@ -22,7 +22,7 @@ from core.platform.logs import configure_logging
 from core.platform.queues import Queues
 from core.platform.services import EXTENSION_KEY, Services
 from core.platform.settings import Settings, SettingsError
-from core.platform.web import BigintConverter
+from core.platform.web import BigintConverter, PointsSessionInterface
 
 migrate = Migrate()
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +39,7 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     configure_logging(settings.log_level)
     app = Flask(__name__, static_folder=os.path.join(HERE, "static"), instance_path=os.path.join(HERE, "instance"))
     app.request_class = PointsRequest
+    app.session_interface = PointsSessionInterface()
     app.url_map.converters["int"] = BigintConverter  # before any route is added
     app.config.update(
         SECRET_KEY=settings.secret_key,
