@@ -83,6 +83,21 @@ def baseline(dsn: str, events: int, users: int) -> float:
     return events / elapsed
 
 
+def wait_workers(redis_url: str, count: int, timeout: float = 60) -> None:
+    """Until `count` RQ workers have registered: on a loaded box a `flask worker` can take seconds
+    to start after gunicorn answers, and hooks posted meanwhile waited for it (p50 4-5 s in runs
+    at load 6-9), which measured the start-up, not the drain."""
+    from redis import Redis
+    from rq import Worker
+
+    redis = Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(connection=redis)) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {count} RQ workers did not start within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 class OutboxLag(threading.Thread):
     """Samples the age of the oldest pending outbox record every 0.5 s; keeps the worst."""
 
@@ -136,6 +151,7 @@ def main() -> int:
         delivery = [os.path.join(VENV_BIN, "flask"), "worker", "--queues", "outbox,scans,media"]
         with processes([web] + [worker] * args.job_workers + [delivery], env):
             wait_http(f"http://127.0.0.1:{port}/healthz")
+            wait_workers(env["REDIS_URL"], args.job_workers + 1)
             bodies = [json.dumps(body(i, users)).encode() for i in range(args.events)]
             lag = OutboxLag(dsn)
             lag.start()
