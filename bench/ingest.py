@@ -169,7 +169,8 @@ def main() -> int:
                     "SELECT count(*), extract(epoch FROM max(ledgered_at) - min(received_at)), "
                     "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)), "
                     "percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)), "
-                    "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)) "
+                    "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)), "
+                    "extract(epoch FROM min(ledgered_at) - min(received_at)) "
                     "FROM kajabi_events WHERE ledgered_at IS NOT NULL").fetchone()
                 codes = dict(conn.execute("SELECT state || '/' || coalesce(result_code, '-'), count(*) FROM kajabi_events GROUP BY 1").fetchall())
             lag.stop()
@@ -181,7 +182,8 @@ def main() -> int:
           f"= {args.events / post_seconds:.0f}/s accepted")
     print(f"events ledgered        {ledgered} {codes}")
     print(f"sustained              {rate:.0f} events/s (first received -> last ledgered, {span:.2f} s)")
-    print(f"latency received->ledgered  p50 {p50:.3f} s  p95 {p95:.3f} s  p99 {p99:.3f} s")
+    print(f"latency received->ledgered  p50 {p50:.3f} s  p95 {p95:.3f} s  p99 {p99:.3f} s "
+          f"(first event ledgered {float(row[5] or 0):.2f} s after the first hook)")
     print(f"baseline (psycopg)     {base_rate:.0f} events/s (raw + ledger + outbox rows, one transaction each; "
           f"{base_before:.0f}/s before the app's run, {base_after:.0f}/s after)")
     print(f"ratio                  {rate / base_rate:.1%} of baseline")
