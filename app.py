@@ -13,7 +13,7 @@ from redis import Redis
 from sqlalchemy.engine import make_url
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from core.platform.db import db
+from core.platform.db import db, drop_dead_on_checkout
 from core.platform.errors import StorageError
 from core.evidence.form_parsing import PointsRequest
 from core.evidence.scanning import build_scanner
@@ -22,7 +22,7 @@ from core.platform.logs import configure_logging
 from core.platform.queues import Queues
 from core.platform.services import EXTENSION_KEY, Services
 from core.platform.settings import Settings, SettingsError
-from core.platform.web import BigintConverter
+from core.platform.web import BigintConverter, PointsSessionInterface
 
 migrate = Migrate()
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +39,7 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     configure_logging(settings.log_level)
     app = Flask(__name__, static_folder=os.path.join(HERE, "static"), instance_path=os.path.join(HERE, "instance"))
     app.request_class = PointsRequest
+    app.session_interface = PointsSessionInterface()
     app.url_map.converters["int"] = BigintConverter  # before any route is added
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -65,6 +66,9 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
 
     db.init_app(app)
+    if not settings.is_sqlite:
+        with app.app_context():
+            drop_dead_on_checkout(db.engine)
     migrate.init_app(app, db, directory=os.path.join(HERE, "migrations"), render_as_batch=True)
     app.extensions[EXTENSION_KEY] = build_services(settings)
     _dispose_pool_after_fork(app)
@@ -111,7 +115,9 @@ def build_services(settings: Settings) -> Services:
 
 
 def _engine_options(settings: Settings) -> dict:
-    options: dict = {"pool_pre_ping": True}
+    # No pool_pre_ping (a round trip per checkout): a connection the server closed is replaced at
+    # checkout without one (core.platform.db.drop_dead_on_checkout, set in create_app).
+    options: dict = {}
     if not settings.is_sqlite and settings.db_statement_timeout_ms:
         # Set at connect, so it costs no round trip: a runaway query or a long lock wait is
         # cancelled by the server instead of holding a web thread or a worker indefinitely.

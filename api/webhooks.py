@@ -22,7 +22,7 @@ def kajabi_webhook():
                   request.headers.get("X-Kajabi-Signature"))
     body = read_json(raw)  # strict: UTF-8, standard JSON, bounded depth, storable strings
     parsed = parse_body(body, raw)  # one of the two documented shapes, or 400 naming each field
-    row_id, created = kajabi.store(parsed, body)  # committed
+    row_id, created = kajabi.store(parsed, body, raw)  # committed
     if not created:
         return jsonify(event_id=parsed.event_id, status="duplicate"), 200
     # One pending process_event job drains every received event (see jobs.kajabi), so a burst

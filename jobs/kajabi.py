@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 # that also serves other queues gets back to them between slices (docs/operations.md, queues),
 # and a drain that stops with work left queues the next slice itself (_next_slice).
 DRAIN_BUDGET_S = 5.0
-IDLE_GRACE_S = 0.3
+IDLE_GRACE_S = 0.3  # must stay well above kajabi.KICK_REUSE_S (see there)
 IDLE_POLL_S = 0.05
 # A short batch means the drain has caught up. Each batch costs about a dozen statements however
 # few events it holds, so the drain then waits out the rest of this gap to let the next batch
@@ -110,8 +110,11 @@ def _drain(counts: dict[str, int], budget_s: float) -> None:
             if len(claimed) < kajabi_batch.BATCH_SIZE:
                 time.sleep(max(0.0, BATCH_GAP_S - (time.monotonic() - started)))
         else:
-            idle_until = idle_until or time.monotonic() + IDLE_GRACE_S
-            if time.monotonic() >= idle_until:
+            # Timed by when each empty claim began, so the last read begins IDLE_GRACE_S after the
+            # first idle one however slow the claims are: a hook that skipped Redis on the
+            # strength of this drain's marker (kajabi.KICK_REUSE_S) committed before that read.
+            idle_until = idle_until or started + IDLE_GRACE_S
+            if started >= idle_until:
                 return
             time.sleep(IDLE_POLL_S)
 

@@ -191,3 +191,30 @@ def test_a_deadlock_answers_503_database_conflict_and_saves_nothing(make_app):
     with app.app_context():
         assert db.session.get(Submission, sid).status == "in_review"
         assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
+
+
+def test_a_pooled_connection_whose_backend_was_terminated_is_replaced_at_checkout(make_app):
+    """pg_terminate_backend (an operator, a failover, idle_session_timeout) ends a pooled session:
+    the server sends FATAL and closes. The next checkout sees the socket readable and takes a new
+    connection (core.platform.db.drop_dead_on_checkout), so the hook is stored, not answered 503."""
+    make_app()
+    app = make_app(KAJABI_WEBHOOK_SECRET=SECRET)
+    client = app.test_client()
+    url = f"/api/webhooks/kajabi?token={SECRET}"
+    assert client.post(url, data=hook_body("evt-first"), content_type="application/json").status_code == 202
+    with app.app_context():
+        pids = set(db.session.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                           "AND pid <> pg_backend_pid()")))
+        mine = db.session.scalar(text("SELECT pg_backend_pid()"))
+        db.session.commit()  # back to the pool: now the pool holds only sessions about to end
+    with psycopg.connect(_dsn(), autocommit=True) as admin:
+        for pid in pids | {mine}:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                            (list(pids | {mine}),)).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    response = client.post(url, data=hook_body("evt-second"), content_type="application/json")
+    assert response.status_code == 202, response.get_data(as_text=True)[:300]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(KajabiEvent)) == 2

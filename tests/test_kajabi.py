@@ -312,3 +312,33 @@ def test_anonymise_raw_is_idempotent_and_keeps_a_keyed_hash(kapp):
         assert old.email_hash == kajabi.hash_email("person@example.com", key) != hashlib.sha256(b"person@example.com").hexdigest()
         new = db.session.scalar(select(KajabiEvent).where(KajabiEvent.event_id == "new-1"))
         assert new.email == "known@example.com" and new.anonymised_at is None
+
+
+def test_the_webhook_neither_reads_nor_writes_a_session_cookie(kapp):
+    """A machine's hook gets no browser session (core.platform.web.SESSIONLESS_PREFIXES): a cookie
+    sent along is not verified, and the answer neither sets one nor varies on it."""
+    client = kapp.test_client()
+    client.set_cookie("session", "not-a-signed-session")
+    response = post(client, documented("evt-no-session"))
+    assert response.status_code == 202
+    assert "Set-Cookie" not in response.headers
+    assert "cookie" not in {v.lower() for v in response.vary}
+    page = client.get("/login")  # the portal still has its session
+    assert page.status_code == 200 and "cookie" in {v.lower() for v in page.vary}
+
+
+def test_the_raw_row_keeps_the_body_as_kajabi_sent_it(kapp):
+    """PostgreSQL's `json` column keeps text as given, and the hook stores the body's own bytes
+    (validated, not re-serialised): spacing, key order and non-ASCII letters as sent."""
+    from sqlalchemy import text
+
+    raw = ('{"id":"evt-raw", "event" : "tag_added","payload":[{"type":"contacts","id":"c-100",'
+           '"attributes":{"email":"known@example.com","name":"Zoë Ångström"}},'
+           '{"type":"contact_tags","id":"t-1","attributes":{"name":"elevate-ai-1-completed"}}]}')
+    response = kapp.test_client().post(f"{URL}?token={SECRET}", data=raw.encode(), content_type="application/json")
+    assert response.status_code == 202
+    with kapp.app_context():
+        stored = db.session.scalar(text("SELECT payload::text FROM kajabi_events WHERE event_id = 'evt-raw'"))
+        [event] = [e for e in events(kapp) if e.event_id == "evt-raw"]
+    assert stored == raw
+    assert event.payload == json.loads(raw)

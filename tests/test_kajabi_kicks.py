@@ -99,3 +99,57 @@ def test_a_drain_lost_with_its_worker_is_replaced_by_the_sweep(hook_app):
     assert sweep_received() == {"queued": 1} and ledger_queue.count == 1
     burst(hook_app)
     assert _states(hook_app) == {"evt-lost": "ledgered", "evt-after": "ledgered"}
+
+
+def test_kick_reuse_stays_inside_the_drains_idle_grace():
+    """The reuse is safe only while a started drain keeps reading for longer than it (kajabi.KICK_REUSE_S)."""
+    from core.points.kajabi import KICK_REUSE_S
+    from jobs.kajabi import IDLE_GRACE_S
+
+    assert 0 < KICK_REUSE_S * 2 <= IDLE_GRACE_S
+
+
+def test_hooks_right_after_a_kick_ask_redis_nothing_on_postgres_and_the_drain_takes_them(hook_app):
+    """A hook within KICK_REUSE_S of its process's last kick, after the drain that kick queued has
+    started (its marker cleared, so asking Redis would queue a second drain), queues nothing on
+    PostgreSQL and is still ledgered by that drain. On SQLite (a drain reads once) it asks."""
+    import threading
+    import time
+
+    from core.platform.queues import once_marker
+    from core.points.kajabi import KICK_REUSE_S, PROCESS_KICK
+
+    postgres = hook_app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+    svc = hook_app.extensions["points"]
+    ledger_queue, marker = svc.queues["ledger"], once_marker(svc.queues.prefix, PROCESS_KICK)
+    client = hook_app.test_client()
+    tags = ["elevate-ai-1-completed", "elevate-ai-2-completed"]
+    for attempt in range(5):  # a pair slower than KICK_REUSE_S (a busy machine) proves nothing: again
+        first_at = time.monotonic()
+        assert post(client, documented(f"evt-a{attempt}", tag=tags[0], contact=f"c-{attempt}")).status_code == 202
+        [job] = ledger_queue.jobs
+        ledger_queue.remove(job)
+        with hook_app.app_context():
+            row_id = db.session.scalar(select(KajabiEvent.id).where(KajabiEvent.event_id == f"evt-a{attempt}"))
+        drain = threading.Thread(target=process_event, args=(row_id,))
+        drain.start()  # the worker takes the kick's drain: it clears the marker, then reads
+        while svc.redis.exists(marker):
+            time.sleep(0.001)
+        second = post(client, documented(f"evt-b{attempt}", tag=tags[1], contact=f"c-{attempt}"))
+        within = time.monotonic() - first_at < KICK_REUSE_S
+        queued = ledger_queue.count
+        drain.join()
+        assert second.status_code == 202
+        if postgres and not within:
+            burst(hook_app)
+            continue
+        if postgres:
+            assert queued == 0, "the hook asked Redis and queued a second drain"
+            states = _states(hook_app)  # the started drain took the second hook's event: nobody else ran
+            assert states[f"evt-a{attempt}"] == states[f"evt-b{attempt}"] == "ledgered"
+        else:
+            assert queued == 1
+            burst(hook_app)
+            assert set(_states(hook_app).values()) == {"ledgered"}
+        return
+    pytest.fail("five pairs of hooks each took longer than KICK_REUSE_S; the machine is too busy to tell")

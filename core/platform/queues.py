@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 
 from redis import Redis
 from rq import Queue, Retry
@@ -54,6 +55,9 @@ class Queues:
         self.prefix = prefix
         self.id_prefix = job_id_prefix(prefix)
         self._queues = {name: Queue(prefix + name, connection=redis) for name in QUEUE_NAMES}
+        # Once-marker name -> monotonic time just before this process last found it set
+        # (enqueue_committed's trust_marker_s).
+        self.once_seen: dict[str, float] = {}
 
     def job_id(self, logical_id: str) -> str:
         """The RQ id of this deployment's job `logical_id` (e.g. `retention-4`); the only place
@@ -120,12 +124,25 @@ def clear_once(name: str) -> None:
     svc.redis.delete(once_marker(svc.queues.prefix, name))
 
 
-def enqueue_committed(queue: str, func: str, *args, once: str | None = None, **options) -> bool:
+def enqueue_committed(queue: str, func: str, *args, once: str | None = None, trust_marker_s: float = 0.0,
+                      **options) -> bool:
     """enqueue_after_commit for work whose rows are already committed outside the ORM session
-    (a Core transaction that has ended). Never raises: see _enqueue."""
+    (a Core transaction that has ended). Never raises: see _enqueue.
+
+    With `once` and `trust_marker_s` > 0: if this process found the marker set (or set it and
+    queued the job) less than `trust_marker_s` seconds ago, Redis is not asked again. Only for a
+    job that, once started, keeps reading for longer than that (the Kajabi drain's idle grace):
+    then the job that marker stood for reads after this caller's commit. Returns True then too."""
     from core.platform.services import services
 
-    return _enqueue(services().queues, queue, func, args, options, once)
+    queues = services().queues
+    if once is not None and trust_marker_s > 0 and time.monotonic() - queues.once_seen.get(once, float("-inf")) < trust_marker_s:
+        return True
+    asked = time.monotonic()  # before asking: the marker was set at some moment after this
+    answered = _enqueue(queues, queue, func, args, options, once)
+    if answered and once is not None:
+        queues.once_seen[once] = asked
+    return answered
 
 
 def _enqueue(queues: Queues, queue: str, func: str, args: tuple, options: dict, once: str | None) -> bool:

@@ -168,3 +168,31 @@ def test_clamd_stopped_half_way_through_uploads_serves_nothing_unscanned_then_al
     for file_id in files():
         with client.get(f"/api/files/{file_id}", headers=JSON) as response:
             assert response.status_code == 200
+
+
+def test_postgres_restarted_between_requests_the_next_hook_page_and_job_get_fresh_connections(
+        make_app, make_settings, own_postgres_cluster):
+    """A restart with no request in between: the pool still holds connections the old server
+    closed. The pool replaces them at checkout (core.platform.db.drop_dead_on_checkout, no round
+    trip), so the first hook, the first page and the first job after it all work."""
+    make_app()
+    app = create_app(make_settings(DATABASE_URL=own_postgres_cluster.url, KAJABI_WEBHOOK_SECRET=SECRET))
+    with app.app_context():
+        upgrade()
+    setup_people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    assert _hook(client, "evt-before", "elevate-ai-1-completed").status_code == 202
+    assert _upload(client, "before.pdf").status_code == 302  # the ORM session's connection is pooled too
+
+    own_postgres_cluster.stop()
+    own_postgres_cluster.start()
+
+    assert _hook(client, "evt-after", "elevate-ai-2-completed").status_code == 202
+    assert _upload(client, "after.pdf").status_code == 302
+    run_worker(app)
+    with app.app_context():
+        states = dict(db.session.execute(select(KajabiEvent.event_id, KajabiEvent.state)).all())
+        assert states == {"evt-before": "ledgered", "evt-after": "ledgered"}
+        assert db.session.scalar(select(func.count()).select_from(Submission)) == 2
+        db.engine.dispose()
