@@ -60,14 +60,17 @@ def computed_as_before():
     from core.platform.models import KajabiEvent
     from core.points import latency_hist
 
-    saved = slo.kajabi_to_ledger, latency_hist.state_counts
+    saved = slo.kajabi_to_ledger, slo.kajabi_to_ledger_windows, latency_hist.state_counts
     slo.kajabi_to_ledger = slo.kajabi_to_ledger_reference
+    # The scrape reads its windows together (kajabi_to_ledger_windows): before, each was a scan.
+    slo.kajabi_to_ledger_windows = lambda windows, now=None: {
+        label: slo.kajabi_to_ledger_reference(now, window) for label, window in windows.items()}
     latency_hist.state_counts = lambda: dict(db.session.execute(
         select(KajabiEvent.state, func.count()).group_by(KajabiEvent.state)).all())
     try:
         yield
     finally:
-        slo.kajabi_to_ledger, latency_hist.state_counts = saved
+        slo.kajabi_to_ledger, slo.kajabi_to_ledger_windows, latency_hist.state_counts = saved
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
