@@ -302,3 +302,18 @@ def test_the_web_spool_measures_parts_as_they_arrive_and_keeps_nothing_past_the_
     body = read_once(fill(UploadSpool(limit, pdf=True), pdf, step=cut), limit, pdf=True)
     assert (body.size, body.sha256, body.pdf_action) == (len(pdf), hashlib.sha256(pdf).hexdigest(), "JavaScript")
     assert body.stream.read() == pdf
+
+
+@pytest.mark.parametrize("typed", ["٥", "１２", "1_0", "²", "1e3", "1234567890"])
+def test_counts_take_ascii_digits_only(app, typed):
+    """A count typed with other scripts' digits ("٥", "１２") or with "1_0" is refused at its
+    field, as the API and the command line refuse them, instead of silently read as a number;
+    nothing is stored."""
+    people = setup_people(app)
+    with app.app_context(), pytest.raises(ValidationError) as caught:
+        create_submission(people["owner"], "AMPLIFY", date.today(), counters={"peers": typed, "students": "3"},
+                          files=[])
+    fields = {d["field"]: d["issue"] for d in caught.value.details}
+    assert fields["counters.peers"] == "Peers trained must be a whole number from 0 to 50."
+    assert "counters.students" not in fields
+    assert counts(app) == (0, 0) and stored_keys(app) == []

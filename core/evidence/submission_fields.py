@@ -4,12 +4,12 @@ many files), shared by new submissions, added files and corrections. Each append
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 
 from core.platform.db import db
 from core.platform.models import Activity
+from core.platform.numbers import parse_whole
 
 MAX_FILES = 10
 MAX_NOTE_CHARS = 2000
@@ -79,15 +79,13 @@ def _check_counters(activity: Activity | None, given: Mapping, problems: list[di
 
 
 def _whole_number(raw: object) -> int | None:
-    if isinstance(raw, bool):  # True is an int in Python, never a count
-        return None
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and re.fullmatch(r"\s*\d{1,9}\s*", raw):
-        return int(raw)
+    """A count as typed: blank is 0; otherwise ASCII digits (core.platform.numbers), at most 9 of
+    them so a huge number is refused before int() spends time on it."""
     if raw in ("", None):
         return 0
-    return None
+    if isinstance(raw, str) and len(raw.strip()) > 9:
+        return None
+    return parse_whole(raw)
 
 
 def _check_text(name: str, value: str | None, limit: int, problems: list[dict]) -> str:
