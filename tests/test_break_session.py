@@ -1,0 +1,105 @@
+"""Outside tester's reproductions (branch `break`). Each test states the input and what should
+happen; a failing test here is a found defect, not a test to fix."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from redis import Redis
+
+from core.platform.db import db
+from core.platform.models import Submission
+from tests.conftest import REDIS_URL
+from tests.test_portal_support import flashes, insert, people, sign_in
+
+TOKEN = "metrics-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _cursor(value, row_id) -> str:
+    return base64.urlsafe_b64encode(json.dumps([value, row_id]).encode()).decode().rstrip("=")
+
+
+# --- keyset cursors: /review?after= and /submissions?after= -------------------------------------
+
+ODD_CURSORS = {
+    "infinite id": base64.urlsafe_b64encode(b'["2026-01-01T00:00:00+00:00", 1e999]').decode(),
+    "year 1 east of UTC": _cursor("0001-01-01T00:00:00+14:00", 1),
+    "year 9999 west of UTC": _cursor("9999-12-31T23:59:59-14:00", 1),
+    "id past bigint": _cursor("2026-01-01T00:00:00+00:00", 99999999999999999999999),
+}
+
+
+@pytest.mark.parametrize("name", list(ODD_CURSORS))
+def test_a_forged_queue_cursor_is_a_broken_link_not_a_500(app, name):
+    """reviewing.decode_cursor catches ValueError/TypeError only: int(inf) raises OverflowError,
+    and UTCDateTime.astimezone() of year 1 at +14:00 overflows when bound."""
+    people(app)
+
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    response = client.get("/review", query_string={"after": ODD_CURSORS[name]})
+    assert response.status_code in (200, 400), (name, response.status_code)
+
+
+@pytest.mark.parametrize("name", list(ODD_CURSORS))
+def test_a_forged_my_submissions_cursor_is_not_a_500(app, name):
+    people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    response = client.get("/submissions", query_string={"after": ODD_CURSORS[name]})
+    assert response.status_code in (200, 400), (name, response.status_code)
+
+
+# --- SLO cache holding JSON of the wrong shape -------------------------------------------------
+
+@pytest.fixture
+def slo_app(make_app):
+    return make_app(ENABLE_INTERNAL_ENDPOINTS="1", INTERNAL_METRICS_TOKEN=TOKEN)
+
+
+@pytest.mark.parametrize("garbage", [b"null", b"[]", b"{}", b"5", b'"x"', b"\xff\xfe", b"not json"])
+@pytest.mark.parametrize("key", ["slo:kajabi_to_ledger", "slo:kajabi_to_ledger:300s"])
+def test_metrics_survive_a_cache_value_of_the_wrong_shape(slo_app, garbage, key):
+    """kajabi_to_ledger_cached_windows trusts any JSON in the cache: `null`, `[]`, `{}` are
+    taken as the figure and /metrics fails reading figure['ratio']. Should recompute."""
+    prefix = slo_app.extensions["points"].settings.queue_prefix
+    Redis.from_url(REDIS_URL).set(prefix + key, garbage, ex=60)
+    client = slo_app.test_client()
+    assert client.get("/metrics", headers=AUTH).status_code == 200
+    window = "28d" if key.endswith("ledger") else "5m"
+    response = client.get("/api/slo", query_string={"window": window}, headers=AUTH)
+    assert response.status_code == 200
+    assert isinstance(response.get_json()["kajabi_to_ledger"].get("ratio"), (int, float))
+
+
+# --- bulk reject: the confirmation step and duplicate ids -------------------------------------
+
+def test_bulk_reject_with_repeated_ids_still_asks_for_confirmation(app):
+    """confirm._bulk counts the ids as posted (duplicates, '5' and '05', included) and holds only
+    when len <= BULK_MAX; decide_many de-duplicates. BULK_MAX+1 copies of one id pass the
+    confirmation step unasked and the submission is rejected."""
+    from core.review.reviewing import BULK_MAX
+
+    ids = people(app)
+    [sid] = insert(app, ids["owner"], 1)
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    page = client.post("/review/bulk", data={"submission_ids": [str(sid)] * (BULK_MAX + 1), "reject": "1",
+                                             "reason": "Duplicate"}, follow_redirects=True)
+    with app.app_context():
+        status = db.session.get(Submission, sid).status
+    assert status == "in_review", "rejected without the confirmation page"
+
+
+def test_bulk_reject_confirmation_counts_distinct_submissions(app):
+    ids = people(app)
+    [sid] = insert(app, ids["owner"], 1)
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    page = client.post("/review/bulk", data={"submission_ids": [str(sid), "0" + str(sid)], "reject": "1",
+                                             "reason": "Duplicate"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "Reject 1 submission(s)" in html, "the page asks about 2 submissions where 1 would be rejected"
