@@ -103,3 +103,44 @@ def test_bulk_reject_confirmation_counts_distinct_submissions(app):
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert "Reject 1 submission(s)" in html, "the page asks about 2 submissions where 1 would be rejected"
+
+
+# --- portal number fields (WTForms IntegerField is Python's int()) -----------------------------
+
+def test_retention_days_in_other_scripts_digits_is_refused(app):
+    """/admin/retention days='٥' (Arabic-Indic five) or '1_0': IntegerField reads them with int(),
+    so the confirmation asks to delete evidence older than 5 days. The session's rule (ASCII digits
+    only, as `flask slo backfill --days ٥` is now refused) is not applied to the form."""
+    people(app)
+    client = app.test_client()
+    sign_in(client, "admin")
+    for raw in ("٥", "１０", "1_0"):
+        held = client.post("/admin/retention", data={"days": raw, "run": "Run now"})
+        assert "Run retention now?" not in held.get_data(as_text=True), raw
+
+
+def test_activity_points_in_other_scripts_digits_are_refused(app):
+    people(app)
+    client = app.test_client()
+    sign_in(client, "admin")
+    client.post("/admin/activities/PRESENT", data={"name": "Present", "points": "٥٠", "cap_period": "none"},
+                follow_redirects=True)
+    with app.app_context():
+        from core.platform.models import Activity
+        assert db.session.get(Activity, "PRESENT").points != 50, "'٥٠' was stored as 50 points"
+
+
+def test_submission_counter_in_other_scripts_digits_is_refused(app):
+    import io
+
+    from tests.evidence_support import png, yesterday
+    people(app)
+    client = app.test_client()
+    sign_in(client, "owner")
+    client.post("/submissions/new", data={
+        "activity_code": "AMPLIFY", "session_date": yesterday().isoformat(), "counter_peers": "٣",
+        "counter_students": "2_0", "files": [(io.BytesIO(png()), "photo.png")]},
+        content_type="multipart/form-data", follow_redirects=True)
+    with app.app_context():
+        rows = db.session.query(Submission).all()
+        assert not rows, f"stored with counters {rows[0].counters}"
