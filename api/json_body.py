@@ -29,6 +29,7 @@ MAX_DEPTH = 16
 # and Unicode noncharacters.
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029"
                         "\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff]")
+MAX_EXPONENT = 400  # a double's range is about 1e-324..1e308; PostgreSQL's numeric refuses far larger exponents
 MAX_NUMBER_DIGITS = 40  # far above any id (bigint has 19 digits); Python's own limit message leaked
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]")
@@ -43,9 +44,20 @@ def _constant(name: str):
 
 
 def _float(text: str) -> float:
+    """A JSON fraction or exponent number as a float, refused when a double cannot hold it: past
+    its range (inf), under it (a non-zero literal read as 0.0: 1e-99999999 was stored as written,
+    and PostgreSQL's numeric cannot read it, so `payload::jsonb` failed for the whole table), or
+    longer than MAX_NUMBER_DIGITS."""
+    if len(text) > MAX_NUMBER_DIGITS + 8:  # digits, a sign, a point and a short exponent
+        raise _Refused(f"a number of {len(text)} characters is longer than any this service takes")
+    mantissa, _, exponent = text.lower().partition("e")
+    if exponent and abs(int(exponent)) > MAX_EXPONENT:  # 0e-99999999 too: numeric refuses it
+        raise _Refused(f"the number {text[:20]} is out of range")
     value = float(text)
     if not math.isfinite(value):
         raise _Refused(f"the number {text[:20]} is too large")
+    if value == 0.0 and any(c in "123456789" for c in mantissa):
+        raise _Refused(f"the number {text[:20]} is too small to hold")
     return value
 
 

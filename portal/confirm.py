@@ -41,7 +41,9 @@ def _revoke(submission_id: int):
 
 
 def _bulk():
-    ids = [i for i in request.form.getlist("submission_ids") if parse_id(i) is not None]
+    # Distinct ids, as decide_many takes them: 51 copies of one id (or "5" and "05") is one
+    # submission, and must not count past BULK_MAX to skip this step.
+    ids = list(dict.fromkeys(str(n) for n in map(parse_id, request.form.getlist("submission_ids")) if n is not None))
     if (not request.form.get("reject") or not current_user.is_reviewer or not ids or len(ids) > BULK_MAX
             or not (request.form.get("reason") or "").strip()):
         return None

@@ -10,6 +10,20 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from core.platform.models import ROLES
+from core.platform.numbers import parse_whole
+
+
+class WholeNumberField(IntegerField):
+    """IntegerField for ASCII digits only. WTForms reads a number with Python's int(), which also
+    takes other scripts' digits and underscores: retention's "days=٥" offered to delete evidence
+    older than 5 days, and "٥٠" points were stored as 50. Anything else is the field's error,
+    with what was typed kept."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and valuelist[0] not in ("", None) and parse_whole(valuelist[0]) is None:
+            self.data = None
+            raise ValueError(self.invalid_value_message or self.gettext("Not a valid integer value."))
+        super().process_formdata(valuelist)
 
 
 def choices(pairs) -> list[SelectChoice]:
@@ -54,7 +68,7 @@ def submission_form_class(activities) -> type[SubmissionForm]:
             if name in attrs:
                 continue
             low, high = int(spec.get("min", 0)), int(spec.get("max", 10_000))
-            attrs[name] = IntegerField(
+            attrs[name] = WholeNumberField(
                 f"{spec.get('label', spec['name'])} ({activity.name} only, {low} to {high})",
                 validators=[Optional(), NumberRange(min=low, max=high, message=f"Enter a number from {low} to {high}.")])
     return type("DynamicSubmissionForm", (SubmissionForm,), attrs)
@@ -128,9 +142,9 @@ class RoleForm(FlaskForm):
 
 class ActivityForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    points = IntegerField("Points", validators=[InputRequired(message="Enter a whole number from 0 to 100000."),
+    points = WholeNumberField("Points", validators=[InputRequired(message="Enter a whole number from 0 to 100000."),
                                                 NumberRange(min=0, max=100_000, message="Enter a whole number from 0 to 100000.")])
-    cap_points = IntegerField("Cap (points, empty for none)",
+    cap_points = WholeNumberField("Cap (points, empty for none)",
                               validators=[Optional(), NumberRange(min=0, max=1_000_000,
                                                                   message="Enter a whole number from 0 to 1000000, or leave it empty.")])
     cap_period = SelectField("Cap period", choices=choices((p, p) for p in ("none", "total", "once", "rolling_7d")))
@@ -150,7 +164,7 @@ class AttachEventForm(FlaskForm):
 
 
 class RetentionForm(FlaskForm):
-    days = IntegerField("Keep evidence for (days)", validators=[InputRequired(), NumberRange(min=1, max=36500)])
+    days = WholeNumberField("Keep evidence for (days)", validators=[InputRequired(), NumberRange(min=1, max=36500)])
     dry_run = SubmitField("Dry run")
     run = SubmitField("Run now")
 
@@ -188,7 +202,7 @@ def correction_form_class(activity) -> type[CorrectionForm]:
     attrs = {}
     for spec in activity.counters or []:
         low, high = int(spec.get("min", 0)), int(spec.get("max", 10_000))
-        attrs[f"counter_{spec['name']}"] = IntegerField(
+        attrs[f"counter_{spec['name']}"] = WholeNumberField(
             f"{spec.get('label', spec['name'])} ({low} to {high})",
             validators=[Optional(), NumberRange(min=low, max=high, message=f"Enter a number from {low} to {high}.")])
     return type("DynamicCorrectionForm", (CorrectionForm,), attrs)

@@ -98,7 +98,7 @@ def bulk_decide():
         flash("The form could not be read; nothing was changed.", "error")
         return redirect(back)
     action = "approve" if form.approve.data else "reject"
-    ids = [n for n in map(parse_id, request.form.getlist("submission_ids")) if n is not None]
+    ids = list(dict.fromkeys(n for n in map(parse_id, request.form.getlist("submission_ids")) if n is not None))
     try:
         outcome = review.decide_many(ids, current_user.id, action, form.reason.data)
     except DomainError as exc:

@@ -17,6 +17,7 @@ is the interpreter start and the imports (~100-150 ms a PDF, more than rendering
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -186,6 +187,9 @@ class _Spare:
             if not ready and not select.select([self._pidfd], [], [], 0)[0]:
                 os.kill(self.pid, signal.SIGKILL)
                 self._wait()
+                for path in paths.values():  # the caller's folder may outlive this request
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
                 return {"timeout": True}
             code = os.waitstatus_to_exitcode(self._wait())
         answer = {"returncode": code}

@@ -63,7 +63,9 @@ class OpsCollector:
             events.add_metric([label], figure["events"])
         yield ratio
         yield events
-        files = slo._cached(self.services.redis, f"{prefix}slo:file_outcomes", file_outcomes)
+        files = slo._cached(self.services.redis, f"{prefix}slo:file_outcomes", file_outcomes,
+                            lambda value: slo.is_count_map(value) and set(value) == {"infected", "unscannable",
+                                                                                     "integrity_mismatch"})
         for name, key, doc in (("points_files_infected", "infected", "Evidence files a scanner found infected"),
                                ("points_files_unscannable", "unscannable", "Evidence files a scanner could not read to the end"),
                                ("points_files_quarantined", "integrity_mismatch",

@@ -188,13 +188,34 @@ def scans(now: datetime | None = None) -> dict:
     return {"pending": pending, "oldest_age_s": oldest}
 
 
-def _cached(redis, key: str, compute) -> dict:
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_figure(value) -> bool:
+    """Is `value` a kajabi_to_ledger() figure as cached (numbers where numbers go)? Anything else
+    found in the cache (null, [], a hand-edited key) is computed again, never served."""
+    return (isinstance(value, dict) and all(_number(value.get(k)) for k in ("events", "within_60s", "ratio"))
+            and all(value.get(k) is None or _number(value[k]) for k in ("p50_seconds", "p95_seconds", "p99_seconds")))
+
+
+def is_count_map(value, *names: str) -> bool:
+    """{name: {label: count}} for each of `names` (none: {label: count} itself)."""
+    def counts(v) -> bool:
+        return isinstance(v, dict) and all(isinstance(k, str) and _number(n) for k, n in v.items())
+    return isinstance(value, dict) and all(counts(value.get(n)) for n in names) if names else counts(value)
+
+
+def _cached(redis, key: str, compute, valid=lambda value: isinstance(value, dict)) -> dict:
     """compute() as it was at most CACHE_SECONDS ago, shared by every process through Redis.
-    Without Redis it is computed every time rather than not at all."""
+    Without Redis it is computed every time rather than not at all; a cached value that is not
+    JSON or fails `valid` is computed again."""
     try:
         raw = redis.get(key)
         if raw:
-            return json.loads(raw)
+            value = json.loads(raw)
+            if valid(value):
+                return value
     except (RedisError, ValueError):
         log.warning("SLO cache unreadable; computing", exc_info=True)
     value = compute()
@@ -222,8 +243,9 @@ def kajabi_to_ledger_cached_windows(redis, windows: dict[str, timedelta], key_pr
     found: dict[str, dict] = {}
     try:
         for label, raw in zip(keys, redis.mget(list(keys.values()))):
-            if raw:
-                found[label] = json.loads(raw)
+            value = json.loads(raw) if raw else None
+            if is_figure(value):
+                found[label] = value
     except (RedisError, ValueError):
         log.warning("SLO cache unreadable; computing", exc_info=True)
         found = {}
@@ -251,7 +273,8 @@ def table_counts_cached(redis, key_prefix: str = "") -> dict:
                 "submissions": dict(db.session.execute(
                     select(Submission.status, func.count()).group_by(Submission.status)).all())}
 
-    return _cached(redis, f"{key_prefix}slo:table_counts", compute)
+    return _cached(redis, f"{key_prefix}slo:table_counts", compute,
+                   lambda value: is_count_map(value, "kajabi_events", "submissions"))
 
 
 def summary(redis, threshold: int, key_prefix: str = "", now: datetime | None = None,

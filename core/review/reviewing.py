@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import and_, func, literal, not_, or_, select, true, union_all, update
 from sqlalchemy.orm import selectinload
@@ -16,6 +16,7 @@ from core.review import approvals
 from core.platform.db import db, utcnow
 from core.platform.errors import Conflict, NotFound, ValidationError
 from core.platform.models import SUBMISSION_STATES, AuditEvent, Submission, User
+from core.platform.numbers import BIGINT_MAX
 
 LEASE = timedelta(minutes=30)
 PAGE_SIZE = 50
@@ -178,11 +179,21 @@ def encode_cursor(value, row_id: int) -> str:
 
 
 def decode_cursor(cursor: str, column: str):
+    """(the sort column's value, row id) of an `after` cursor from encode_cursor. Raises
+    ValidationError `cursor_invalid` for anything else: not base64 JSON, a row id that is not a
+    whole number within bigint (1e999, 10**23), a moment that cannot be put in UTC (year 1 at
+    +14:00 overflows)."""
     try:
         value, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        parsed = date.fromisoformat(value) if column == "session_date" else datetime.fromisoformat(value)
-        return parsed, int(row_id)
-    except (ValueError, TypeError, json.JSONDecodeError):
+        if isinstance(row_id, bool) or not isinstance(row_id, int) or not 0 <= row_id <= BIGINT_MAX:
+            raise ValueError("row id")
+        if column == "session_date":
+            return date.fromisoformat(value), row_id
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is not None:
+            parsed.astimezone(timezone.utc)  # what the query's bind does: must not overflow
+        return parsed, row_id
+    except (ValueError, TypeError, OverflowError, json.JSONDecodeError):
         raise ValidationError("cursor_invalid", "That page link is broken; start from the first page.",
                               [{"field": "after", "issue": "invalid"}]) from None
 

@@ -1,4 +1,4 @@
-"""Outside tester: the review queue's bulk form and the admin outbox at a phone's width (390 px),
+"""From the third session's outside review: the review queue's bulk form and the admin outbox at a phone's width (390 px),
 with long and odd data: no sideways scrolling, the bulk reject reachable."""
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Outside tester: odd CSVs through the in-request scan and table (core/evidence/inline_preview.py)."""
+"""Odd CSVs through the in-request scan and table (core/evidence/inline_preview.py), from the
+third session's outside review: each is settled in the request (a table made or a reason why
+not), or refused with the typed fields kept, and nothing is half-written."""
 from __future__ import annotations
 
 import io
@@ -37,13 +39,14 @@ def test_an_odd_csv_is_settled_in_the_request_without_a_500(inline_app, name):
     assert response.status_code in (302, 400, 415), (name, response.status_code)
     with inline_app.app_context():
         files = db.session.query(EvidenceFile).all()
-        keys = set(stored_keys(inline_app)) if callable(stored_keys) else set()
+        keys = set(stored_keys(inline_app))
         if response.status_code in (400, 415):
-            assert not files and db.session.query(Submission).count() == 0
+            assert not files and db.session.query(Submission).count() == 0 and keys == set()
             assert "Leeds" in response.get_data(as_text=True)  # typed fields kept
         else:
             [f] = files
             assert f.scan_state == "clean" and f.preview_state in ("made", "failed"), (f.scan_state, f.preview_state)
+            assert f.storage_key in keys  # no row without its object
     if response.status_code == 302:
         reviewer = inline_app.test_client()
         sign_in(reviewer, "reviewer")
