@@ -52,8 +52,9 @@ USERS_PAGE_SIZE = 50
 def _users_page(form: NewUserForm, status: int = 200, created: tuple[User, str] | None = None):
     """One page of users (by e-mail), optionally those whose e-mail, name or city contains `q`."""
     q = (request.args.get("q") or "").replace("\x00", "").strip()[:200]  # PostgreSQL text refuses NUL
-    page = request.args.get("page", "1")
-    page = int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 100_000 else 1
+    page = parse_id(request.args.get("page", "1")) or 1
+    if page >= 100_000:
+        page = 1
     query = select(User)
     if q:
         needle = q.lower()

@@ -13,5 +13,7 @@ csrf = CSRFProtect()
 def _load_user(user_id: str):
     from core.platform.db import db
     from core.platform.models import User
+    from core.platform.numbers import parse_id
 
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    uid = parse_id(user_id)  # the signed session's; never anything but digits, but never a 500
+    return db.session.get(User, uid) if uid is not None else None

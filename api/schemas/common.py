@@ -11,8 +11,8 @@ import pydantic
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 from core.platform.errors import ValidationError
+from core.platform.numbers import BIGINT_MAX
 
-BIGINT_MAX = 2**63 - 1
 # No C0 control character and no DEL (the JSON reader has already refused NUL and lone
 # surrogates anywhere in a body); written so that it is both a Rust and an ECMA-262 regex.
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"

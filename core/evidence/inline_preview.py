@@ -18,13 +18,11 @@ walled off in a forked work horse.
 """
 from __future__ import annotations
 
-import io
 import logging
 from typing import BinaryIO
 
-from core.evidence.previews import CSV_HEAD_BYTES, csv_outcome, enqueue_preview, record_outcome
+from core.evidence.previews import CSV_HEAD_BYTES, csv_outcome, enqueue_preview, put_objects, read_head, record_outcome
 from core.platform.models import EvidenceFile
-from core.platform.services import services
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +34,13 @@ def make_table(file: EvidenceFile, source: BinaryIO) -> list[str]:
     transaction does not commit. If storage fails, nothing is recorded and the usual preview job
     is queued after the commit instead; never raises for that."""
     source.seek(0)
-    parts, left = [], CSV_HEAD_BYTES
-    while left and (chunk := source.read(left)):
-        parts.append(chunk)
-        left -= len(chunk)
-    outcome = csv_outcome(file, b"".join(parts), file.size_bytes)
-    storage = services().storage
+    outcome = csv_outcome(file, read_head(source, CSV_HEAD_BYTES), file.size_bytes)
     try:
-        for key, (data, content_type) in (outcome.objects or {}).items():
-            storage.put(key, io.BytesIO(data), len(data), content_type)
+        keys = put_objects(outcome)
     except Exception as exc:  # noqa: BLE001 - a preview is not worth failing the upload for
         log.warning("could not store a CSV preview in the request; queued", extra={"file_id": file.id,
                                                                                  "error": type(exc).__name__})
         enqueue_preview(file.id, file.ext)
         return []
     record_outcome(file, outcome)
-    return list(outcome.objects or {})
+    return keys

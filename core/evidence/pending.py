@@ -21,6 +21,7 @@ from core.evidence.uploads import IncomingFile
 from core.platform.db import db, utcnow
 from core.platform.errors import DomainError
 from core.platform.models import Activity, PendingUpload
+from core.platform.numbers import parse_id
 from core.platform.services import services
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def keep(user_id: int, activity_code: str | None, files: list[IncomingFile]) -> 
 
 def load(user_id: int, ids: list[str | int], now: datetime | None = None) -> list[PendingUpload]:
     """The user's own kept files among `ids` (others' ids and expired ones are ignored)."""
-    wanted = {int(i) for i in ids if str(i).isascii() and str(i).isdigit() and len(str(i)) < 19}
+    wanted = {n for n in (parse_id(str(i)) for i in ids) if n is not None}
     if not wanted:
         return []
     now = now or utcnow()

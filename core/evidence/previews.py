@@ -298,9 +298,7 @@ def _store_more_pages(file_id: int, outcome: Outcome) -> None:
     sweeper does not try again). Raises only when storage or the database fails: the pages stay
     owed, and core.evidence.preview_sweep queues the job again."""
     storage = services().storage
-    keys = list(outcome.objects or {})
-    for key, (data, content_type) in (outcome.objects or {}).items():
-        storage.put(key, io.BytesIO(data), len(data), content_type)
+    keys = put_objects(outcome)
     try:
         file = db.session.get(EvidenceFile, file_id, with_for_update=True, populate_existing=True)
         if file is None or file.deleted_at is not None or file.scan_state != "clean" or file.preview_state != "made":
@@ -324,21 +322,33 @@ def _store_more_pages(file_id: int, outcome: Outcome) -> None:
         raise
 
 
-def _head(storage, key: str, size: int) -> bytes:
-    """Up to `size` bytes from the start of a stored object (a stream may return short reads)."""
+def read_head(stream, size: int) -> bytes:
+    """Up to `size` bytes read from `stream`'s current position (a stream may return short reads)."""
     parts, left = [], size
-    with storage.open(key) as fh:
-        while left and (chunk := fh.read(left)):
-            parts.append(chunk)
-            left -= len(chunk)
+    while left and (chunk := stream.read(left)):
+        parts.append(chunk)
+        left -= len(chunk)
     return b"".join(parts)
+
+
+def _head(storage, key: str, size: int) -> bytes:
+    """Up to `size` bytes from the start of a stored object."""
+    with storage.open(key) as fh:
+        return read_head(fh, size)
+
+
+def put_objects(outcome: Outcome) -> list[str]:
+    """Store an outcome's objects; returns their keys (for the caller's clean-up if its
+    transaction does not commit). Raises StorageError as Storage.put does."""
+    storage = services().storage
+    for key, (data, content_type) in (outcome.objects or {}).items():
+        storage.put(key, io.BytesIO(data), len(data), content_type)
+    return list(outcome.objects or {})
 
 
 def _store(file_id: int, outcome: Outcome) -> str | None:
     storage = services().storage
-    keys = list((outcome.objects or {}).keys())
-    for key, (data, content_type) in (outcome.objects or {}).items():
-        storage.put(key, io.BytesIO(data), len(data), content_type)
+    keys = put_objects(outcome)
     try:
         file = db.session.get(EvidenceFile, file_id, with_for_update=True, populate_existing=True)
         if file is None or file.deleted_at is not None or file.scan_state != "clean":

@@ -54,14 +54,16 @@ def _normalise(row: object, line: int) -> dict:
         row = {"_error": f"line {line} is not an object"}
     counters, error = {}, row.get("_error")
     given = row.get("counters") if isinstance(row.get("counters"), dict) else {}
-    extra = {k: v for k, v in row.items()
-             if k not in FIELDS and k not in ("counters", "session_date", "_error") and parse_whole(str(v)) is not None}
-    for key, value in {**given, **extra}.items():
+    for key, value in given.items():
         number = parse_whole(value if isinstance(value, (int, str)) else None)
         if number is None:
             error = error or f"counter {key!s:.40} is not a whole number"
             continue
         counters[str(key)] = number
+    for key, value in row.items():  # other columns holding a whole number are counters too
+        if key not in FIELDS and key not in ("counters", "session_date", "_error") \
+                and (number := parse_whole(str(value))) is not None:
+            counters[str(key)] = number
 
     def text(name: str) -> str:
         value = row.get(name)
