@@ -29,6 +29,8 @@ ODD_CURSORS = {
     "year 1 east of UTC": _cursor("0001-01-01T00:00:00+14:00", 1),
     "year 9999 west of UTC": _cursor("9999-12-31T23:59:59-14:00", 1),
     "id past bigint": _cursor("2026-01-01T00:00:00+00:00", 99999999999999999999999),
+    "deeply nested": base64.urlsafe_b64encode(b"[" * 100000 + b"]" * 100000).decode(),  # RecursionError
+    "nested a little": base64.urlsafe_b64encode(b"[" * 120 + b"]" * 120).decode(),
 }
 
 
@@ -64,7 +66,15 @@ def slo_app(make_app):
 
 @pytest.mark.parametrize("garbage", [b"null", b"[]", b"{}", b"5", b'"x"', b"\xff\xfe", b"not json",
                                      b'{"events": "x", "within_60s": 1, "ratio": "nan"}', b'{"kajabi_events": [1]}',
-                                     b'{"infected": "many", "unscannable": 0, "integrity_mismatch": 0}'])
+                                     b'{"infected": "many", "unscannable": 0, "integrity_mismatch": 0}',
+                                     # numbers no gauge holds, and a figure missing its quantiles
+                                     b'{"events": 1' + b"0" * 400 + b', "within_60s": 1, "ratio": 1' + b"0" * 400
+                                     + b', "p50_seconds": null, "p95_seconds": null, "p99_seconds": null}',
+                                     b'{"events": NaN, "within_60s": 1, "ratio": Infinity, "p50_seconds": null,'
+                                     b' "p95_seconds": null, "p99_seconds": null}',
+                                     b'{"events": 1, "within_60s": 1, "ratio": 1, "p50_seconds": 1}',
+                                     b'{"kajabi_events": {"x": 1' + b"0" * 400 + b'}, "submissions": {"y": NaN}}',
+                                     b'{"infected": 1' + b"0" * 400 + b', "unscannable": NaN, "integrity_mismatch": Infinity}'])
 @pytest.mark.parametrize("key", ["slo:kajabi_to_ledger", "slo:kajabi_to_ledger:300s", "slo:table_counts",
                                  "slo:file_outcomes"])
 def test_metrics_survive_a_cache_value_of_the_wrong_shape(slo_app, garbage, key):
@@ -78,6 +88,7 @@ def test_metrics_survive_a_cache_value_of_the_wrong_shape(slo_app, garbage, key)
     response = client.get("/api/slo", query_string={"window": window}, headers=AUTH)
     assert response.status_code == 200
     assert isinstance(response.get_json()["kajabi_to_ledger"].get("ratio"), (int, float))
+    json.loads(response.get_data(as_text=True), parse_constant=lambda name: pytest.fail(f"{name} in /api/slo"))
 
 
 # --- bulk reject: the confirmation step and duplicate ids -------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 from datetime import datetime, timedelta
 
@@ -189,14 +190,22 @@ def scans(now: datetime | None = None) -> dict:
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite number a gauge can hold: not a bool, NaN, infinity or an int past a float's range
+    (prometheus_client turns each value into a float; /api/slo must stay valid JSON)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def is_figure(value) -> bool:
     """Is `value` a kajabi_to_ledger() figure as cached (numbers where numbers go)? Anything else
     found in the cache (null, [], a hand-edited key) is computed again, never served."""
     return (isinstance(value, dict) and all(_number(value.get(k)) for k in ("events", "within_60s", "ratio"))
-            and all(value.get(k) is None or _number(value[k]) for k in ("p50_seconds", "p95_seconds", "p99_seconds")))
+            and all(k in value and (value[k] is None or _number(value[k]))
+                    for k in ("p50_seconds", "p95_seconds", "p99_seconds")))
 
 
 def is_count_map(value, *names: str) -> bool:

@@ -178,12 +178,17 @@ def encode_cursor(value, row_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+CURSOR_MAX = 200  # characters of an `after` cursor
+
+
 def decode_cursor(cursor: str, column: str):
     """(the sort column's value, row id) of an `after` cursor from encode_cursor. Raises
     ValidationError `cursor_invalid` for anything else: not base64 JSON, a row id that is not a
     whole number within bigint (1e999, 10**23), a moment that cannot be put in UTC (year 1 at
     +14:00 overflows)."""
     try:
+        if len(cursor) > CURSOR_MAX:  # ours are under 100 characters; a deep one would recurse
+            raise ValueError("cursor too long")
         value, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if isinstance(row_id, bool) or not isinstance(row_id, int) or not 0 <= row_id <= BIGINT_MAX:
             raise ValueError("row id")
@@ -193,7 +198,7 @@ def decode_cursor(cursor: str, column: str):
         if parsed.tzinfo is not None:
             parsed.astimezone(timezone.utc)  # what the query's bind does: must not overflow
         return parsed, row_id
-    except (ValueError, TypeError, OverflowError, json.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise ValidationError("cursor_invalid", "That page link is broken; start from the first page.",
                               [{"field": "after", "issue": "invalid"}]) from None
 
