@@ -161,3 +161,37 @@ def test_submission_counter_in_other_scripts_digits_is_refused(app):
     with app.app_context():
         rows = db.session.query(Submission).all()
         assert not rows, f"stored with counters {rows[0].counters}"
+
+
+# --- numbers longer than any column (CPython's int() refuses over 4300 digits with its own error) --
+
+LONG = "9" * 5000
+
+
+def test_a_number_of_thousands_of_digits_is_not_a_number():
+    from core.platform.numbers import parse_id, parse_whole
+    assert parse_whole(LONG) is None and parse_whole("-" + LONG) is None and parse_id(LONG) is None
+    assert parse_whole("9" * 19) == int("9" * 19) and parse_whole("9" * 20) is None
+
+
+def test_a_setting_of_thousands_of_digits_is_a_settings_error():
+    from core.platform.settings import Settings, SettingsError
+    with pytest.raises(SettingsError, match="is not a whole number"):
+        Settings.from_env({"MAX_UPLOAD_MB": LONG})
+
+
+def test_activity_points_of_thousands_of_digits_get_the_field_message(app):
+    people(app)
+    client = app.test_client()
+    sign_in(client, "admin")
+    page = client.post("/admin/activities/PRESENT", data={"name": "Present", "points": LONG, "cap_period": "none"})
+    html = page.get_data(as_text=True)
+    assert page.status_code in (200, 400), page.status_code
+    assert "Not a valid integer value." in html and "4300" not in html
+    assert LONG in html, "what was typed is kept in the field"
+
+
+def test_a_command_line_number_of_thousands_of_digits_is_a_usage_error(app):
+    result = app.test_cli_runner().invoke(args=["slo", "backfill", "--days", LONG])
+    assert result.exit_code == 2, result.output
+    assert "is not a whole number" in result.output and LONG not in result.output
