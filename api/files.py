@@ -26,12 +26,12 @@ from flask_login import current_user
 
 from api.blueprint import bp
 from api.attachments import attachment_response
-from api.json_body import read_json, read_limited
+from api.json_body import read_json, read_limited, require_json
 from api.schemas.common import validate, validate_query
 from api.schemas.files import SignedUrlQuery, SignedUrlsBody
 from core.platform import audit
 from core.platform.db import db
-from core.platform.errors import Conflict, DomainError, NotFound, Unauthenticated, UnsupportedMediaType, ValidationError
+from core.platform.errors import Conflict, DomainError, NotFound, Unauthenticated, ValidationError
 from core.evidence.scanning import unscannable_advice
 from core.evidence.uploads import servable
 from core.platform.models import EvidenceFile
@@ -148,11 +148,9 @@ def signed_url(file_id: int):
 @bp.post("/files/signed-urls")
 def signed_urls():
     user = _signed_in_user()
-    if request.mimetype != "application/json":
-        # The session cookie authorises this POST: a text/plain or form body could come from another
-        # site without a CORS preflight, so only JSON, which needs one, is taken.
-        raise UnsupportedMediaType("unsupported_media_type", "Send the body as application/json.",
-                                   [{"field": "Content-Type", "issue": f"got {request.mimetype or 'none'}"}])
+    # The session cookie authorises this POST: a text/plain or form body could come from another
+    # site without a CORS preflight, so only JSON, which needs one, is taken.
+    require_json(request)
     data = read_json(read_limited(request, MAX_BODY_BYTES))
     body = validate(SignedUrlsBody, data, "invalid_parameter",
                     "Send a JSON object with file_ids: a list of 1 to 100 file ids, and optionally ttl.")

@@ -16,7 +16,7 @@ import json
 import math
 import re
 
-from core.platform.errors import PayloadTooLarge, ValidationError
+from core.platform.errors import PayloadTooLarge, UnsupportedMediaType, ValidationError
 
 # Kajabi's documented hook body is 4 deep ({payload: [{attributes: {...}}]}); room for custom fields.
 MAX_DEPTH = 16
@@ -144,3 +144,14 @@ def read_limited(request, limit: int) -> bytes:
     if len(raw) > limit:
         raise PayloadTooLarge("payload_too_large", f"This body is limited to {limit // 1024} KiB.")
     return raw
+
+
+def require_json(request) -> None:
+    """Refuse a body not sent as JSON: UnsupportedMediaType `unsupported_media_type` (415) unless
+    Content-Type is application/json or a +json type (RFC 6838 section 4.2.8), parameters aside.
+    JSON has no charset but UTF-8 (RFC 8259 section 8.1); read_json refuses other bytes."""
+    mimetype = request.mimetype
+    kind, _, subtype = mimetype.partition("/")
+    if not (kind == "application" and (subtype == "json" or (subtype.endswith("+json") and len(subtype) > 5))):
+        raise UnsupportedMediaType("unsupported_media_type", "Send the body as application/json.",
+                                   [{"field": "Content-Type", "issue": f"got {mimetype or 'none'}"}])

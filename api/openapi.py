@@ -184,7 +184,7 @@ def document() -> dict:
                 "event_id": {"type": "string"}, "status": {"const": "queued"}}}),
                 "200": _json("The same event again", {"type": "object", "required": ["event_id", "status"], "properties": {
                     "event_id": {"type": "string"}, "status": {"const": "duplicate"}}}),
-                **_errors("400", "403", "413", "503")}}},
+                **_errors("400", "403", "413", "415", "503")}}},
         "/api/stats": {"get": {
             "summary": "Aggregate points by activity and period", "tags": ["stats"],
             "description": "Cache-Control: public, s-maxage=1800, stale-while-revalidate=60; ETag; 304 on If-None-Match.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from api.blueprint import bp
-from api.json_body import read_json, read_limited
+from api.json_body import read_json, read_limited, require_json
 from api.schemas.kajabi import parse_body
 from core.points import kajabi
 from core.platform.errors import Unavailable
@@ -20,6 +20,7 @@ def kajabi_webhook():
     raw = read_limited(request, kajabi.MAX_BODY_BYTES)  # 413 past 64 KiB, with or without Content-Length
     kajabi.verify(secret, raw, request.args.get("token"), request.headers.get("X-Webhook-Secret"),
                   request.headers.get("X-Kajabi-Signature"))
+    require_json(request)  # 415 for a form or text body, after the secret so strangers learn nothing
     body = read_json(raw)  # strict: UTF-8, standard JSON, bounded depth, storable strings
     parsed = parse_body(body, raw)  # one of the two documented shapes, or 400 naming each field
     row_id, created = kajabi.store(parsed, body, raw)  # committed

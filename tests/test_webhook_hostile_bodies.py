@@ -40,12 +40,31 @@ def test_hostile_body_never_500_and_stored_payload_is_valid_jsonb(kapp, name):
             db.session.execute(text("SELECT payload::jsonb FROM kajabi_events")).all()  # readable as jsonb
 
 
-@pytest.mark.parametrize("ctype", ["text/plain", "", "application/json; charset=utf-16", "application/x-www-form-urlencoded",
-                                   "multipart/form-data; boundary=x", "application/json; charset=latin-1"])
-def test_content_types(kapp, ctype):
+@pytest.mark.parametrize("ctype", ["text/plain", "", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                   "text/json", "application/jsonx", "application/+json"])
+def test_a_body_not_sent_as_json_is_415_and_nothing_stored(kapp, ctype):
+    """The hook took any Content-Type: a form or text/plain body that happened to parse was stored.
+    Only application/json (or a +json type) is taken; the rest gets the envelope's 415."""
     body = json.dumps(documented("evt-ct")).encode()
     response = kapp.test_client().post(f"{URL}?token={SECRET}", data=body, headers={"Content-Type": ctype} if ctype else {})
-    assert response.status_code in (202, 400, 415), (ctype, response.status_code, response.get_data()[:300])
+    assert response.status_code == 415, (ctype, response.status_code, response.get_data()[:300])
+    assert response.get_json()["code"] == "unsupported_media_type"
+    assert response.get_json()["details"] == [{"field": "Content-Type", "issue": f"got {ctype.split(';')[0] or 'none'}"}]
+    assert events(kapp) == []
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "application/json; charset=utf-8", "Application/JSON",
+                                   "application/json; charset=latin-1", "application/vnd.kajabi+json"])
+def test_json_media_types_are_taken_whatever_the_parameters(kapp, ctype):
+    """JSON is UTF-8 whatever charset a sender names (RFC 8259 section 8.1); the bytes decide."""
+    body = json.dumps(documented("evt-ok")).encode()
+    response = kapp.test_client().post(f"{URL}?token={SECRET}", data=body, headers={"Content-Type": ctype})
+    assert response.status_code == 202, (ctype, response.status_code, response.get_data()[:300])
+
+
+def test_a_wrong_secret_is_403_before_the_media_type(kapp):
+    response = kapp.test_client().post(f"{URL}?token=wrong", data=b"a=1", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 403
 
 
 def test_utf16_body_with_json_content_type(kapp):
