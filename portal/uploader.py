@@ -111,7 +111,7 @@ def _keep_good(activity_code: str | None, incoming: list[evidence.IncomingFile],
 @bp.route("/submissions/new", methods=["GET", "POST"])
 @signed_in_required
 def new_submission():
-    built = evidence_form()
+    built, loaded = evidence_form()  # `loaded` kept: the domain's check finds its activity in the session
     activities = built.activities
     form = built.form_class()
     form.activity_code.choices = list(built.activity_choices)

@@ -3,13 +3,15 @@ admin's change to the activities must still show on the very next form, whicheve
 it, and a form built for the old catalogue must never judge a new post."""
 from __future__ import annotations
 
+import io
 import re
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from core.platform.db import db
 from core.platform.models import Activity
 from portal.submission_form import evidence_form
+from tests.evidence_support import CSV, yesterday
 from tests.test_portal_support import people, sign_in
 
 
@@ -58,6 +60,29 @@ def test_a_counter_changed_in_the_database_is_the_next_forms_limit(app):
 def test_the_same_catalogue_reuses_one_built_form(app):
     people(app)
     with app.test_request_context():
-        first = evidence_form()
+        first, _ = evidence_form()
         db.session.rollback()
-        assert evidence_form() is first  # built once, not per request
+        assert evidence_form()[0] is first  # built once, not per request
+
+
+def test_an_upload_reads_the_activities_once(app):
+    # The form's activities stay in the session, so the domain's check of the chosen one finds
+    # its row there: one SELECT of the catalogue per upload, as before the form was kept.
+    people(app)
+    owner = _client(app, "owner")
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        response = owner.post("/submissions/new", data={
+            "activity_code": "EXPLORE", "session_date": yesterday().isoformat(),
+            "files": (io.BytesIO(CSV), "attendance.csv", "text/csv")}, content_type="multipart/form-data")
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert response.status_code == 302
+    assert len([s for s in statements if re.search(r"\bFROM activities\b", s)]) == 1
