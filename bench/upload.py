@@ -7,12 +7,14 @@ through clamd INSTREAM and storage.put. Two measures per file size:
 
 - one at a time: each file's clock runs from the first byte of its POST until its row says
   `clean`, and the next file waits for that (app and baseline runs alternate);
-- back to back: one client POSTs all the files without waiting for scans, as an uploader with
-  several submissions does; the clock stops when the last is clean. The baseline does the same
-  files one after another. CPU per file is counted over this phase, per process group, and only
-  this run's own processes: its gunicorn and `flask worker` trees, its clamd, its PostgreSQL
-  backends and its own Redis server (started here), since the shared ones and other benchmarks'
-  also serve other people's work.
+- back to back: one client POSTs a batch of files without waiting for scans, as an uploader with
+  several submissions does, until the last is clean; the baseline does the same files one after
+  another. CPU per file is counted per batch, per process group, and only this run's own
+  processes: its gunicorn and `flask worker` trees, its clamd, its PostgreSQL backends and its
+  own Redis server (started here), since the shared ones and other benchmarks' also serve other
+  people's work. After a warm-up of both sides, --cpu-rounds rounds of an app batch and a
+  baseline batch, in alternating order (bench/upload_cpu.py); the verdict is the ratio of the
+  two sides' medians, printed with every round's figures.
 
 Then 16 uploaders at once for 30 s (1 MiB files): each sends a file, waits until it is clean and
 sends the next; every file's time from its POST's first byte to `clean` (p50/p95), and any error.
@@ -21,7 +23,7 @@ Also prints the web process's peak RSS (VmHWM) per file size, and the issue's go
 verdicts (FIGURE lines, collected by bench.report).
 
     .venv/bin/python -m bench.upload [--small-runs 8] [--large-runs 5] [--stream 16]
-                                     [--uploaders 16] [--seconds 30]
+                                     [--cpu-rounds 5] [--uploaders 16] [--seconds 30]
 """
 from __future__ import annotations
 
@@ -34,24 +36,23 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse  # noqa: E402
 import io
-import re
 import shutil
 import signal
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import psycopg
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import figure, percentile, verdict, wait_http  # noqa: E402
 from bench.cpu import Meter  # noqa: E402
+from bench.upload_client import PASSWORD, AppUnderTest, csrf  # noqa: E402,F401 - bench.request_cpu imports these from here
+from bench.upload_cpu import compare, print_table  # noqa: E402
 from core.evidence.scanning import ClamdScanner  # noqa: E402
 from core.platform.settings import Settings  # noqa: E402
 from core.storage.local import LocalStorage  # noqa: E402
@@ -59,7 +60,6 @@ from tests.services.clamd import ClamdServer, _binary, build_database  # noqa: E
 from tests.services.ports import free_port  # noqa: E402
 
 MB = 1024 * 1024
-PASSWORD = "bench-password-123"
 DB_NAME = f"points_bench_upload_{os.getpid()}"  # two runs at once must not share (or drop) one
 # The issue's goals (issue 18): CPU per file against the baseline's, and 16 uploaders at once.
 CPU_BOUND = {1: 4.0, 25: 1.5}
@@ -128,13 +128,6 @@ def prepare_app(env: dict) -> None:
         db.engine.dispose()
 
 
-def csrf(html: str) -> str:
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(r'value="([^"]+)"[^>]*name="csrf_token"', html)
-    if not match:
-        raise SystemExit("error: no CSRF token in the form")
-    return match.group(1)
-
-
 def children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -173,152 +166,6 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-class AppUnderTest:
-    def __init__(self, base: str, db_url: str):
-        self.base = base
-        self.http = requests.Session()
-        self.db = psycopg.connect(db_url.replace("+psycopg", ""), autocommit=True)
-        page = self.http.get(f"{base}/login", timeout=10).text
-        r = self.http.post(f"{base}/login", data={"email": "bench@example.com", "password": PASSWORD,
-                                                   "csrf_token": csrf(page)}, allow_redirects=False, timeout=10)
-        if r.status_code != 302:
-            raise SystemExit(f"error: sign-in failed with {r.status_code}")
-        self.token = csrf(self.http.get(f"{base}/submissions/new", timeout=10).text)
-        self.signed_in = self.http.cookies.copy()
-        self.poller_pid = self.db.execute("SELECT pg_backend_pid()").fetchone()[0]
-
-    def prepared(self, data: bytes, name: str) -> requests.PreparedRequest:
-        # Bodies are encoded before the clock starts, as the baseline's bytes are ready in
-        # memory: encoding 25 MiB in `requests` took 13-20 ms of this client's time.
-        return self.http.prepare_request(requests.Request("POST", f"{self.base}/submissions/new", data={
-            "csrf_token": self.token, "activity_code": "EXPLORE", "session_date": time.strftime("%Y-%m-%d"),
-        }, files={"files": (name, data, "text/csv")}))
-
-    def post(self, request: requests.PreparedRequest) -> None:
-        r = self.http.send(request, allow_redirects=False, timeout=300)
-        # A browser follows the redirect and shows the "sent" message, which leaves the session
-        # cookie as it was; kept here instead, the messages would pile up in it, upload after
-        # upload, and every request would pay to decode and sign a growing cookie.
-        self.http.cookies = self.signed_in.copy()
-        if r.status_code != 302:
-            raise SystemExit(f"error: upload answered {r.status_code}: {r.text[:300]}")
-
-    def last_id(self) -> int:
-        return self.db.execute("SELECT coalesce(max(id), 0) FROM evidence_files").fetchone()[0]
-
-    def wait_clean(self, after_id: int, count: int, poll: float = 0.001) -> None:
-        while True:
-            states = dict(self.db.execute("SELECT scan_state, count(*) FROM evidence_files WHERE id > %s "
-                                          "GROUP BY scan_state", (after_id,)).fetchall())
-            if set(states) - {"pending", "clean"}:
-                raise SystemExit(f"error: files ended {states}")
-            if states.get("clean", 0) == count:
-                return
-            time.sleep(poll)  # a 10 ms poll added ~5 ms to every run, ~4% of a 1 MiB upload
-
-    def upload_until_clean(self, data: bytes, name: str) -> float:
-        before, request = self.last_id(), self.prepared(data, name)
-        started = time.perf_counter()
-        self.post(request)
-        self.wait_clean(before, 1)
-        return time.perf_counter() - started
-
-    def back_to_back(self, requests_: list[requests.PreparedRequest]) -> float:
-        """Seconds until the last file is clean. Returns only once the worker has also made
-        every file's preview (queued when a file turns clean), so the CPU counted around this
-        call holds all of an upload's work, and none of it spills into the baseline's count.
-        The bodies come encoded (prepared()) before the CPU count starts, as the baseline's
-        bytes are ready in memory."""
-        before, count = self.last_id(), len(requests_)
-        started = time.perf_counter()
-        for request in requests_:
-            self.post(request)
-        # Polled every 10 ms here: this phase counts CPU, and the client's polling is not upload
-        # work (a 1 ms poll cost the client 10-20 ms per file on the loaded machine); the last
-        # file's time moves by at most one poll, against the batch's hundreds of ms.
-        self.wait_clean(before, count, poll=0.01)
-        seconds = time.perf_counter() - started
-        while self.db.execute("SELECT count(*) FROM evidence_files WHERE id > %s AND preview_state IS NULL",
-                              (before,)).fetchone()[0]:
-            time.sleep(0.01)
-        return seconds
-
-
-    def backends(self) -> set[int]:
-        """This database's PostgreSQL backends (web and worker pools), the poller's left out."""
-        return {pid for (pid,) in self.db.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                                  "AND pid <> pg_backend_pid()").fetchall()}
-
-    def concurrent(self, data: bytes, uploaders: int, seconds: float) -> tuple[list[float], list[str]]:
-        """`uploaders` threads, each sending a file, waiting until it is clean and sending the
-        next, for `seconds`. Returns (seconds from each POST's first byte to clean, errors).
-        One poller thread reads every waiting file's state, so the database sees one query per
-        poll rather than one per uploader."""
-        lock = threading.Lock()
-        waiting: dict[int, tuple[float, threading.Event]] = {}
-        latencies: list[float] = []
-        errors: list[str] = []
-        stop_at = time.perf_counter() + seconds
-        running = threading.Event()
-        running.set()
-
-        def uploader(n: int) -> None:
-            http = requests.Session()
-            http.cookies.update(self.http.cookies)
-            # One body per uploader, encoded before any clock starts, sent again each time.
-            request = http.prepare_request(requests.Request("POST", f"{self.base}/submissions/new", data={
-                "csrf_token": self.token, "activity_code": "EXPLORE", "session_date": time.strftime("%Y-%m-%d"),
-            }, files={"files": (f"u{n}.csv", data, "text/csv")}))
-            while time.perf_counter() < stop_at:
-                started = time.perf_counter()
-                try:
-                    r = http.send(request, allow_redirects=False, timeout=120)
-                except requests.RequestException as exc:
-                    with lock:
-                        errors.append(f"{type(exc).__name__}")
-                    continue
-                if r.status_code != 302:
-                    with lock:
-                        errors.append(f"HTTP {r.status_code}")
-                    continue
-                done = threading.Event()
-                with lock:
-                    waiting[int(r.headers["Location"].rstrip("/").rsplit("/", 1)[1])] = (started, done)
-                if not done.wait(120):
-                    with lock:
-                        errors.append("not clean within 120 s")
-
-        def poller() -> None:
-            with psycopg.connect(self.db.info.dsn, autocommit=True) as conn:
-                while running.is_set():
-                    with lock:
-                        ids = list(waiting)
-                    if ids:
-                        rows = conn.execute("SELECT submission_id, scan_state FROM evidence_files "
-                                            "WHERE submission_id = ANY(%s) AND scan_state <> 'pending'", (ids,)).fetchall()
-                        now = time.perf_counter()
-                        with lock:
-                            for submission_id, state in rows:
-                                started, done = waiting.pop(submission_id)
-                                if state == "clean":
-                                    latencies.append(now - started)
-                                else:
-                                    errors.append(f"file ended {state}")
-                                done.set()
-                    time.sleep(0.002)
-
-        watcher = threading.Thread(target=poller, daemon=True)
-        watcher.start()
-        threads = [threading.Thread(target=uploader, args=(n,), daemon=True) for n in range(uploaders)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        running.clear()
-        watcher.join()
-        return latencies, errors
-
-
 def baseline(data: bytes, scanner: ClamdScanner, storage: LocalStorage, n: int) -> float:
     started = time.perf_counter()
     result = scanner.scan(io.BytesIO(data))
@@ -327,26 +174,12 @@ def baseline(data: bytes, scanner: ClamdScanner, storage: LocalStorage, n: int) 
     return time.perf_counter() - started
 
 
-def measured(meter: Meter, work) -> tuple[float, dict[str, float]]:
-    """Run work(); return its seconds and the CPU seconds each process group used meanwhile
-    ("client" is this process, timed apart from the snapshots it takes)."""
-    before = meter.snapshot()
-    cpu = time.process_time()
-    seconds = work()
-    cpu = time.process_time() - cpu
-    used = Meter.used(before, meter.snapshot())
-    used["client"] = cpu
-    return seconds, used
-
-
-CPU_GROUPS = ("web", "workers", "clamd", "postgresql", "redis", "client")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small-runs", type=int, default=8)
     parser.add_argument("--large-runs", type=int, default=5)
-    parser.add_argument("--stream", type=int, default=16, help="files sent back to back per size (1 MiB; a fifth at 25 MiB)")
+    parser.add_argument("--stream", type=int, default=16, help="files sent back to back per size and round (1 MiB; a fifth at 25 MiB)")
+    parser.add_argument("--cpu-rounds", type=int, default=5, help="interleaved app/baseline rounds of CPU counting per size")
     parser.add_argument("--uploaders", type=int, default=16, help="uploaders at once (1 MiB files); 0 skips that phase")
     parser.add_argument("--seconds", type=float, default=30, help="how long the uploaders keep sending")
     # deploy/gunicorn.conf.py's default on 2 cores; the peak RSS is the largest worker's.
@@ -396,8 +229,8 @@ def main() -> None:
             "web": lambda: process_tree(web.pid), "workers": lambda: process_tree(worker.pid),
             "clamd": lambda: {clamd.process.pid}})
         print(f"{'size':>7} {'runs':>4} {'app MB/s':>9} {'baseline MB/s':>14} {'ratio':>6} {'web VmHWM MB':>13} "
-              f"{'clean p50 ms':>13} {'max ms':>7} {'back-to-back ratio':>19}")
-        ratios, streams, peaks, cpu, one_at_a_time = {}, {}, {}, {}, {}
+              f"{'clean p50 ms':>13} {'max ms':>7}")
+        ratios, peaks, cpu, one_at_a_time = {}, {}, {}, {}
         for size, runs in ((MB, args.small_runs), (25 * MB, args.large_runs)):
             data, mb = csv_bytes(size), size // MB
             app_s, base_s = [], []
@@ -405,34 +238,34 @@ def main() -> None:
                 app_s.append(client.upload_until_clean(data, f"bench-{i}.csv"))
                 base_s.append(baseline(data, scanner, storage, i))
             count = max(1, args.stream if size == MB else args.stream // 5)
-            bodies = [client.prepared(data, f"stream-{i}.csv") for i in range(count)]
-            app_t, app_cpu = measured(meter, lambda: client.back_to_back(bodies))
-            base_t, base_cpu = measured(meter, lambda: sum(baseline(data, scanner, storage, 1000 + i) for i in range(count)))
-            cpu[mb] = (count, app_cpu, base_cpu)
+            sent = iter(range(10**6))
+
+            def app_batch(n: int, data=data):
+                bodies = [client.prepared(data, f"stream-{next(sent)}.csv") for _ in range(n)]
+                return lambda: client.back_to_back(bodies)
+
+            def baseline_batch(n: int, data=data):
+                keys = [10**6 + next(sent) for _ in range(n)]  # new files, as the app's are
+                return lambda: [baseline(data, scanner, storage, k) for k in keys]
+
+            cpu[mb] = compare(meter, app_batch, baseline_batch, count, args.cpu_rounds)
             one_at_a_time[mb] = sorted(app_s)
             ratios[mb] = sum(base_s) / sum(app_s)  # same bytes both sides, so a ratio of times
-            streams[mb], peaks[mb] = base_t / app_t, max(vm_hwm_mb(pid) for pid in web_pids)
+            peaks[mb] = max(vm_hwm_mb(pid) for pid in web_pids)
             print(f"{mb:>5}MB {runs:>4} {size * runs / MB / sum(app_s):>9.1f} {size * runs / MB / sum(base_s):>14.1f} "
                   f"{ratios[mb]:>6.2f} {peaks[mb]:>13.1f} {statistics.median(app_s) * 1000:>13.0f} "
-                  f"{max(app_s) * 1000:>7.0f} {streams[mb]:>19.2f}")
+                  f"{max(app_s) * 1000:>7.0f}")
         print("ratio = app throughput / baseline (clamd INSTREAM + storage.put of the same bytes), one file at a time; "
-              "back-to-back: the app sent files without waiting for scans; VmHWM is the gunicorn worker's peak RSS "
+              "VmHWM is the gunicorn worker's peak RSS "
               "so far; clean = from the POST's first byte to `clean`")
-        print(f"\nCPU ms per file, back to back {'':>3}" + "".join(f"{g:>11}" for g in CPU_GROUPS) + f"{'total':>9}")
-        for mb, (count, app_cpu, base_cpu) in cpu.items():
-            for side, used in (("app", app_cpu), ("baseline", base_cpu)):
-                per = {g: used.get(g, 0.0) * 1000 / count for g in CPU_GROUPS}
-                print(f"{mb:>5} MiB x {count:<3} {side:<17}" + "".join(f"{per[g]:>11.1f}" for g in CPU_GROUPS)
-                      + f"{sum(per.values()):>9.1f}")
-        print("(the kernel counts CPU in 10 ms ticks; PostgreSQL includes its background writers)")
-        cpu_ratio = {}
-        for mb, (count, app_cpu, base_cpu) in cpu.items():
-            app_ms = sum(app_cpu.get(g, 0.0) for g in CPU_GROUPS) * 1000 / count
-            base_ms = sum(base_cpu.get(g, 0.0) for g in CPU_GROUPS) * 1000 / count
-            cpu_ratio[mb] = app_ms / base_ms if base_ms else float("inf")
-            figure("1 upload efficiency", f"CPU per {mb} MiB upload, everything included (back to back, x{count})",
-                   f"{app_ms:.1f} ms = {cpu_ratio[mb]:.2f}x", f"{base_ms:.1f} ms; bound {CPU_BOUND[mb]}x",
-                   cpu_ratio[mb] <= CPU_BOUND[mb])
+        print_table(cpu)
+        for mb, c in cpu.items():
+            app_t, base_t, ratios_ = c.app.totals(), c.baseline.totals(), c.round_ratios()
+            figure("1 upload efficiency", f"CPU per {mb} MiB upload, everything included (back to back, "
+                   f"median of {len(app_t)} rounds of {c.count}, app {min(app_t):.1f}-{max(app_t):.1f} ms)",
+                   f"{c.app.median():.1f} ms = {c.ratio():.2f}x (rounds {min(ratios_):.2f}-{max(ratios_):.2f}x)",
+                   f"{c.baseline.median():.1f} ms ({min(base_t):.1f}-{max(base_t):.1f}); bound {CPU_BOUND[mb]}x",
+                   c.ratio() <= CPU_BOUND[mb])
         figure("1 upload efficiency", "web peak RSS, 25 MiB against 1 MiB", f"{peaks[25]:.1f} MB",
                f"{peaks[1]:.1f} MB; bound +10%", peaks[25] <= peaks[1] * 1.1)
         for mb, times in one_at_a_time.items():

@@ -60,7 +60,7 @@ class SubmissionForm(FlaskForm):
 
 def submission_form_class(activities) -> type[SubmissionForm]:
     """The form with one number field per counter of each activity (AMPLIFY: peers, students).
-    Built per request because the catalogue is data the admins edit."""
+    The catalogue is data the admins edit: portal/submission_form.py builds one per catalogue."""
     attrs = {}
     for activity in activities:
         for spec in activity.counters or []:

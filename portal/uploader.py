@@ -18,12 +18,13 @@ from core.platform.db import db
 from core.platform.errors import DomainError, NotFound
 from core.platform.filenames import sanitise_filename
 from core.platform.numbers import parse_id
-from core.platform.models import Activity, Badge, Submission, UserBadge
+from core.platform.models import Badge, Submission, UserBadge
 from core.review.reviewing import SCAN_WORDS, STATUS_WORDS
 from portal.blueprint import bp
 from portal.access import signed_in_required
 from core.evidence import corrections, pending
-from portal.forms import choices, correction_form_class, submission_form_class
+from portal.forms import choices, correction_form_class
+from portal.submission_form import evidence_form
 
 MY_PAGE_SIZE = 50  # newest first; "Older submissions" pages on by keyset (created_at, id)
 
@@ -36,11 +37,6 @@ NEXT_STEP = {
     "rejected": "This submission was not accepted. The reason is below.",
     "revoked": "An administrator withdrew this approval and its points.",
 }
-
-
-def _evidence_activities() -> list[Activity]:
-    return list(db.session.scalars(select(Activity).where(Activity.active.is_(True), Activity.source == "evidence")
-                                   .order_by(Activity.name)))
 
 
 def _incoming(field) -> list[evidence.IncomingFile]:
@@ -115,9 +111,10 @@ def _keep_good(activity_code: str | None, incoming: list[evidence.IncomingFile],
 @bp.route("/submissions/new", methods=["GET", "POST"])
 @signed_in_required
 def new_submission():
-    activities = _evidence_activities()
-    form = submission_form_class(activities)()
-    form.activity_code.choices = choices([("", "Choose an activity")] + [(a.code, f"{a.name} ({a.code})") for a in activities])
+    built, loaded = evidence_form()  # `loaded` kept: the domain's check finds its activity in the session
+    activities = built.activities
+    form = built.form_class()
+    form.activity_code.choices = list(built.activity_choices)
     status = 200
     rechoose: list[str] = []
     kept: list = []
