@@ -98,6 +98,26 @@ def wait_workers(redis_url: str, count: int, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its descendants, live or reaped: a gunicorn
+    master's workers, a worker's forked horses."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + (t.children_user + t.children_system if p is proc else 0.0)
+    return total
+
+
 class OutboxLag(threading.Thread):
     """Samples the age of the oldest pending outbox record every 0.5 s; keeps the worst."""
 
@@ -132,6 +152,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="client connections posting")
     parser.add_argument("--redis-db", type=int, default=14)  # tests claim dbs 2-13; bench.outbox 15, bench.slo 1
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--timeline", action="store_true", help="print hooks received and events ledgered per 0.5 s")
     # The durability issue's bound: the oldest undelivered outbox record under 5 s during a storm
     # (docs/reliability.md; tests/reliability/test_storm.py asserts it at 2,000 hooks).
     parser.add_argument("--outbox-lag-bound", type=float, default=float(os.environ.get("BENCH_OUTBOX_LAG_S", 5)))
@@ -149,10 +170,16 @@ def main() -> int:
         web = [os.path.join(VENV_BIN, "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "app:main_app()"]
         worker = [os.path.join(VENV_BIN, "flask"), "worker", "--queues", "ledger,maintenance"]
         delivery = [os.path.join(VENV_BIN, "flask"), "worker", "--queues", "outbox,scans,media"]
-        with processes([web] + [worker] * args.job_workers + [delivery], env):
+        with processes([web] + [worker] * args.job_workers + [delivery], env) as procs:
             wait_http(f"http://127.0.0.1:{port}/healthz")
             wait_workers(env["REDIS_URL"], args.job_workers + 1)
             bodies = [json.dumps(body(i, users)).encode() for i in range(args.events)]
+            # CPU per event by role (ms): the web, the ledger workers (the drain runs in the worker
+            # process itself, jobs/worker.py), the delivery worker. Compares trees on a shared box
+            # better than wall times do.
+            roles = {"web": procs[:1], "drain": procs[1:1 + args.job_workers], "delivery": procs[-1:]}
+            cpu_before = {k: sum(cpu_seconds(p.pid) for p in v) for k, v in roles.items()}
+            load_before = os.getloadavg()[0]
             lag = OutboxLag(dsn)
             lag.start()
             post_seconds, statuses = httpload.post_all(f"http://127.0.0.1:{port}/api/webhooks/kajabi?token={SECRET}",
@@ -172,12 +199,29 @@ def main() -> int:
                     "percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ledgered_at - received_at)), "
                     "extract(epoch FROM min(ledgered_at) - min(received_at)) "
                     "FROM kajabi_events WHERE ledgered_at IS NOT NULL").fetchone()
+                timeline = conn.execute(
+                    "WITH t0 AS (SELECT min(received_at) AS t FROM kajabi_events), "
+                    "r AS (SELECT floor(extract(epoch FROM received_at - t) / 0.5) AS b, count(*) AS n FROM kajabi_events, t0 GROUP BY 1), "
+                    "l AS (SELECT floor(extract(epoch FROM ledgered_at - t) / 0.5) AS b, count(*) AS n, "
+                    "max(extract(epoch FROM ledgered_at - received_at)) AS worst, count(DISTINCT ledgered_at) AS batches "
+                    "FROM kajabi_events, t0 WHERE ledgered_at IS NOT NULL GROUP BY 1) "
+                    "SELECT coalesce(r.b, l.b), coalesce(r.n, 0), coalesce(l.n, 0), l.worst, coalesce(l.batches, 0) "
+                    "FROM r FULL JOIN l ON r.b = l.b ORDER BY 1").fetchall() if args.timeline else []
                 codes = dict(conn.execute("SELECT state || '/' || coalesce(result_code, '-'), count(*) FROM kajabi_events GROUP BY 1").fetchall())
             lag.stop()
+            time.sleep(1.0)  # the drain's idle grace and the last deliveries, so their CPU counts
+            cpu = {k: (sum(cpu_seconds(p.pid) for p in v) - cpu_before[k]) * 1000 / args.events for k, v in roles.items()}
+            load_after = os.getloadavg()[0]
         base_after = baseline(dsn, args.events, users)
     base_rate = (base_before + base_after) / 2
     ledgered, span, p50, p95, p99 = row[0], float(row[1] or 0), float(row[2] or 0), float(row[3] or 0), float(row[4] or 0)
     rate = ledgered / span if span else 0.0
+    if timeline:
+        print("   t (s)  received  ledgered  batches  backlog  worst latency ledgered (s)")
+        backlog = 0
+        for b, received, done, worst, batches in timeline:
+            backlog += received - done
+            print(f"{float(b) * 0.5:8.1f}  {received:8d}  {done:8d}  {batches:7d}  {backlog:7d}  {float(worst or 0):.2f}")
     print(f"events posted          {args.events} ({failures} not 202) in {post_seconds:.2f} s "
           f"= {args.events / post_seconds:.0f}/s accepted")
     print(f"events ledgered        {ledgered} {codes}")
@@ -188,6 +232,8 @@ def main() -> int:
           f"{base_before:.0f}/s before the app's run, {base_after:.0f}/s after)")
     print(f"ratio                  {rate / base_rate:.1%} of baseline")
     print(f"outbox lag             max {lag.worst:.1f} s (oldest pending record, sampled every 0.5 s)")
+    print("CPU per event          " + ", ".join(f"{k} {v:.3f} ms" for k, v in cpu.items())
+          + f" (load average {load_before:.1f} -> {load_after:.1f})")
     print(f"earlier goals          >=500 events/s: {verdict(rate >= 500)}; >=25% of baseline: "
           f"{verdict(rate / base_rate >= 0.25)}; p99 <= 2 s: {verdict(p99 <= 2.0)}")
     figure("3 hooks", f"Kajabi hooks -> ledger, sustained ({args.events} events)",

@@ -174,3 +174,33 @@ def test_a_drain_that_rq_times_out_stops_there_and_leaves_its_events_received(ka
     last_line = job.latest_result().exc_string.strip().splitlines()[-1]
     assert job.get_status() == JobStatus.FAILED and last_line.startswith("rq.timeouts.JobTimeoutException"), last_line
     assert {e.state for e in events(kapp)} == {"received"}  # nothing half-done; the next drain takes them
+
+
+def test_a_drain_that_is_behind_takes_bigger_batches_and_a_short_one_brings_it_back(kapp):
+    """jobs.kajabi: each full batch doubles the next claim (100, 200, 400: BATCH_MAX), and a short
+    one, the drain having caught up, goes back to BATCH_SIZE. Events of one batch share their
+    `ledgered_at` (one stamp per transaction), so the stamps show the batches."""
+    from sqlalchemy import insert
+
+    from jobs import context
+    from jobs.kajabi import BATCH_MAX, process_event
+
+    assert (kajabi_batch.BATCH_SIZE, BATCH_MAX) == (100, 400)
+    users = 125  # six hooks each (three tags, each sent twice): 750 events = 100 + 200 + 400 + 50
+    with kapp.app_context():
+        db.session.execute(insert(User), [{"email": f"w{n}@example.com", "name": f"w{n}", "role": "uploader",
+                                           "password_hash": "", "kajabi_contact_id": f"cw{n}"} for n in range(users)])
+        db.session.add_all([KajabiEvent(event_id=f"w{n}-{t}", event_type="tag_added", payload={}, contact_id=f"cw{n}",
+                                        email=f"w{n}@example.com", tag=tag, state="received")
+                            for n in range(users) for t, tag in enumerate(TAGS * 2)])
+        db.session.commit()
+        first = db.session.scalar(select(func.min(KajabiEvent.id)))
+    context.bind(kapp)
+    counts = process_event(first, budget_s=600)  # one slice, whatever the machine's speed
+    assert counts == {"ledgered": users * 6}
+    with kapp.app_context():
+        sizes = db.session.execute(select(func.count()).select_from(KajabiEvent).group_by(KajabiEvent.ledgered_at)
+                                   .order_by(KajabiEvent.ledgered_at)).scalars().all()
+        assert sizes == [100, 200, 400, 50]
+        codes = dict(db.session.execute(select(KajabiEvent.result_code, func.count()).group_by(KajabiEvent.result_code)).all())
+        assert codes == {"awarded": users * 2, "cap_reached": users, "duplicate_event": users * 3}

@@ -11,15 +11,32 @@ event cannot block the rest.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, or_, select, update
+from datetime import timezone
+
+from sqlalchemy import select
 
 from core.platform import audit
 from core.points import latency_hist, ledger, ledger_batch
 from core.platform.db import db, utcnow
 from core.points.kajabi import TAG_ADDED, TAG_REMOVED, _parse_time, grant_event_id, matchable_at
-from core.platform.models import ActivityTag, KajabiEvent, User
+from core.platform.models import KajabiEvent
+from core.points.ledger_batch import run
 
 BATCH_SIZE = 100
+
+# Constant texts with one binary array per column, as in core.points.ledger_batch (see there).
+_USERS = ("SELECT id, email, kajabi_contact_id, created_at FROM users "
+          "WHERE kajabi_contact_id = ANY(%(contacts)b::text[]) OR email = ANY(%(emails)b::text[])")
+_USERS_LOWER = ("SELECT id, email, kajabi_contact_id, created_at FROM users WHERE lower(email) = ANY(%(emails)b::text[]) "
+                "ORDER BY id")
+_TAGS = "SELECT tag, activity_code, created_at FROM activity_tags WHERE tag = ANY(%(tags)b::text[])"
+_BIND = ("UPDATE users SET kajabi_contact_id = b.contact, updated_at = %(now)s "
+         "FROM unnest(%(uids)b::bigint[], %(contacts)b::text[]) AS b(uid, contact) WHERE users.id = b.uid")
+_FINISH = ("UPDATE kajabi_events AS k SET state = f.state, result_code = f.code, user_id = f.uid, processed_at = %(stamp)s, "
+           "error = NULL, ledger_id = f.lid, ledgered_at = f.ledgered, matchable_at = f.matchable "
+           "FROM unnest(%(ids)b::bigint[], %(states)b::text[], %(codes)b::text[], %(uids)b::bigint[], %(lids)b::bigint[], "
+           "%(ledgered)b::timestamptz[], %(matchable)b::timestamptz[]) AS f(id, state, code, uid, lid, ledgered, matchable) "
+           "WHERE k.id = f.id")
 
 _COLUMNS = (KajabiEvent.id, KajabiEvent.event_id, KajabiEvent.event_type, KajabiEvent.payload, KajabiEvent.contact_id,
             KajabiEvent.email, KajabiEvent.tag, KajabiEvent.user_id, KajabiEvent.received_at)
@@ -52,36 +69,34 @@ def _load_users(events) -> tuple[dict[str, _User], dict[str, _User]]:
 
     def add(rows):
         for uid, email, contact, created in rows:
-            user = users.setdefault(uid, _User(uid, email, contact, created))
+            user = users.setdefault(uid, _User(uid, email, contact, _utc(created)))
             if contact:
                 by_contact.setdefault(contact, user)
             if email:
                 by_email.setdefault(email.lower(), user)
 
-    cols = (User.id, User.email, User.kajabi_contact_id, User.created_at)
     # Exact e-mail first (unique index; e-mails are stored lower-cased) ...
-    add(db.session.execute(select(*cols).where(or_(User.kajabi_contact_id.in_(contacts), User.email.in_(emails)))))
+    add(run(_USERS, {"contacts": sorted(contacts), "emails": sorted(emails)}))
     missing = emails - set(by_email)
     if missing:  # ... then case-insensitive, as match_user does, only for the rest
-        add(db.session.execute(select(*cols).where(func.lower(User.email).in_(missing)).order_by(User.id)))
+        add(run(_USERS_LOWER, {"emails": sorted(missing)}))
     return by_contact, by_email
 
 
 def process_batch(events) -> dict[str, int]:
     """Process claimed rows (from claim) in the caller's transaction; returns counts by state."""
     by_contact, by_email = _load_users(events)
-    tags = {e.tag for e in events if e.tag}
-    rows = db.session.execute(select(ActivityTag.tag, ActivityTag.activity_code, ActivityTag.created_at)
-                              .where(ActivityTag.tag.in_(tags))).all() if tags else []
+    tags = sorted({e.tag for e in events if e.tag})
+    rows = run(_TAGS, {"tags": tags}).all() if tags else []
     mapping = {tag: code for tag, code, _ in rows}
-    mapped_at = {tag: created for tag, _, created in rows}
+    mapped_at = {tag: _utc(created) for tag, _, created in rows}
     now = utcnow()
     updates, grants, binds, counts = [], [], [], {}
 
     def finish(event, state, code, user=None, grant=None):
         updates.append({"_id": event.id, "state": state, "result_code": code,
                         "user_id": user.id if user is not None else event.user_id, "grant": grant,
-                        "matchable_at": None})
+                        "matchable_at": None, "ledger_id": None, "ledgered_at": None})
         counts[state] = counts.get(state, 0) + 1
 
     for event in events:
@@ -94,7 +109,7 @@ def process_batch(events) -> dict[str, int]:
             if user is not None and event.contact_id and user.contact_id is None:
                 user.contact_id = event.contact_id  # bound on the first e-mail match, as match_user does
                 by_contact[event.contact_id] = user
-                binds.append({"_uid": user.id, "contact": event.contact_id})
+                binds.append((user.id, event.contact_id))
         if event.event_type == TAG_REMOVED:
             # Kept for audit; a grant is one-off and is not taken back by Kajabi removing the tag.
             finish(event, "recorded", "tag_removed", user)
@@ -114,21 +129,17 @@ def process_batch(events) -> dict[str, int]:
             updates[-1]["matchable_at"] = matchable_at(event.received_at, user.created_at, mapped_at[event.tag])
 
     if binds:
-        db.session.execute(update(User.__table__).where(User.__table__.c.id == bindparam("_uid"))
-                           .values(kajabi_contact_id=bindparam("contact"), updated_at=now), binds)
+        run(_BIND, {"now": now, "uids": [b[0] for b in binds], "contacts": [b[1] for b in binds]})
     ledger_batch.record_many(grants)
     stamp = utcnow()
     for row in updates:
         grant = row.pop("grant")
-        row.update(processed_at=stamp, error=None, ledger_id=None, ledgered_at=None)
         if grant is not None:
             row.update(result_code=grant.code, ledger_id=grant.id, ledgered_at=stamp)
-    table = KajabiEvent.__table__
-    db.session.execute(update(table).where(table.c.id == bindparam("_id"))
-                       .values(state=bindparam("state"), result_code=bindparam("result_code"),
-                               user_id=bindparam("user_id"), processed_at=bindparam("processed_at"),
-                               error=bindparam("error"), ledger_id=bindparam("ledger_id"),
-                               ledgered_at=bindparam("ledgered_at"), matchable_at=bindparam("matchable_at")), updates)
+    run(_FINISH, {"stamp": stamp, "ids": [r["_id"] for r in updates], "states": [r["state"] for r in updates],
+                  "codes": [r["result_code"] for r in updates], "uids": [r["user_id"] for r in updates],
+                  "lids": [r["ledger_id"] for r in updates], "ledgered": [r["ledgered_at"] for r in updates],
+                  "matchable": [r["matchable_at"] for r in updates]})
     # The SLO's pre-aggregated figures, in this same transaction (a Core UPDATE: the ORM's
     # after_flush listener in core.points.latency_hist does not see it). Every claimed row was `received`.
     received_at = {e.id: e.received_at for e in events}
@@ -136,6 +147,11 @@ def process_batch(events) -> dict[str, int]:
                          for row in updates if row["ledgered_at"] is not None])
     latency_hist.count_states(counts)
     return counts
+
+
+def _utc(moment):
+    # As UTCDateTime reads it: in UTC, whatever the session's TimeZone (these are raw driver rows).
+    return moment.astimezone(timezone.utc) if moment is not None else None
 
 
 def _event_time(event, now):

@@ -110,13 +110,17 @@ GRAINS = ((KajabiLatency5m, "start", SLOT, floor_slot), (KajabiLatencyHour, "hou
 def _upsert(conn, model, key: str, rows: list[dict]) -> None:
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     table = model.__table__
-    stmt = dialect_insert(table)
     keys = [key, "bucket"] if "bucket" in table.c else [key]
+    if conn.dialect.name == "postgresql":  # one statement with an array per column (executemany sent one per row)
+        kinds = {key: "text" if key == "state" else "timestamptz", "bucket": "int", "n": "bigint"}
+        names = ", ".join(keys)
+        arrays = ", ".join(f"%({c})b::{kinds[c]}[]" for c in keys + ["n"])
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}, n) SELECT * FROM unnest({arrays}) ON CONFLICT ({names}) "
+                             f"DO UPDATE SET n = {table.name}.n + excluded.n", {c: [r[c] for r in rows] for c in keys + ["n"]})
+        return
+    from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    stmt = dialect_insert(table)
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_={"n": table.c.n + stmt.excluded.n}), rows)
 
 
