@@ -119,3 +119,24 @@ def test_uploader_filter_on_sqlite(tmp_path):
         page = queue_query.queue(queue_query.QueueFilters(uploader="ADA"), reviewer.id)
         assert [(r.id, r.user.name, r.holder) for r in page.items] == [(mine[0], "Ada Owner", None),
                                                                       (mine[1], "Ada Owner", None)]
+
+
+@pytest.mark.parametrize("query", [
+    "",
+    "status=approved&activity=AMPLIFY&uploader=%22%3E%3Cb%20x%3D%27y%27%3E%26amp&date_from=2024-01-02"
+    "&date_to=2024-01-31&mine=y&reviewed=y&sort=-session_date",
+    "status=bogus&activity=NOPE&sort=zzz&date_from=2024-13-01&date_to=x&uploader=" + "u" * 201,
+])
+def test_the_written_out_filter_controls_are_the_widgets_html(app, query):
+    from portal.review import queue_form
+
+    people(app)  # the catalogue, for the activity choices
+    with app.test_request_context("/review?" + query):
+        form = queue_form()
+        form.validate()
+        macros = app.jinja_env.get_template("portal/_field.html").module
+        for f in form:
+            if f.type == "BooleanField":
+                assert str(macros.control(f)) == str(f()), f.name
+            elif f.type != "SubmitField":
+                assert str(macros.field(f, fast=True)) == str(macros.field(f)), f.name
