@@ -2,8 +2,9 @@
 pyinstrument profile (Flask test client, no network), against a database seeded by
 `bench.queue --db NAME` (the seed is not made here).
 
-Prints the profile (or writes HTML with --html FILE) and the mean CPU and wall time per request.
-Used to choose what to cut (docs/performance.md, "Review queue, the page's Python").
+Prints the profile (or writes HTML with --html FILE) and the mean CPU and wall time per request,
+the profiler's own cost included (several times the page's: compare shares, and time with
+bench.queue). Used to choose what to cut (docs/performance.md, "Review queue, the page's Python").
 
     .venv/bin/python -m bench.profile_queue --db NAME [--combination "everything at once"] [--requests 200]
 """
@@ -18,6 +19,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
 
 import argparse  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -42,14 +44,14 @@ def main() -> None:
     if not args.wall:
         get_stack_sampler().timer_func = time.thread_time
     qs = dict(COMBINATIONS)[args.combination]
+    storage = tempfile.mkdtemp(prefix="points-profile-")  # the app's (empty) storage root
     app = create_app({"APP_ENV": "testing", "SECRET_KEY": "bench-" + "x" * 40,
                       "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{args.db}",
-                      "LOCAL_STORAGE_ROOT": tempfile.mkdtemp(prefix="points-profile-"), "LOG_LEVEL": "ERROR",
-                      "QUEUE_PREFIX": "bench:", "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")})
-    app.config["WTF_CSRF_ENABLED"] = args.csrf
+                      "LOCAL_STORAGE_ROOT": storage, "LOG_LEVEL": "ERROR",
+                      "QUEUE_PREFIX": "bench:",
+                      "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")})
     client = app.test_client()
-    if args.csrf:
-        app.config["WTF_CSRF_ENABLED"] = False  # signing in is not what is profiled
+    app.config["WTF_CSRF_ENABLED"] = False  # signing in is not what is profiled
     assert client.post("/login", data={"email": "reviewer0@example.com", "password": PASSWORD}).status_code == 302
     app.config["WTF_CSRF_ENABLED"] = args.csrf
     path = "/review?" + qs
@@ -69,6 +71,7 @@ def main() -> None:
         print(f"wrote {args.html}")
     else:
         print(profiler.output_text(unicode=False, color=False, show_all=bool(os.environ.get("PROFILE_ALL"))))
+    shutil.rmtree(storage, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ def test_rows_order_and_actions_for_a_filter_combination(csrf_app):
     nobody = '<span class="muted">nobody</span>'
     one_png = '1 file<br><span class="muted">PNG</span>'
     assert _rows(html) == [
-        row(own, "reviewer", "reviewer@example.com", "EXPLORE", "0 files", "2024-01-01 02:00", nobody, pick=False, yours=True),
+        row(own, "reviewer", "reviewer@example.com", "EXPLORE", "0 files", "2024-01-01 02:00", nobody,
+            pick=False, yours=True),
         row(b, "Grace &lt;Hopper&gt;", "other@example.com", "PRESENT", one_png, "2024-01-01 01:00", nobody,
             reused=True),
         row(a[2], "owner", "owner@example.com", "EXPLORE", "0 files", "2024-01-01 00:02", nobody, day="2024-01-03"),
