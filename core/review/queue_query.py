@@ -28,6 +28,7 @@ SORTS = {
     "-session_date": ("session_date", True),
 }
 
+
 @dataclass
 class QueueFilters:
     status: str = "in_review"
@@ -129,8 +130,8 @@ def conditions(f: QueueFilters, reviewer_id: int) -> tuple[list, bool]:
 
 def _uploader_condition(text: str, limit: int = UPLOADER_IDS_MAX):
     """Resolved to user ids first, so the page's several queries do not each scan users and the
-    planner sees a real list. Few people match -> `user_id IN (...)` (db.ids_in), served by the (user_id,
-    activity_code, status, session_date) index. Nearly everyone matches -> `NOT IN` the few who
+    planner sees a real list. Few people match -> `user_id IN (...)` (db.ids_in), served by the
+    (user_id, activity_code, status, session_date) index. Nearly everyone matches -> `NOT IN` the few who
     do not, a cheap filter on the status index scan. Both sets large -> a subquery. Returns the
     condition and whether it is the short id list."""
     pattern = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -152,8 +153,8 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
     column_name, descending = SORTS.get(f.sort, SORTS["oldest"])
     column = getattr(Submission, column_name)
     conds, anchored = conditions(f, reviewer_id)
-    # Plain rows of the shown columns: ORM entities cost a third of the page's Python (JSON
-    # counters, identity map, two relationship loads) for values the page never shows.
+    # Plain rows of the shown columns: ORM entities were about a fifth of the page's Python (JSON
+    # counters, identity map, two relationship loads), mostly for values the page never shows.
     query = select(*ROW_COLUMNS).where(Submission.status == f.status, *conds)
     rows, next_cursor = keyset_page(query, column, f.after, descending=descending, page_size=page_size,
                                     entities=False)
@@ -162,7 +163,8 @@ def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> Q
 
 
 def _with_people(rows, now: datetime | None = None) -> list[QueueRow]:
-    """The rows with their uploaders and lease holders, read in one look-up by id after the LIMIT.
+    """The rows with their uploaders and lease holders (a lease past `now` is nobody's), read in
+    one look-up by id after the LIMIT.
     Joined into the page query, PostgreSQL joined every match before its top-N sort (1,667 rows
     and two hashes of the users table for 51 shown, at 5M submissions)."""
     now = now or utcnow()
