@@ -17,7 +17,7 @@ from core.platform.db import db, utcnow
 from core.platform.models import Submission, User
 from core.review import queue_query
 from tests.conftest import app_on_migrations
-from tests.test_portal_support import PASSWORD, add_file, csrf_token, insert, people
+from tests.test_portal_support import PASSWORD, add_file, csrf_token, insert, people, sign_in
 
 
 @pytest.fixture
@@ -141,3 +141,18 @@ def test_the_written_out_filter_controls_are_the_widgets_html(app, query):
                 assert str(macros.control(f)) == str(f()), f.name
             elif f.type != "SubmitField":
                 assert str(macros.field(f, fast=True)) == str(macros.field(f)), f.name
+
+
+def test_the_status_and_pager_links_keep_every_filter_as_data(app):
+    """Keys url_for reads as its own options (`_method`, `_anchor`) are query data like any other:
+    `/review?_method=POST` was a 500 (a BuildError while building the status links)."""
+    ids = people(app)
+    insert(app, ids["owner"], 3)
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    response = client.get("/review?_method=POST&_anchor=x&uploader=%C3%85+b%40c")
+    assert response.status_code == 200
+    links = re.findall(r'<li><a href="(/review\?[^"]*)"', response.get_data(as_text=True))
+    assert links[0] == "/review?_method=POST&amp;_anchor=x&amp;uploader=%C3%85+b@c&amp;status=scanning"
+    html = client.get("/review?uploader=owner&after=" + "x").get_data(as_text=True)  # a broken cursor: page 1
+    assert '<a href="/review?uploader=owner&amp;status=in_review" aria-current="page">' in html
