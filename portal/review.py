@@ -86,11 +86,11 @@ def _detail_href(queue_qs: str):
 
 
 def _queue_href(args: dict[str, str]):
-    """(**changes) -> the queue's URL with the page's filters `args` and these changes (None drops
-    nothing here: no caller passes it), encoded as url_for encodes a query. One url_for a page, not
-    eight (the status links and the pager were about 5% of the page's CPU), and the query's keys
-    stay data: url_for took `_method`, `_anchor` or `_external` in them as its own options
-    (`/review?_method=POST` was a 500)."""
+    """(**changes: str) -> the queue's URL with the page's filters `args` and these changes,
+    encoded as url_for encodes a query. One url_for a page, not eight (the status links and the
+    pager were about 5% of the page's CPU), and the query's keys stay data: url_for took
+    `_method`, `_anchor` or `_external` in them as its own options (`/review?_method=POST` was a
+    500)."""
     path = url_for("portal.queue")
 
     def href(**changes: str) -> str:
