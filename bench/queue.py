@@ -295,7 +295,7 @@ def explain(app, statements) -> str:
         try:
             cur = raw.cursor()
             for statement, params in statements:
-                if re.search(r"FROM users WHERE users\.id = %\(pk_1\)s", statement):
+                if re.search(r"FROM users\s+WHERE users\.id = %\(pk_1\)s", statement):
                     continue  # Flask-Login's primary-key lookup of the signed-in user
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params)
                 plan = "\n".join("    " + r[0] for r in cur.fetchall())
