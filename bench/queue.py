@@ -4,6 +4,13 @@ time of GET /review (p50, p95) and EXPLAIN ANALYZE of every statement the page r
 
     .venv/bin/python bench/queue.py [--admin-url postgresql://postgres@127.0.0.1:5432/postgres]
                                     [--submissions 1000000] [--ledger 3000000] [--runs 40] [--keep]
+                                    [--db NAME] [--only TEXT] [--no-explain]
+
+--db NAME seeds a database of that name once and keeps it; a later run with the same name (and
+sizes) reuses the seed, so a paired A/B comparison of two trees skips the 2-minute seeding. Drop it
+with `DROP DATABASE NAME` when done. Each row also shows the CPU time of this process per request
+(the page's Python and the test client; PostgreSQL's own time is not in it), which moves far less
+than wall time on a shared machine.
 
 Goal: p95 <= 50 ms and no sequential scan of submissions or points_ledger. Exit status 1 if missed.
 The schema comes from the models (db.create_all), which carry the same indexes as the migrations.
@@ -129,16 +136,23 @@ def main() -> int:
     parser.add_argument("--ledger", type=int, default=3_000_000)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--keep", action="store_true", help="keep the database (prints its name)")
+    parser.add_argument("--db", help="seed this database once and keep it; reuse it when it is already seeded")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only combinations whose label contains this text (repeatable)")
+    parser.add_argument("--no-explain", action="store_true", help="skip the EXPLAIN ANALYZE of each page")
     args = parser.parse_args()
 
-    name = f"points_bench_{os.getpid()}"
+    name = args.db or f"points_bench_{os.getpid()}"
     with psycopg.connect(args.admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    args.reuse = bool(args.db and exists)
     url = re.sub(r"/[^/]*$", f"/{name}", args.admin_url).replace("postgresql://", "postgresql+psycopg://", 1)
     try:
         return run(url, args)
     finally:
-        if not args.keep:
+        if not args.keep and not args.db:
             with psycopg.connect(args.admin_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         else:
@@ -152,35 +166,62 @@ def run(url: str, args) -> int:
                       "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")})
     app.config["WTF_CSRF_ENABLED"] = False
     with app.app_context():
-        db.create_all()
-        seed_catalogue()
-        reviewers = [create_user(f"reviewer{i}@example.com", "reviewer", PASSWORD)[0].id for i in range(REVIEWERS)]
-        db.session.commit()
-        started = time.perf_counter()
-        raw = db.engine.raw_connection()  # plain psycopg: the seed SQL has no parameters
-        try:
-            cur = raw.cursor()
-            # Seeding millions of rows is one long statement each: not what DB_STATEMENT_TIMEOUT_MS
-            # bounds. The page timings below run with the app's limit.
-            cur.execute("SET statement_timeout = 0")
-            cur.execute(SEED_SQL.format(users=USERS, reviewers=REVIEWERS, reviewer0=reviewers[0],
-                                        uploader0=reviewers[-1] + 1, submissions=args.submissions, ledger=args.ledger))
-            raw.commit()
-            # What autovacuum does on a live database: statistics, and the visibility map that
-            # lets the count queries read the index alone.
-            raw.driver_connection.autocommit = True
-            cur.execute("VACUUM ANALYZE")
-            counts = {}
-            for table in LARGE:
-                cur.execute(f"SELECT count(*) FROM {table}")
-                counts[table] = cur.fetchone()[0]
-        finally:
-            cur.execute("RESET statement_timeout")
-            raw.close()
-        print(f"seeded {counts['submissions']:,} submissions and {counts['points_ledger']:,} ledger rows "
-              f"in {time.perf_counter() - started:.1f} s")
+        if not (args.reuse and seeded()):
+            seed(args)
         recorder = Recorder(db.engine)
+    run_pages(app, recorder, args)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    shutil.rmtree(storage, ignore_errors=True)  # the app's (empty) storage root
+    return 0 if not FAILURES else 1
 
+
+FAILURES: list[str] = []
+
+
+def seeded() -> bool:
+    """Whether the database already holds a finished seed (the ledger is filled last)."""
+    if not db.inspect(db.engine).has_table("points_ledger"):
+        return False
+    return db.session.execute(db.text("SELECT EXISTS (SELECT 1 FROM points_ledger)")).scalar()
+
+
+def seed(args) -> None:
+    """Users, reviewers, submissions and ledger rows (SEED_SQL), then VACUUM ANALYZE; in the app context."""
+    db.drop_all()  # what a seed interrupted earlier left
+    db.create_all()
+    seed_catalogue()
+    reviewers = [create_user(f"reviewer{i}@example.com", "reviewer", PASSWORD)[0].id for i in range(REVIEWERS)]
+    db.session.commit()
+    started = time.perf_counter()
+    raw = db.engine.raw_connection()  # plain psycopg: the seed SQL has no parameters
+    try:
+        cur = raw.cursor()
+        # Seeding millions of rows is one long statement each: not what DB_STATEMENT_TIMEOUT_MS
+        # bounds. The page timings below run with the app's limit.
+        cur.execute("SET statement_timeout = 0")
+        cur.execute(SEED_SQL.format(users=USERS, reviewers=REVIEWERS, reviewer0=reviewers[0],
+                                    uploader0=reviewers[-1] + 1, submissions=args.submissions, ledger=args.ledger))
+        raw.commit()
+        # What autovacuum does on a live database: statistics, and the visibility map that
+        # lets the count queries read the index alone.
+        raw.driver_connection.autocommit = True
+        cur.execute("VACUUM ANALYZE")
+        counts = {}
+        for table in LARGE:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            counts[table] = cur.fetchone()[0]
+    finally:
+        cur.execute("RESET statement_timeout")
+        raw.close()
+    print(f"seeded {counts['submissions']:,} submissions and {counts['points_ledger']:,} ledger rows "
+          f"in {time.perf_counter() - started:.1f} s")
+
+
+def run_pages(app, recorder: Recorder, args) -> None:
+    """Times every combination (wall and this process's CPU), EXPLAINs it, prints the summary and
+    the FIGURE lines; misses go to FAILURES."""
     client = app.test_client()
     assert client.post("/login", data={"email": "reviewer0@example.com", "password": PASSWORD}).status_code == 302
     uploader = app.test_client()
@@ -198,36 +239,43 @@ def run(url: str, args) -> int:
     pages.append(("default, page 2 (keyset cursor)", client, f"/review?after={cursor}"))
     pages.append(("uploader: My submissions (points total from the ledger)", uploader, "/submissions"))
 
-    failures, rows = [], []
+    if args.only:
+        pages = [p for p in pages if any(o.lower() in p[0].lower() for o in args.only)]
+    failures, rows = FAILURES, []
     for label, who, path in pages:
         for _ in range(3):  # warm the caches, as a running server's would be
             assert who.get(path).status_code == 200, path
-        timings = []
+        timings, cpu = [], []
         for _ in range(args.runs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             response = who.get(path)
+            cpu.append((time.process_time() - c0) * 1000)
             timings.append((time.perf_counter() - t0) * 1000)
             assert response.status_code == 200
         p50, p95 = statistics.median(timings), percentile(timings, 95)
-        recorder.statements.clear()
-        recorder.on = True
-        who.get(path)
-        recorder.on = False
-        plans = explain(app, recorder.statements)
+        plans = ""
+        if not args.no_explain:
+            recorder.statements.clear()
+            recorder.on = True
+            who.get(path)
+            recorder.on = False
+            plans = explain(app, recorder.statements)
         seq = [t for t in LARGE if re.search(rf"Seq Scan on {t}\b", plans)]
-        rows.append((label, p50, p95, seq))
+        rows.append((label, p50, p95, seq, statistics.median(cpu)))
         if p95 > 50 or seq:
             failures.append(label)
-        print(f"\n=== {label}: GET {path}\n    p50 {p50:.1f} ms, p95 {p95:.1f} ms over {args.runs} requests"
-              f"{'; SEQ SCAN on ' + ', '.join(seq) if seq else ''}")
+        print(f"\n=== {label}: GET {path}\n    p50 {p50:.1f} ms, p95 {p95:.1f} ms, CPU p50 {rows[-1][4]:.1f} ms "
+              f"over {args.runs} requests{'; SEQ SCAN on ' + ', '.join(seq) if seq else ''}")
         print(plans)
 
-    print("\n=== summary (server-side time of the page, Flask test client, no network)")
-    print(f"{'combination':<58} {'p50 ms':>8} {'p95 ms':>8}  seq scan")
-    for label, p50, p95, seq in rows:
-        print(f"{label:<58} {p50:8.1f} {p95:8.1f}  {', '.join(seq) or '-'}")
+    print(f"\n=== summary (server-side time of the page, Flask test client, no network; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    print(f"{'combination':<58} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms':>7}  seq scan")
+    for label, p50, p95, seq, c in rows:
+        print(f"{label:<58} {p50:8.1f} {p95:8.1f} {c:7.1f}  {', '.join(seq) or '-'}")
     print("goal: p95 <= 50 ms, no sequential scan of submissions or points_ledger: "
-          + ("MET" if not failures else f"MISSED for {len(failures)}: {', '.join(failures)}"))
+          + ("MET" if not failures else f"MISSED for {len(failures)}: {', '.join(failures)}")
+          + ("" if not args.no_explain else " (plans not checked: --no-explain)"))
     scale = f"{args.submissions / 1e6:g}M submissions, {args.ledger / 1e6:g}M ledger rows"
     for title, chosen in (("review queue", [r for r in rows if not r[0].startswith("uploader:")]),
                           ("uploader's totals page", [r for r in rows if r[0].startswith("uploader:")])):
@@ -238,11 +286,6 @@ def run(url: str, args) -> int:
         figure("4 ten times the data", f"{title} at {scale}, {len(chosen)} combination(s)",
                f"worst p95 {worst[2]:.1f} ms ({worst[0]}); seq scans: {', '.join(seqs) or 'none'}",
                "bound p95 50 ms, no seq scan", worst[2] <= 50 and not seqs)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
-    shutil.rmtree(storage, ignore_errors=True)  # the app's (empty) storage root
-    return 0 if not failures else 1
 
 
 def explain(app, statements) -> str:
@@ -252,7 +295,7 @@ def explain(app, statements) -> str:
         try:
             cur = raw.cursor()
             for statement, params in statements:
-                if "FROM users" in statement and "WHERE users.id =" in statement:
+                if re.search(r"FROM users\s+WHERE users\.id = %\(pk_1\)s", statement):
                     continue  # Flask-Login's primary-key lookup of the signed-in user
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params)
                 plan = "\n".join("    " + r[0] for r in cur.fetchall())

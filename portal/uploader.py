@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from core.evidence import uploads as evidence
 from core.points import ledger
-from core.review import reviewing as review
+from core.review.queue_query import keyset_page
 from core.platform.db import db
 from core.platform.errors import DomainError, NotFound
 from core.platform.filenames import sanitise_filename
@@ -170,8 +170,8 @@ def my_submissions():
     query = (select(Submission).where(Submission.user_id == current_user.id)
              .options(selectinload(Submission.files)))  # one query, not one per row
     try:
-        rows, next_cursor = review.keyset_page(query, Submission.created_at, after, descending=True,
-                                               page_size=MY_PAGE_SIZE)
+        rows, next_cursor = keyset_page(query, Submission.created_at, after, descending=True,
+                                        page_size=MY_PAGE_SIZE)
     except DomainError as exc:
         flash(exc.message, "error")
         return redirect(url_for("portal.my_submissions"))

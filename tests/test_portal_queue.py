@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from core.review import reviewing as review
+from core.review import queue_query as review
+from core.review.reviewing import claim
 from core.platform.db import db
 from tests.test_portal_support import insert, people, sign_in
 
@@ -44,7 +45,7 @@ def test_filters_and_counts(app):
     decided = insert(app, ids["other"], 2, status="approved", decided_by_id=ids["reviewer"])
     insert(app, ids["other"], 1, status="rejected", decided_by_id=ids["reviewer2"])
     with app.app_context():
-        review.claim(theirs[0], ids["reviewer"])
+        claim(theirs[0], ids["reviewer"])
         db.session.commit()
         with_name = db.session.get(__import__("core.platform.models", fromlist=["User"]).User, ids["other"])
         with_name.name = "Grace Hopper"
@@ -108,11 +109,11 @@ def test_counts_are_the_same_whichever_index_drives_them(app):
     with app.app_context():
         for kw in ({}, {"reviewed_by_me": True}, {"uploader": "owner"}, {"uploader": "owner", "activity": "PRESENT"},
                    {"reviewed_by_me": True, "activity": "EXPLORE", "date_from": date(2024, 1, 1)}):
-            conds, anchored = review._conditions(review.QueueFilters(**kw), ids["reviewer"])
+            conds, anchored = review.conditions(review.QueueFilters(**kw), ids["reviewer"])
             assert anchored == bool(kw), kw
             assert review.status_counts(conds, True) == review.status_counts(conds, False), kw
             if kw.get("date_from"):  # the session-date ordering counts the same rows
                 assert review.status_counts(conds, False, dated=True) == review.status_counts(conds, False), kw
-        conds, _ = review._conditions(review.QueueFilters(reviewed_by_me=True), ids["reviewer"])
+        conds, _ = review.conditions(review.QueueFilters(reviewed_by_me=True), ids["reviewer"])
         assert review.status_counts(conds, True) == {"scanning": 0, "in_review": 0, "changes_requested": 0,
                                                      "approved": 3, "rejected": 2, "revoked": 0}

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 
-from sqlalchemy import cast, exists, func, or_, select, union
+from sqlalchemy import bindparam, cast, exists, func, or_, select, union
 from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.orm import aliased
 
@@ -187,10 +188,17 @@ def submissions_with_matches(submission_ids: Iterable[int]) -> set[int]:
     ids = list(submission_ids)
     if not ids:
         return set()
+    return set(db.session.scalars(_page_matches(), {"ids": ids}))
+
+
+@cache
+def _page_matches():
+    """submissions_with_matches' statement, built once: the alias and the statement took about
+    1 ms of the queue page's CPU to build for every page."""
     other = aliased(EvidenceFile)
     repeat = exists(select(other.id).where(other.sha256 == EvidenceFile.sha256,
                                            other.submission_id != EvidenceFile.submission_id))
     # Near-duplicates were looked up once, when the preview job hashed the image (record_match).
-    return set(db.session.scalars(select(EvidenceFile.submission_id).distinct().where(
-        EvidenceFile.submission_id.in_(ids), EvidenceFile.deleted_at.is_(None),
-        or_(repeat, EvidenceFile.near_duplicate_of_id.is_not(None)))))
+    return select(EvidenceFile.submission_id).distinct().where(
+        EvidenceFile.submission_id.in_(bindparam("ids", expanding=True)), EvidenceFile.deleted_at.is_(None),
+        or_(repeat, EvidenceFile.near_duplicate_of_id.is_not(None)))

@@ -6,7 +6,7 @@ import select
 from datetime import datetime, timezone
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData, event
+from sqlalchemy import ARRAY, MetaData, all_, any_, bindparam, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -52,6 +52,17 @@ class UTCDateTime(TypeDecorator):
 
 def is_postgres() -> bool:
     return db.engine.dialect.name == "postgresql"
+
+
+def ids_in(column, ids: list[int], *, negate: bool = False):
+    """`column IN (ids)` (`NOT IN` with negate) as one array parameter on PostgreSQL (`= ANY`,
+    `<> ALL`), which plans the same index scan. An IN list binds and plans one parameter per id in
+    each statement it appears in: the queue's counts repeat it six times, so 111 uploader ids
+    were about 700 parameters and 3 ms of planning a page. Other databases: a plain IN."""
+    if is_postgres():
+        array = bindparam(None, list(ids), type_=ARRAY(column.type))
+        return column != all_(array) if negate else column == any_(array)
+    return column.not_in(ids) if negate else column.in_(ids)
 
 
 def server_has_spoken(dbapi_connection) -> bool:

@@ -10,7 +10,8 @@ from sqlalchemy import or_, select
 from core.platform.db import db, utcnow
 from core.platform.errors import Conflict, NotFound
 from core.platform.models import Submission
-from core.review.reviewing import SORTS, QueueFilters, _conditions, claim, encode_cursor, keyset_page
+from core.review.queue_query import SORTS, QueueFilters, conditions, encode_cursor, keyset_page
+from core.review.reviewing import claim
 
 SCAN = 50  # rows looked at per pass; a claim race lost on one row moves on to the next
 
@@ -24,7 +25,7 @@ def neighbours(f: QueueFilters, current: Submission, reviewer_id: int) -> tuple[
     """(previous id, next id) around `current` in the queue under filters `f` (its status tab,
     sort and filters), or None at either end. Two one-row keyset reads."""
     column, descending = _order(f)
-    conds, _ = _conditions(replace(f, after=""), reviewer_id)
+    conds, _ = conditions(replace(f, after=""), reviewer_id)
     query = select(Submission).where(Submission.status == f.status, Submission.id != current.id, *conds)
     cursor = encode_cursor(getattr(current, column.key), current.id)
     after, _ = keyset_page(query, column, cursor, descending=descending, page_size=1)
@@ -39,7 +40,7 @@ def claim_next(f: QueueFilters, reviewer_id: int, after: Submission | None) -> S
     Returns None when nothing is left to take."""
     f = replace(f, status="in_review", after="")
     column, descending = _order(f)
-    conds, _ = _conditions(f, reviewer_id)
+    conds, _ = conditions(f, reviewer_id)
     free = or_(Submission.claimed_by_id.is_(None), Submission.claimed_by_id == reviewer_id,
                Submission.claim_expires_at < utcnow())
     query = select(Submission).where(Submission.status == "in_review", Submission.user_id != reviewer_id, free, *conds)
