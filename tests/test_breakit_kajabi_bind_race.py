@@ -2,7 +2,8 @@
 bound "on the first e-mail match" and never changed after (kajabi.match_user binds only a user
 without one). The batch's bind is `UPDATE users SET kajabi_contact_id = ...` with no
 `kajabi_contact_id IS NULL` guard, and its users were read before the other drain committed:
-the second drain overwrites the first's binding."""
+the second drain overwrites the first's binding. (The per-event path, kajabi.process ->
+match_user, loses the same race: its ORM update is unconditional too; checked by hand, not here.)"""
 from __future__ import annotations
 
 import threading
