@@ -34,3 +34,29 @@ def test_a_tag_mapped_to_a_rolling_activity_does_not_leave_events_stuck(kapp):
         states = dict(db.session.execute(select(KajabiEvent.event_id, KajabiEvent.state)).all())
     assert states["ok-1"] == "ledgered"
     assert states["amp-1"] != "received", "the event is stuck `received` for ever"
+
+
+def test_a_kajabi_activity_switched_to_rolling_7d_does_not_leave_events_stuck(kapp):
+    """The same through /admin/activities: an admin sets LEARN's cap period to rolling_7d (the
+    form offers it for every activity). Every LEARN tag hook then stays `received` for ever."""
+    from sqlalchemy import select
+    from core.platform.models import Activity, KajabiEvent
+    from tests.test_kajabi import burst
+    from tests.test_portal_support import people, sign_in
+
+    people(kapp)
+    admin = kapp.test_client()
+    sign_in(admin, "admin")
+    admin.post("/admin/activities/LEARN", data={"name": "Learn", "points": "10", "cap_points": "20",
+                                                "cap_period": "rolling_7d", "active": "y"})
+    with kapp.app_context():
+        if db.session.get(Activity, "LEARN").cap_period != "rolling_7d":
+            return  # refused at the door: fine
+    assert post(kapp.test_client(), documented("learn-1", tag="elevate-ai-1-completed")).status_code == 202
+    try:
+        burst(kapp)
+    except Exception:
+        pass
+    with kapp.app_context():
+        state = db.session.scalar(select(KajabiEvent.state).where(KajabiEvent.event_id == "learn-1"))
+    assert state != "received", "the event is stuck `received` for ever"
