@@ -140,7 +140,14 @@ def admin_update_activity(code: str):
                               cap_points=form.cap_points.data, cap_period=form.cap_period.data,
                               active=bool(form.active.data))
     except DomainError as exc:
-        return _failed(exc, "portal.admin_catalogue")
+        field = next((getattr(form, d.get("field"), None) for d in exc.details or []
+                      if isinstance(d, dict) and d.get("field") in form), None)
+        if field is None:
+            return _failed(exc, "portal.admin_catalogue")
+        db.session.rollback()  # the message goes next to its field, with what was typed kept
+        field.errors = [*field.errors, exc.message]
+        flash(f"{code} was not saved; see the message next to the field.", "error")
+        return admin_catalogue(failed=(code, form), status=400)
     return _done(f"Saved {code}.", "portal.admin_catalogue")
 
 

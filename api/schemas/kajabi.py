@@ -6,7 +6,7 @@ Flat form: {"event_id", "event"?, "created_at"?, "contact": {"id", "email"}, "ta
 
 Unknown keys are kept (Kajabi may add fields; the raw body is stored), but every declared field
 is checked: types without coercion, lengths of the kajabi_events columns (event_id 255,
-event_type 64, contact_id 64, email 320, tag 200, checked after trimming and lower-casing), ids
+event_type 64, contact_id 64, email 320, tag 200, checked in the spelling stored: the tag trimmed and lower-cased, the e-mail normalise_email's), ids
 within bigint. A tag event must name a contact (id or e-mail) and a tag.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
 
 from api.schemas.common import BIGINT_MAX, fits_after, text, validate
+from core.accounts.users import normalise_email
 from core.platform.errors import ValidationError
 from core.points import kajabi, rules
 
@@ -52,7 +53,8 @@ def _not_blank(value: str) -> str:
 
 ExternalId = Union[Annotated[int, Field(strict=True, ge=0, le=BIGINT_MAX)], text(64)]
 EventId = Union[Annotated[int, Field(strict=True, ge=0, le=BIGINT_MAX)], text(255)]
-Email = Annotated[text(320), fits_after(str.lower, 320, "longer than 320 characters once lower-cased")]
+# Measured in the spelling that is stored (normalise_email casefolds: one "ﬃ" becomes "ffi").
+Email = Annotated[text(320), fits_after(normalise_email, 320, "longer than 320 characters once normalised")]
 TagName = Annotated[text(200), fits_after(rules.normalise_tag, 200, "longer than 200 characters once lower-cased"),
                     AfterValidator(_not_blank)]
 CreatedAt = Annotated[str, StringConstraints(strict=True, max_length=64, pattern=RFC3339), AfterValidator(_iso_time),

@@ -3,11 +3,11 @@ events, dead outbox records. Each change is audited; callers commit. Changes tha
 unmatched Kajabi event matchable ask for a reconcile after the commit."""
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from core.delivery import outbox
 from core.platform import audit
-from core.points import kajabi, rules
+from core.points import kajabi, ledger, rules
 from core.accounts.users import create_user, normalise_email
 from core.platform.db import db, utcnow
 from core.platform.errors import Conflict, NotFound, ValidationError
@@ -53,6 +53,12 @@ def update_activity(admin_id: int, code: str, *, name: str, points: int, cap_poi
     if cap_period not in CAP_PERIODS:
         raise ValidationError("cap_period_invalid", f"Cap period must be one of {', '.join(CAP_PERIODS)}.",
                               [{"field": "cap_period", "issue": cap_period}])
+    tags = db.session.scalars(select(ActivityTag.tag).where(ActivityTag.activity_code == code).limit(3)).all()
+    if cap_period in ledger.SESSION_DATE_PERIODS and tags:
+        raise ValidationError("cap_period_needs_session_date",
+                              f"Kajabi tags ({', '.join(tags)}) award {code}, and a tag carries no session date to "
+                              f"count a rolling 7-day cap by. Remove those tag mappings first, or choose another cap period.",
+                              [{"field": "cap_period", "issue": "Kajabi tags award this activity; they carry no session date"}])
     before = {"name": activity.name, "points": activity.points, "cap_points": activity.cap_points,
               "cap_period": activity.cap_period, "active": activity.active}
     activity.name, activity.points, activity.cap_points = name.strip(), int(points), cap_points
@@ -67,8 +73,14 @@ def add_tag(admin_id: int, tag: str, activity_code: str) -> ActivityTag:
     name = rules.normalise_tag(tag)
     if not name:
         raise ValidationError("tag_invalid", "Give a tag name.", [{"field": "tag", "issue": "empty"}])
-    if db.session.get(Activity, activity_code) is None:
+    activity = db.session.get(Activity, activity_code)
+    if activity is None:
         raise ValidationError("activity_invalid", "Choose an activity.", [{"field": "activity_code", "issue": activity_code}])
+    if activity.cap_period in ledger.SESSION_DATE_PERIODS:
+        raise ValidationError("activity_needs_session_date",
+                              f"{activity_code} caps points per rolling 7 days of session dates, and a Kajabi tag "
+                              f"carries no session date. Choose an activity with another cap period.",
+                              [{"field": "activity_code", "issue": "counted by session date; a tag has none"}])
     if db.session.get(ActivityTag, name) is not None:
         raise Conflict("tag_exists", f"The tag {name!r} is already mapped.", [{"field": "tag", "issue": "exists"}])
     mapping = ActivityTag(tag=name, activity_code=activity_code)

@@ -4,8 +4,9 @@ either documented form: api.schemas.kajabi) into its stored form, store the raw 
 
 Event states: received -> ledgered (result_code: the ledger's code, `awarded`, `cap_reached` or
 `duplicate_event`) | queued_unmatched (`unmatched_contact`, retried by reconcile) | ignored
-(`unknown_tag` — retried by reconcile too, since a mapping may be added later — or
-`unsupported_event`) | recorded (tag_removed: kept for audit, no points).
+(`unknown_tag` — retried by reconcile too, since a mapping may be added later —,
+`unsupported_event`, or `needs_session_date`: the tag maps to an activity whose cap counts by session
+date, which a tag does not carry; the admin pages refuse such a mapping, this covers one made in SQL) | recorded (tag_removed: kept for audit, no points).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 
 from core.platform import audit
 from core.points import latency_hist, ledger, rules  # noqa: F401 - latency_hist counts process()'s writes (after_flush)
@@ -176,7 +177,12 @@ def match_user(contact_id: str | None, email: str | None) -> User | None:
         return None
     user = db.session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
     if user is not None and contact_id and user.kajabi_contact_id is None:
-        user.kajabi_contact_id = contact_id
+        # Conditional, so a drain that read the user before another drain's binding committed
+        # cannot overwrite it (the first e-mail match binds); then re-read what was kept.
+        db.session.execute(update(User).where(User.id == user.id, User.kajabi_contact_id.is_(None))
+                           .values(kajabi_contact_id=contact_id, updated_at=utcnow())
+                           .execution_options(synchronize_session=False))
+        db.session.refresh(user, ["kajabi_contact_id"])
     return user
 
 
@@ -234,6 +240,9 @@ def process(event_row_id: int, *, skip_locked: bool = False) -> str | None:
     mapping = db.session.get(ActivityTag, event.tag) if event.tag else None
     if mapping is None:
         _finish(event, "ignored", "unknown_tag", user_id=user.id)
+        return event.state
+    if ledger.activity_spec(mapping.activity_code).cap_period in ledger.SESSION_DATE_PERIODS:
+        _finish(event, "ignored", "needs_session_date", user_id=user.id)
         return event.state
     event_id = grant_event_id(user.id, user.kajabi_contact_id, event.contact_id, event.tag)
     try:

@@ -29,9 +29,12 @@ _USERS = ("SELECT id, email, kajabi_contact_id, created_at FROM users "
           "WHERE kajabi_contact_id = ANY(%(contacts)b::text[]) OR email = ANY(%(emails)b::text[])")
 _USERS_LOWER = ("SELECT id, email, kajabi_contact_id, created_at FROM users WHERE lower(email) = ANY(%(emails)b::text[]) "
                 "ORDER BY id")
-_TAGS = "SELECT tag, activity_code, created_at FROM activity_tags WHERE tag = ANY(%(tags)b::text[])"
+_TAGS = ("SELECT t.tag, t.activity_code, t.created_at, a.cap_period FROM activity_tags AS t "
+         "JOIN activities AS a ON a.code = t.activity_code WHERE t.tag = ANY(%(tags)b::text[])")
 _BIND = ("UPDATE users SET kajabi_contact_id = b.contact, updated_at = %(now)s "
-         "FROM unnest(%(uids)b::bigint[], %(contacts)b::text[]) AS b(uid, contact) WHERE users.id = b.uid")
+         "FROM unnest(%(uids)b::bigint[], %(contacts)b::text[]) AS b(uid, contact) "
+         # A drain that read the user before another drain's binding committed must not overwrite it.
+         "WHERE users.id = b.uid AND users.kajabi_contact_id IS NULL")
 _FINISH = ("UPDATE kajabi_events AS k SET state = f.state, result_code = f.code, user_id = f.uid, processed_at = %(stamp)s, "
            "error = NULL, ledger_id = f.lid, ledgered_at = f.ledgered, matchable_at = f.matchable "
            "FROM unnest(%(ids)b::bigint[], %(states)b::text[], %(codes)b::text[], %(uids)b::bigint[], %(lids)b::bigint[], "
@@ -88,8 +91,9 @@ def process_batch(events) -> dict[str, int]:
     by_contact, by_email = _load_users(events)
     tags = sorted({e.tag for e in events if e.tag})
     rows = run(_TAGS, {"tags": tags}).all() if tags else []
-    mapping = {tag: code for tag, code, _ in rows}
-    mapped_at = {tag: _utc(created) for tag, _, created in rows}
+    mapping = {tag: code for tag, code, _, _ in rows}
+    mapped_at = {tag: _utc(created) for tag, _, created, _ in rows}
+    dated = {tag for tag, _, _, period in rows if period in ledger.SESSION_DATE_PERIODS}
     now = utcnow()
     updates, grants, binds, counts = [], [], [], {}
 
@@ -119,6 +123,8 @@ def process_batch(events) -> dict[str, int]:
             finish(event, "queued_unmatched", "unmatched_contact")
         elif not event.tag or event.tag not in mapping:
             finish(event, "ignored", "unknown_tag", user)
+        elif event.tag in dated:
+            finish(event, "ignored", "needs_session_date", user)
         else:
             grant = ledger_batch.Grant(user.id, mapping[event.tag], ledger.KAJABI_SOURCE,
                                  grant_event_id(user.id, user.contact_id, event.contact_id, event.tag),

@@ -47,6 +47,11 @@ def _lock_user(user_id: int) -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:ns, :uid)"), {"ns": LOCK_NAMESPACE, "uid": int(user_id)})
 
 
+# Cap periods counted by the session's date: an event for such an activity must carry one, which a
+# Kajabi tag never does (core.points.kajabi leaves those events `ignored`, the admin pages refuse the mapping).
+SESSION_DATE_PERIODS = ("rolling_7d",)
+
+
 def activity_spec(activity_code: str) -> rules.ActivitySpec:
     activity = db.session.get(Activity, activity_code)
     if activity is None:
@@ -165,7 +170,7 @@ def record(user_id: int, activity_code: str, external_source: str, external_even
         meta.setdefault("requested_counters", counters or {})
     else:
         spec = activity_spec(activity_code)
-        if spec.cap_period == "rolling_7d" and session_date is None:
+        if spec.cap_period in SESSION_DATE_PERIODS and session_date is None:
             raise ValidationError("session_date_required", f"{activity_code} events need a session date.")
         award = rules.compute_award(spec, prior_facts(user_id, activity_code),
                                     rules.NewEvent(counters or {}, session_date))

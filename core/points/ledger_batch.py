@@ -19,7 +19,7 @@ from core.delivery import outbox
 from core.points import rules
 from core.platform.db import db, utcnow
 from core.platform.errors import NotFound, ValidationError
-from core.points.ledger import (GRANT_CODES, KAJABI_SOURCE, LOCK_NAMESPACE, SUBMISSION_SOURCE, _could_change_values, _payload,
+from core.points.ledger import (GRANT_CODES, SESSION_DATE_PERIODS, KAJABI_SOURCE, LOCK_NAMESPACE, SUBMISSION_SOURCE, _could_change_values, _payload,
                          award_meta, badge_rules, log_recorded)
 
 
@@ -99,7 +99,7 @@ def record_many(grants: list[Grant]) -> list[Grant]:
     for code in codes:
         if code not in specs:
             raise NotFound("activity_not_found", f"There is no activity {code!r}.")
-        if specs[code].cap_period == "rolling_7d":
+        if specs[code].cap_period in SESSION_DATE_PERIODS:
             raise ValidationError("session_date_required", f"{code} events need a session date.")
     existing = {(s, e): i for i, s, e in run(_EXISTING, {"sources": [g.external_source for g in grants],
                                                          "event_ids": [g.external_event_id for g in grants]})}
