@@ -53,8 +53,9 @@ def update_activity(admin_id: int, code: str, *, name: str, points: int, cap_poi
     if cap_period not in CAP_PERIODS:
         raise ValidationError("cap_period_invalid", f"Cap period must be one of {', '.join(CAP_PERIODS)}.",
                               [{"field": "cap_period", "issue": cap_period}])
-    tags = db.session.scalars(select(ActivityTag.tag).where(ActivityTag.activity_code == code).limit(3)).all()
-    if cap_period in ledger.SESSION_DATE_PERIODS and tags:
+    tags = db.session.scalars(select(ActivityTag.tag).where(ActivityTag.activity_code == code).limit(3)).all() \
+        if cap_period in ledger.SESSION_DATE_PERIODS else []
+    if tags:
         raise ValidationError("cap_period_needs_session_date",
                               f"Kajabi tags ({', '.join(tags)}) award {code}, and a tag carries no session date to "
                               f"count a rolling 7-day cap by. Remove those tag mappings first, or choose another cap period.",
