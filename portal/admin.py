@@ -9,6 +9,7 @@ from flask_login import current_user
 from rq.registry import FailedJobRegistry
 from sqlalchemy import func, or_, select
 
+from core.accounts import users as accounts
 from core.admin import actions as admin
 from core.monitoring import dashboard
 from core.retention import enforcement as retention
@@ -57,10 +58,8 @@ def _users_page(form: NewUserForm, status: int = 200, created: tuple[User, str] 
         page = 1
     query = select(User)
     if q:
-        needle = q.lower()
-        query = query.where(or_(func.lower(User.email).contains(needle, autoescape=True),
-                                func.lower(User.name).contains(needle, autoescape=True),
-                                func.lower(func.coalesce(User.city, "")).contains(needle, autoescape=True)))
+        query = query.where(or_(accounts.matching(q),
+                                func.lower(func.coalesce(User.city, "")).contains(q.lower(), autoescape=True)))
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     pages = max(1, -(-total // USERS_PAGE_SIZE))
     page = min(page, pages)  # past the end (an old link, a typed number): the last page, not an empty list
@@ -140,12 +139,10 @@ def admin_update_activity(code: str):
                               cap_points=form.cap_points.data, cap_period=form.cap_period.data,
                               active=bool(form.active.data))
     except DomainError as exc:
-        field = next((getattr(form, d.get("field"), None) for d in exc.details or []
-                      if isinstance(d, dict) and d.get("field") in form), None)
-        if field is None:
+        if not any(isinstance(d, dict) and d.get("field") in form for d in exc.details):
             return _failed(exc, "portal.admin_catalogue")
         db.session.rollback()  # the message goes next to its field, with what was typed kept
-        field.errors = [*field.errors, exc.message]
+        attach_errors(form, exc, {})
         flash(f"{code} was not saved; see the message next to the field.", "error")
         return admin_catalogue(failed=(code, form), status=400)
     return _done(f"Saved {code}.", "portal.admin_catalogue")

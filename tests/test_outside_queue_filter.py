@@ -20,3 +20,17 @@ def test_uploader_filter_by_the_address_as_the_uploader_spells_it(app):
     sign_in(client, "reviewer")
     html = client.get("/review?uploader=Straße@example.com").get_data(as_text=True)
     assert f">#{sid}</a>" in html, "the uploader's own e-mail address finds nothing in the queue"
+
+
+def test_the_admins_user_search_finds_the_address_as_its_owner_spells_it(app):
+    """The same kind on the admin's user search (it lower()ed what was typed too); both now use
+    core.accounts.users.matching. A wildcard typed stays literal."""
+    people(app)
+    with app.app_context():
+        create_user("Straße@example.com", "uploader", PASSWORD, name="Jo Bloggs")
+        db.session.commit()
+    client = app.test_client()
+    sign_in(client, "admin")
+    assert "strasse@example.com" in client.get("/admin/users?q=Straße@example").get_data(as_text=True)
+    assert "strasse@example.com" in client.get("/admin/users?q=JO BLOG").get_data(as_text=True)
+    assert "strasse@example.com" not in client.get("/admin/users?q=str_sse").get_data(as_text=True)

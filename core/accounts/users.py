@@ -7,6 +7,7 @@ import secrets
 import unicodedata
 
 from blinker import Namespace
+from sqlalchemy import func, or_
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.platform.db import db
@@ -40,6 +41,15 @@ def normalise_email(email: str | None) -> str:
     Kajabi matching, backfill files. Migration 0004_evidence rewrote stored addresses to it."""
     text = unicodedata.normalize("NFC", (email or "").strip())
     return unicodedata.normalize("NFC", text.casefold())
+
+
+def matching(typed: str):
+    """SQL condition: users whose name contains `typed` (both lower-cased) or whose e-mail contains
+    it in normalise_email's spelling, since that is how e-mails are stored (casefolded: a typed
+    "Straße" finds "strasse"). LIKE's wildcards in `typed` are literal. Used by the review queue's
+    uploader filter and the admin's user search."""
+    return or_(func.lower(User.name).contains(typed.strip().lower(), autoescape=True),
+               User.email.contains(normalise_email(typed), autoescape=True))
 
 
 def normalise_password(password: str | None) -> str:

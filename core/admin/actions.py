@@ -56,10 +56,9 @@ def update_activity(admin_id: int, code: str, *, name: str, points: int, cap_poi
     tags = db.session.scalars(select(ActivityTag.tag).where(ActivityTag.activity_code == code).limit(3)).all() \
         if cap_period in ledger.SESSION_DATE_PERIODS else []
     if tags:
-        raise ValidationError("cap_period_needs_session_date",
-                              f"Kajabi tags ({', '.join(tags)}) award {code}, and a tag carries no session date to "
-                              f"count a rolling 7-day cap by. Remove those tag mappings first, or choose another cap period.",
-                              [{"field": "cap_period", "issue": "Kajabi tags award this activity; they carry no session date"}])
+        why = (f"Kajabi tags ({', '.join(tags)}) award {code}, and a tag carries no session date to count a "
+               f"rolling 7-day cap by. Remove those tag mappings first, or choose another cap period.")
+        raise ValidationError("cap_period_needs_session_date", why, [{"field": "cap_period", "issue": why}])
     before = {"name": activity.name, "points": activity.points, "cap_points": activity.cap_points,
               "cap_period": activity.cap_period, "active": activity.active}
     activity.name, activity.points, activity.cap_points = name.strip(), int(points), cap_points

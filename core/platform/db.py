@@ -43,11 +43,17 @@ class UTCDateTime(TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
-        # Always UTC, whatever the session's TimeZone: PostgreSQL returns timestamptz in it, and
-        # code that floors to hours or days (the SLO histogram) would cut them in local time.
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc) if value is not None else None
+        return as_utc(value)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A timestamp read from the database, in UTC whatever the session's TimeZone: PostgreSQL
+    returns timestamptz in it, and code that floors to hours or days (the SLO histogram) would cut
+    them in local time. A naive value (SQLite drops tzinfo) is UTC already. For raw driver rows
+    too, which skip UTCDateTime."""
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc) if value is not None else None
 
 
 def is_postgres() -> bool:

@@ -11,13 +11,11 @@ event cannot block the rest.
 """
 from __future__ import annotations
 
-from datetime import timezone
-
 from sqlalchemy import select
 
 from core.platform import audit
 from core.points import latency_hist, ledger, ledger_batch
-from core.platform.db import db, utcnow
+from core.platform.db import as_utc, db, utcnow
 from core.points.kajabi import TAG_ADDED, TAG_REMOVED, _parse_time, grant_event_id, matchable_at
 from core.platform.models import KajabiEvent
 from core.points.ledger_batch import run
@@ -72,7 +70,7 @@ def _load_users(events) -> tuple[dict[str, _User], dict[str, _User]]:
 
     def add(rows):
         for uid, email, contact, created in rows:
-            user = users.setdefault(uid, _User(uid, email, contact, _utc(created)))
+            user = users.setdefault(uid, _User(uid, email, contact, as_utc(created)))
             if contact:
                 by_contact.setdefault(contact, user)
             if email:
@@ -92,7 +90,7 @@ def process_batch(events) -> dict[str, int]:
     tags = sorted({e.tag for e in events if e.tag})
     rows = run(_TAGS, {"tags": tags}).all() if tags else []
     mapping = {tag: code for tag, code, _, _ in rows}
-    mapped_at = {tag: _utc(created) for tag, _, created, _ in rows}
+    mapped_at = {tag: as_utc(created) for tag, _, created, _ in rows}
     dated = {tag for tag, _, _, period in rows if period in ledger.SESSION_DATE_PERIODS}
     now = utcnow()
     updates, grants, binds, counts = [], [], [], {}
@@ -153,11 +151,6 @@ def process_batch(events) -> dict[str, int]:
                          for row in updates if row["ledgered_at"] is not None])
     latency_hist.count_states(counts)
     return counts
-
-
-def _utc(moment):
-    # As UTCDateTime reads it: in UTC, whatever the session's TimeZone (these are raw driver rows).
-    return moment.astimezone(timezone.utc) if moment is not None else None
 
 
 def _event_time(event, now):

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from sqlalchemy import and_, func, literal, not_, or_, select, true, union_all
 
-from core.accounts.users import normalise_email
+from core.accounts import users as accounts
 from core.platform.db import db, ids_in, utcnow
 from core.platform.errors import ValidationError
 from core.platform.models import SUBMISSION_STATES, Submission, User
@@ -135,12 +135,7 @@ def _uploader_condition(text: str, limit: int = UPLOADER_IDS_MAX):
     (user_id, activity_code, status, session_date) index. Nearly everyone matches -> `NOT IN` the few who
     do not, a cheap filter on the status index scan. Both sets large -> a subquery. Returns the
     condition and whether it is the short id list."""
-    def like(typed: str) -> str:
-        return "%" + typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    # E-mails are stored in normalise_email's spelling (casefolded: "Straße" is "strasse"), so the
-    # typed text is spelled the same way for them; names are compared lower-cased.
-    matches = or_(func.lower(User.name).like(like(text.strip().lower()), escape="\\"),
-                  User.email.like(like(normalise_email(text)), escape="\\"))
+    matches = accounts.matching(text)
     ids = db.session.scalars(select(User.id).where(matches).limit(limit + 1)).all()
     if len(ids) <= limit:
         return ids_in(Submission.user_id, ids), True
