@@ -33,6 +33,9 @@ def login():
         except accounts.LoginThrottled as exc:
             form.password.errors.append(str(exc))
             return render_template("portal/login.html", form=form), 429
+        except accounts.LoginUnavailable as exc:
+            form.password.errors.append(str(exc))
+            return render_template("portal/login.html", form=form), 503
         if user is None:
             form.password.errors.append("That e-mail and password do not match an account.")
             return render_template("portal/login.html", form=form), 200

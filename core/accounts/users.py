@@ -7,6 +7,7 @@ import secrets
 import unicodedata
 
 from blinker import Namespace
+from redis.exceptions import RedisError
 from sqlalchemy import func, or_
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -27,6 +28,10 @@ def _dummy_hash() -> str:
     """A real hash, so an unknown e-mail costs as much time as a wrong password. Made on first
     sign-in, not at import: every worker and CLI process imports this module."""
     return generate_password_hash(secrets.token_hex(8))
+
+
+class LoginUnavailable(Exception):
+    """The sign-in throttle's counters (Redis) cannot be reached, so nobody is signed in unguarded."""
 
 
 class LoginThrottled(Exception):
@@ -106,7 +111,8 @@ def _keys(email: str, address: str) -> list[str]:
 
 
 def authenticate(email: str, password: str, address: str) -> User | None:
-    """The user, or None. Raises LoginThrottled after too many recent failures. The e-mail and
+    """The user, or None. Raises LoginThrottled after too many recent failures, LoginUnavailable
+    when Redis (the throttle's counters) cannot be reached. The e-mail and
     password are normalised (normalise_email, normalise_password); a hash still in the raw form is
     replaced by the NFKC one on this successful sign-in (committed here)."""
     svc = services()
@@ -117,7 +123,10 @@ def authenticate(email: str, password: str, address: str) -> User | None:
     # all read the old count: at most `limit` of them get as far as the hash. A success or a
     # refused attempt takes its count back; only failures stay. The window starts at the first
     # counted attempt and is not extended by later ones.
-    counts = [int(n) for n in svc.redis.eval(_COUNT, len(keys), *keys, THROTTLE_WINDOW_S)]
+    try:
+        counts = [int(n) for n in svc.redis.eval(_COUNT, len(keys), *keys, THROTTLE_WINDOW_S)]
+    except RedisError:  # fail closed: no sign-in the guard against guessing cannot count
+        raise LoginUnavailable("Sign-in is unavailable for a moment. Try again in a minute.") from None
     # The address limit is looser: many people can share one office address.
     if counts[0] > limit or counts[1] > limit * 4:
         _take_back(svc.redis, keys)

@@ -47,7 +47,9 @@ def set_role(admin_id: int, user_id: int, role: str, active: bool) -> User:
 
 def update_activity(admin_id: int, code: str, *, name: str, points: int, cap_points: int | None, cap_period: str,
                     active: bool) -> Activity:
-    activity = db.session.get(Activity, code)
+    # Locked, as add_tag locks it: two admins, one switching it to rolling_7d and one mapping a tag
+    # to it, would each pass the other's check before either commits.
+    activity = db.session.get(Activity, code, with_for_update=True, populate_existing=True)
     if activity is None:
         raise NotFound("activity_not_found", f"There is no activity {code!r}.")
     if cap_period not in CAP_PERIODS:
@@ -73,7 +75,7 @@ def add_tag(admin_id: int, tag: str, activity_code: str) -> ActivityTag:
     name = rules.normalise_tag(tag)
     if not name:
         raise ValidationError("tag_invalid", "Give a tag name.", [{"field": "tag", "issue": "empty"}])
-    activity = db.session.get(Activity, activity_code)
+    activity = db.session.get(Activity, activity_code, with_for_update=True, populate_existing=True)  # see update_activity
     if activity is None:
         raise ValidationError("activity_invalid", "Choose an activity.", [{"field": "activity_code", "issue": activity_code}])
     if activity.cap_period in ledger.SESSION_DATE_PERIODS:

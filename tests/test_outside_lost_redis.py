@@ -27,6 +27,9 @@ def test_sign_in_without_redis_is_not_a_500_page(lost):
     app, _ = lost
     response = app.test_client().post("/login", data={"email": "owner@example.com", "password": PASSWORD})
     assert response.status_code != 500, response.get_data(as_text=True)[:200]
+    html = response.get_data(as_text=True)
+    assert response.status_code == 503 and "Sign-in is unavailable for a moment" in html
+    assert 'value="owner@example.com"' in html, "what was typed is kept"
 
 
 def test_upload_without_redis_is_not_a_500_page(lost):
