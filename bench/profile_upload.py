@@ -55,7 +55,7 @@ def main() -> None:
                "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}",
                "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
                "QUEUE_PREFIX": f"profile{os.getpid()}:", "STORAGE_BACKEND": "local",
-               "LOCAL_STORAGE_ROOT": str(work / "storage"), "AV_SCANNER": "clamd", "CLAMD_URL": clamd.url,
+               "LOCAL_STORAGE_ROOT": str(work / "storage"), "AV_SCANNER": "clamd", "CLAMD_URL": clamd.unix_url,
                "LOG_LEVEL": "WARNING",
                # Off by default, so the POST and the scan are profiled apart (with it on, the POST
                # profile includes the scan); INLINE_SCAN_MAX_MB=2 profiles the request as it runs.

@@ -52,7 +52,7 @@ def main() -> None:
                     "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{DB_NAME}",
                     "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
                     "QUEUE_PREFIX": f"reqcpu{os.getpid()}:", "STORAGE_BACKEND": "local",
-                    "LOCAL_STORAGE_ROOT": str(work / "storage"), "AV_SCANNER": "clamd", "CLAMD_URL": clamd.url,
+                    "LOCAL_STORAGE_ROOT": str(work / "storage"), "AV_SCANNER": "clamd", "CLAMD_URL": clamd.unix_url,
                     "LOG_LEVEL": "WARNING"}
         from flask_migrate import upgrade
 

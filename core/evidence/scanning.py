@@ -96,7 +96,8 @@ class DisabledScanner:
 
 
 class ClamdScanner:
-    """Scans through a clamd daemon with INSTREAM, a connection per call (safe across forks).
+    """Scans through a clamd daemon with INSTREAM, or FILDES on a unix socket, a connection per
+    call (safe across forks).
     Every answer clamd can give is classified in core/evidence/clamd_client.py."""
 
     name = "clamd"
@@ -130,7 +131,7 @@ class ClamdScanner:
                 f"large uploads will be refused by the scanner and marked unscannable; raise StreamMaxLength")
 
     def scan(self, stream: BinaryIO) -> ScanResult:
-        verdict = self._require_conn().instream(stream)
+        verdict = self._require_conn().scan(stream)
         return ScanResult(verdict.state, verdict.name, verdict.reason)  # type: ignore[arg-type]
 
 

@@ -111,6 +111,15 @@ class ClamdServer:
         return f"tcp://127.0.0.1:{self.port}"
 
     @property
+    def socket_path(self) -> Path:
+        """clamd's unix socket (LocalSocket), where FILDES works; the TCP port serves INSTREAM."""
+        return self.workdir / "clamd.sock"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @property
     def config(self) -> Path:
         return self.workdir / "clamd.conf"
 
@@ -124,6 +133,8 @@ class ClamdServer:
                 "Foreground yes",
                 f"TCPSocket {self.port}",
                 "TCPAddr 127.0.0.1",
+                f"LocalSocket {self.socket_path}",
+                "LocalSocketMode 600",
                 f"DatabaseDirectory {self.workdir / 'db'}",
                 f"TemporaryDirectory {self.workdir / 'tmp'}",
                 f"LogFile {self.log}",
@@ -161,7 +172,7 @@ class ClamdServer:
             if self.process.poll() is not None:
                 pytest.fail(f"clamd exited with code {self.process.returncode} at start-up:\n{self.log_tail()}",
                             pytrace=False)
-            if _ping(self.port):
+            if _ping(self.port) and self.socket_path.exists():
                 return
             time.sleep(0.1)
         self.stop()
