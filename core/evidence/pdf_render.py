@@ -25,6 +25,8 @@ import select
 import signal
 import sys
 
+from core.platform.heap import keep_large_buffers
+
 UNREADABLE_EXIT = 3
 MAX_SCALE = 2.0  # 144 dpi: enough to read body text; tiny pages are not blown up past it
 
@@ -265,16 +267,17 @@ def _spare_main(requests_r: int, done_w: int, server: int) -> None:
 
 
 def _prefault_heap() -> None:
-    """glibc only: keep allocations below 64 MiB on the heap and never trim it, then touch
-    PREFAULT_BYTES of it once, so the render reuses pages already mapped. Elsewhere, nothing."""
+    """glibc only: keep allocations below 64 MiB on the heap and never trim it
+    (core.platform.heap), then touch PREFAULT_BYTES of it once, so the render reuses pages already
+    mapped. Elsewhere, nothing."""
+    if not keep_large_buffers():
+        return
     try:
         import ctypes
 
         libc = ctypes.CDLL(None)
         libc.malloc.restype = ctypes.c_void_p
         libc.free.argtypes = [ctypes.c_void_p]
-        if not (libc.mallopt(-3, 64 << 20) and libc.mallopt(-1, 256 << 20)):  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
-            return
         block = libc.malloc(PREFAULT_BYTES)
         if block:
             ctypes.memset(block, 0, PREFAULT_BYTES)
