@@ -99,8 +99,10 @@ class AppUnderTest:
     def concurrent(self, data: bytes, uploaders: int, seconds: float) -> tuple[list[float], list[str]]:
         """`uploaders` threads, each sending a file, waiting until it is clean and sending the
         next, for `seconds`. Returns (seconds from each POST's first byte to clean, errors).
-        One poller thread reads every waiting file's state, so the database sees one query per
-        poll rather than one per uploader."""
+        Each uploader looks at its file's row once when the POST answers (scanned in the request,
+        it is clean by then); a file still pending is left to one poller thread that reads every
+        waiting file's state, so the database sees one query per poll rather than one per
+        uploader."""
         lock = threading.Lock()
         waiting: dict[int, tuple[float, threading.Event]] = {}
         latencies: list[float] = []
@@ -116,6 +118,7 @@ class AppUnderTest:
             request = http.prepare_request(requests.Request("POST", f"{self.base}/submissions/new", data={
                 "csrf_token": self.token, "activity_code": "EXPLORE", "session_date": time.strftime("%Y-%m-%d"),
             }, files={"files": (f"u{n}.csv", data, "text/csv")}))
+            own = psycopg.connect(self.db.info.dsn, autocommit=True)
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
                 try:
@@ -128,12 +131,23 @@ class AppUnderTest:
                     with lock:
                         errors.append(f"HTTP {r.status_code}")
                     continue
+                submission_id = int(r.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+                # A file scanned in the request is clean when the POST answers: one look at its row
+                # settles it, instead of the poller's query every 2 ms (its CPU and PostgreSQL's
+                # were taken from the uploads on this shared box). Otherwise the poller watches it.
+                states = {state for (state,) in own.execute(
+                    "SELECT scan_state FROM evidence_files WHERE submission_id = %s", (submission_id,))}
+                if states == {"clean"}:
+                    with lock:
+                        latencies.append(time.perf_counter() - started)
+                    continue
                 done = threading.Event()
                 with lock:
-                    waiting[int(r.headers["Location"].rstrip("/").rsplit("/", 1)[1])] = (started, done)
+                    waiting[submission_id] = (started, done)
                 if not done.wait(120):
                     with lock:
                         errors.append("not clean within 120 s")
+            own.close()
 
         def poller() -> None:
             with psycopg.connect(self.db.info.dsn, autocommit=True) as conn:
