@@ -75,3 +75,12 @@ def test_a_unix_clamd_url_without_an_absolute_path_is_refused_at_start(tmp_path,
     env = {**base_env(str(tmp_path / "storage")), "AV_SCANNER": "clamd", "CLAMD_URL": url}
     with pytest.raises(SettingsError, match="CLAMD_URL"):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize("url", ["tcp://127.0.0.1:abc", "tcp://127.0.0.1:99999", "tcp://:3310"])
+def test_a_tcp_clamd_url_with_a_bad_port_or_no_host_is_refused_at_start(tmp_path, url):
+    """The same kind for tcp://: a port that is not a number or past 65535 raised urllib's own
+    ValueError out of Settings.from_env (a traceback at start, no setting named)."""
+    env = {**base_env(str(tmp_path / "storage")), "AV_SCANNER": "clamd", "CLAMD_URL": url}
+    with pytest.raises(SettingsError, match="CLAMD_URL"):
+        Settings.from_env(env)

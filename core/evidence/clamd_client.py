@@ -80,8 +80,9 @@ def address_of(url: str) -> tuple[int, object]:
         return socket.AF_INET, (parsed.hostname, parsed.port or 3310)
     if parsed.scheme == "unix":
         path = unquote(parsed.path)
-        if not path:
-            raise ValueError("a unix:// URL needs a socket path")
+        if parsed.netloc or not path.startswith("/"):
+            # unix://run/x.sock would read "run" as a host and connect to /x.sock.
+            raise ValueError("a unix:// URL needs an absolute socket path: unix:///run/clamav/clamd.ctl")
         return socket.AF_UNIX, path
     raise ValueError("must start with tcp:// or unix://")
 
@@ -166,9 +167,12 @@ class ClamdConnection:
         return data.split(b"\0")[0].split(b"\n")[0].decode("utf-8", "replace").strip()
 
     def _closed_message(self, sent: int | None, exc: OSError | None) -> str:
-        where = f" after {sent} bytes of the file" if sent is not None else ""
+        """`sent` is how much of a stream INSTREAM had sent; None for FILDES and commands, where
+        no stream is sent and StreamMaxLength cannot be the cause (clamd died or hung up)."""
         why = f" ({exc})" if exc else ""
-        return (f"clamd at {self.url} closed the connection{where} without an answer{why}; "
+        if sent is None:
+            return f"clamd at {self.url} closed the connection without an answer{why}"
+        return (f"clamd at {self.url} closed the connection after {sent} bytes of the file without an answer{why}; "
                 f"if that is near clamd's StreamMaxLength, raise StreamMaxLength above MAX_UPLOAD_MB")
 
     def command(self, name: str) -> str:

@@ -202,8 +202,15 @@ class Settings:
         parsed = urlparse(clamd_url)
         if parsed.scheme not in ("tcp", "unix"):
             raise SettingsError(f"CLAMD_URL={clamd_url!r} must start with tcp:// or unix://")
-        if parsed.scheme == "tcp" and (not parsed.hostname or not parsed.port):
+        try:
+            port = parsed.port
+        except ValueError:  # tcp://host:abc or a port past 65535
+            port = None
+        if parsed.scheme == "tcp" and (not parsed.hostname or not port):
             raise SettingsError(f"CLAMD_URL={clamd_url!r} needs a host and a port")
+        if parsed.scheme == "unix" and (parsed.netloc or not parsed.path.startswith("/")):
+            # unix://run/clamd.ctl would read "run" as a host and quietly use /clamd.ctl.
+            raise SettingsError(f"CLAMD_URL={clamd_url!r} needs an absolute socket path, e.g. unix:///run/clamav/clamd.ctl")
 
         types = tuple(t.strip().lower() for t in get("ALLOWED_FILE_TYPES", ",".join(cls.allowed_file_types)).split(",") if t.strip())
         unknown = [t for t in types if t not in KNOWN_FILE_TYPES]
