@@ -78,6 +78,18 @@ def sign_in(client, who: str) -> None:
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
 
 
+def post_upload(app, name: str, data: bytes, content_type: str = "text/csv") -> int:
+    """The owner sends one file through the portal's new-submission form; asserts the redirect
+    and returns the new submission's id."""
+    client = app.test_client()
+    sign_in(client, "owner")
+    response = client.post("/submissions/new", data={
+        "activity_code": "EXPLORE", "session_date": yesterday().isoformat(),
+        "files": (io.BytesIO(data), name, content_type)}, content_type="multipart/form-data")
+    assert response.status_code == 302, response.text[:300]
+    return int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+
+
 def run_worker(app, *, with_scheduler: bool = False) -> None:
     """The production RQ worker (jobs.worker: forking only for the media queue) in burst mode over every queue."""
     context.bind(app)

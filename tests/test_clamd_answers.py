@@ -10,7 +10,6 @@ import struct
 import threading
 import time
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from core.evidence.scanning import ClamdScanner, ScanResult, scan_file_buffer
 from core.platform.errors import ScannerUnavailable
 from tests.evidence_support import pdf_with_embedded_file
 from tests.services.clamd import LIMITS
+from tests.services.fake_clamd import fake_clamd
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MIB = 1024 * 1024
@@ -148,39 +148,6 @@ def test_deploy_ships_the_limits_and_alerts_the_tests_use():
 
 
 # -- answers a real clamd gives only when something is wrong: a server of our own --------------
-
-@contextmanager
-def fake_clamd(behaviour):
-    """A one-connection-at-a-time TCP server; behaviour(conn) plays clamd's part."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    stop = threading.Event()
-
-    def serve():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with conn:
-                try:
-                    behaviour(conn)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
-
 
 def read_stream(conn) -> int:
     """Read a whole INSTREAM (command and chunks) as clamd does; returns the bytes of file data."""

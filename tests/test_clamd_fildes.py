@@ -9,9 +9,7 @@ import os
 import socket
 import struct
 import tempfile
-import threading
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +17,8 @@ from core.evidence.clamd_client import ClamdConnection, ScannerFailure, classify
 from core.evidence.scanning import ClamdScanner, ScanResult
 from core.platform.db import db
 from core.platform.models import Submission
-from tests.evidence_support import EICAR_BYTES, pdf_with_embedded_file, setup_people, sign_in, yesterday
+from tests.evidence_support import EICAR_BYTES, pdf_with_embedded_file, post_upload, setup_people
+from tests.services.fake_clamd import fake_clamd
 
 MIB = 1024 * 1024
 
@@ -94,17 +93,11 @@ def test_an_answer_about_something_else_is_never_clean(reply):
 
 @contextmanager
 def fake_unix_clamd(fildes_reply=None):
-    """Plays clamd on a unix socket, one connection at a time. FILDES: receives the descriptor,
-    records (what the file holds, whether it could be written through it) and answers
+    """Plays clamd on a unix socket (tests/services/fake_clamd.py). FILDES: receives the
+    descriptor, records (what the file holds, whether it could be written through it) and answers
     fildes_reply(n), or UNKNOWN COMMAND when fildes_reply is None. INSTREAM: reads the chunks and
-    answers OK, recording the bytes."""
+    answers OK, recording the bytes. Yields (url, what it saw)."""
     seen: list[tuple] = []
-    path = Path(tempfile.mkdtemp(prefix="fake-clamd-")) / "clamd.sock"
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(path))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    stop = threading.Event()
 
     def one(conn):
         command = b""
@@ -113,12 +106,12 @@ def fake_unix_clamd(fildes_reply=None):
         if command == b"zFILDES\0":
             fds = array.array("i")
             _, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_LEN(fds.itemsize))
-            if fildes_reply is None:
-                conn.sendall(b"UNKNOWN COMMAND\n")
-                return
             fds.frombytes(ancillary[0][2][:fds.itemsize])
             fd = fds[0]
             try:
+                if fildes_reply is None:
+                    conn.sendall(b"UNKNOWN COMMAND\n")
+                    return
                 content = os.pread(fd, 64 * MIB, 0)
                 try:
                     os.write(fd, b"x")
@@ -139,30 +132,8 @@ def fake_unix_clamd(fildes_reply=None):
             seen.append(("INSTREAM", data))
             conn.sendall(b"stream: OK\0")
 
-    def serve():
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with conn:
-                try:
-                    one(conn)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"unix://{path}", seen
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
-        path.unlink(missing_ok=True)
-        path.parent.rmdir()
+    with fake_clamd(one, unix=True) as url:
+        yield url, seen
 
 
 def test_clamd_is_handed_the_file_read_only():
@@ -187,15 +158,10 @@ def test_an_upload_on_local_disk_is_scanned_by_descriptor_in_the_request(make_ap
     with fake_unix_clamd(lambda fd: f"fd[{fd}]: OK") as (url, seen):
         app = make_app(AV_SCANNER="clamd", CLAMD_URL=url, CLAMD_TIMEOUT_SECONDS=5, INLINE_SCAN_MAX_MB=1)
         setup_people(app)
-        client = app.test_client()
-        sign_in(client, "owner")
-        response = client.post("/submissions/new", data={
-            "activity_code": "EXPLORE", "session_date": yesterday().isoformat(),
-            "files": (io.BytesIO(body), "attendance.csv", "text/csv")}, content_type="multipart/form-data")
-    assert response.status_code == 302
+        submission_id = post_upload(app, "attendance.csv", body)
     assert seen == [("FILDES", body, False)]
     with app.app_context():
-        submission = db.session.get(Submission, int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1]))
+        submission = db.session.get(Submission, submission_id)
         assert [(f.scan_state, f.size_bytes) for f in submission.files] == [("clean", len(body))]
 
 
@@ -204,14 +170,8 @@ def test_an_infected_upload_by_descriptor_is_rejected_against_the_real_clamd(mak
     app = make_app(AV_SCANNER="clamd", CLAMD_URL=clamd_server.unix_url, CLAMD_TIMEOUT_SECONDS=10,
                    INLINE_SCAN_MAX_MB=2)
     setup_people(app)
-    client = app.test_client()
-    sign_in(client, "owner")
-    response = client.post("/submissions/new", data={
-        "activity_code": "EXPLORE", "session_date": yesterday().isoformat(),
-        "files": (io.BytesIO(csv(MIB, tail=b"\n" + EICAR_BYTES)), "attendance.csv", "text/csv")},
-        content_type="multipart/form-data")
-    assert response.status_code == 302
+    submission_id = post_upload(app, "attendance.csv", csv(MIB, tail=b"\n" + EICAR_BYTES))
     with app.app_context():
-        submission = db.session.get(Submission, int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1]))
+        submission = db.session.get(Submission, submission_id)
         assert submission.status == "rejected"
         assert [f.scan_state for f in submission.files] == ["infected"]

@@ -3,13 +3,11 @@ clamd: clean before the POST returns, infected handled as the queued path does, 
 request cannot conclude left pending with its usual job queued."""
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from core.platform.db import db
 from core.platform.models import AuditEvent, EvidenceFile, Submission
-from tests.evidence_support import CSV, EICAR_BYTES, setup_people, sign_in, stored_keys, submit, yesterday
+from tests.evidence_support import CSV, EICAR_BYTES, post_upload, setup_people, sign_in, stored_keys, submit
 from tests.services.ports import free_port
 
 KIB = 1024
@@ -37,13 +35,7 @@ def files_of(app, submission_id: int) -> tuple[str, list[tuple[str, int]]]:
 
 def test_a_small_upload_is_clean_and_in_review_when_the_post_answers(inline_app):
     setup_people(inline_app)
-    client = inline_app.test_client()
-    sign_in(client, "owner")
-    response = client.post("/submissions/new", data={
-        "activity_code": "EXPLORE", "session_date": yesterday().isoformat(),
-        "files": (io.BytesIO(CSV), "attendance.csv", "text/csv")}, content_type="multipart/form-data")
-    assert response.status_code == 302
-    submission_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    submission_id = post_upload(inline_app, "attendance.csv", CSV)  # asserts the 302
 
     assert files_of(inline_app, submission_id) == ("in_review", [("clean", 1)])
     assert scans_queued(inline_app) == [] and media_queued(inline_app) == []  # nothing left for a worker
@@ -115,16 +107,6 @@ def test_a_clamd_that_never_answers_costs_the_request_one_timeout_then_the_queue
     assert sorted(scans_queued(app)) == sorted(f"scan-file-{i}-upload" for i in file_ids)
 
 
-def _post(app, name: str, data: bytes):
-    client = app.test_client()
-    sign_in(client, "owner")
-    response = client.post("/submissions/new", data={
-        "activity_code": "EXPLORE", "session_date": yesterday().isoformat(),
-        "files": (io.BytesIO(data), name, "text/csv")}, content_type="multipart/form-data")
-    assert response.status_code == 302, response.text[:300]
-    return int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
-
-
 def every_file_under(root) -> list[str]:
     import os
 
@@ -142,7 +124,7 @@ def test_a_spool_on_the_storage_disk_is_stored_whole_scanned_and_leaves_nothing_
 
     setup_people(inline_app)
     data = b"date,city,peers\n" + b"2025-01-15,Lisbon,12\n" * (40 * KIB)  # about 840 KiB
-    submission_id = _post(inline_app, "big.csv", data)
+    submission_id = post_upload(inline_app, "big.csv", data)
 
     assert files_of(inline_app, submission_id) == ("in_review", [("clean", 1)])
     assert scans_queued(inline_app) == []
@@ -165,7 +147,7 @@ def test_a_spool_on_the_storage_disk_is_stored_whole_scanned_and_leaves_nothing_
 def test_an_infected_file_spooled_on_the_storage_disk_is_rejected_and_gone(inline_app):
     setup_people(inline_app)
     data = b"a,b\n" * (200 * KIB) + EICAR_BYTES  # 800 KiB, the signature at the very end
-    submission_id = _post(inline_app, "late.csv", data)
+    submission_id = post_upload(inline_app, "late.csv", data)
 
     assert files_of(inline_app, submission_id) == ("rejected", [("infected", 1)])
     from tests.evidence_support import local_root

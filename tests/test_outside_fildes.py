@@ -7,40 +7,27 @@ import array
 import os
 import socket
 import tempfile
-import threading
-from pathlib import Path
 
 import pytest
 
 from core.evidence.clamd_client import ClamdConnection, ScannerFailure
 from core.platform.settings import Settings, SettingsError
 from tests.conftest import base_env
+from tests.services.fake_clamd import fake_clamd
 
 
-def _fildes_then_hang_up() -> tuple[str, threading.Thread, socket.socket]:
+def _take_the_descriptor_then_hang_up(conn) -> None:
     """A clamd that takes FILDES and its descriptor, then dies before answering (as a clamd
     killed mid-scan does)."""
-    path = Path(tempfile.mkdtemp(prefix="fake-clamd-")) / "clamd.sock"
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(path))
-    listener.listen(1)
-
-    def serve():
-        conn, _ = listener.accept()
-        with conn:
-            command = b""
-            while not command.endswith(b"\0"):
-                command += conn.recv(1)
-            fds = array.array("i")
-            _, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_LEN(fds.itemsize))
-            for _, _, data in ancillary:
-                fds.frombytes(data[:fds.itemsize])
-            for fd in fds:
-                os.close(fd)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return f"unix://{path}", thread, listener
+    command = b""
+    while not command.endswith(b"\0"):
+        command += conn.recv(1)
+    fds = array.array("i")
+    _, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_LEN(fds.itemsize))
+    for _, _, data in ancillary:
+        fds.frombytes(data[:fds.itemsize])
+    for fd in fds:
+        os.close(fd)
 
 
 def test_clamd_dying_during_a_descriptor_scan_does_not_blame_stream_max_length():
@@ -48,16 +35,12 @@ def test_clamd_dying_during_a_descriptor_scan_does_not_blame_stream_max_length()
     Seen: the failure (logged as the reason the file stays pending) tells the operator to raise
     StreamMaxLength above MAX_UPLOAD_MB -- a setting FILDES never meets (clamd reads the file
     itself; no stream is sent). Expected: a `closed` failure without that advice."""
-    url, thread, listener = _fildes_then_hang_up()
-    try:
+    with fake_clamd(_take_the_descriptor_then_hang_up, unix=True) as url:
         f = tempfile.TemporaryFile()
         f.write(b"x" * (3 * 1024 * 1024))
         f.seek(0)
         with pytest.raises(ScannerFailure) as info:
             ClamdConnection(url, timeout=5).scan(f)
-        thread.join(5)
-    finally:
-        listener.close()
     assert info.value.kind == "closed"
     assert "StreamMaxLength" not in str(info.value), str(info.value)
 

@@ -37,11 +37,13 @@ import select
 import socket
 import stat
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
-from urllib.parse import unquote, urlparse
 
 from core.platform.errors import ScannerUnavailable
+from core.platform.settings import clamd_address
 
 # Large chunks: per-chunk Python (a read, a header, two sends) dominated at 64 KiB, and clamd
 # takes any chunk length up to what is left of its StreamMaxLength.
@@ -69,22 +71,6 @@ class Verdict:
     state: str
     name: str | None = None
     reason: str | None = None
-
-
-def address_of(url: str) -> tuple[int, object]:
-    """(socket family, address) for tcp://host:port or unix:///path; ValueError otherwise."""
-    parsed = urlparse(url)
-    if parsed.scheme == "tcp":
-        if not parsed.hostname:
-            raise ValueError("a tcp:// URL needs a host")
-        return socket.AF_INET, (parsed.hostname, parsed.port or 3310)
-    if parsed.scheme == "unix":
-        path = unquote(parsed.path)
-        if parsed.netloc or not path.startswith("/"):
-            # unix://run/x.sock would read "run" as a host and connect to /x.sock.
-            raise ValueError("a unix:// URL needs an absolute socket path: unix:///run/clamav/clamd.ctl")
-        return socket.AF_UNIX, path
-    raise ValueError("must start with tcp:// or unix://")
 
 
 def classify(reply: str) -> Verdict:
@@ -132,7 +118,7 @@ class ClamdConnection:
     def __init__(self, url: str, timeout: float):
         self.url = url
         self.timeout = timeout
-        self.family, self.address = address_of(url)
+        self.family, self.address = clamd_address(url)
         self.fildes_ok = True  # until clamd answers UNKNOWN COMMAND to FILDES
 
     def _open(self) -> socket.socket:
@@ -175,17 +161,23 @@ class ClamdConnection:
         return (f"clamd at {self.url} closed the connection after {sent} bytes of the file without an answer{why}; "
                 f"if that is near clamd's StreamMaxLength, raise StreamMaxLength above MAX_UPLOAD_MB")
 
+    @contextmanager
+    def _sending_command(self) -> Iterator[None]:
+        """A command's send failing: ScannerFailure `timeout` or `closed`."""
+        try:
+            yield
+        except socket.timeout:
+            raise ScannerFailure("timeout", f"clamd at {self.url} did not take a command within "
+                                            f"{self.timeout:g} s") from None
+        except OSError as exc:
+            raise ScannerFailure("closed", f"clamd at {self.url} closed the connection: {exc}") from None
+
     def command(self, name: str) -> str:
         """Send a simple command (PING, VERSION) and return clamd's one-line answer."""
         sock = self._open()
         try:
-            try:
+            with self._sending_command():
                 sock.sendall(b"z" + name.encode("ascii") + b"\0")
-            except socket.timeout:
-                raise ScannerFailure("timeout", f"clamd at {self.url} did not take a command within "
-                                                f"{self.timeout:g} s") from None
-            except OSError as exc:
-                raise ScannerFailure("closed", f"clamd at {self.url} closed the connection: {exc}") from None
             return self._read_reply(sock)
         finally:
             sock.close()
@@ -202,17 +194,16 @@ class ClamdConnection:
             try:
                 readonly = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
-                readonly = None  # no /proc: clamd gets a copy through the socket instead
-            if readonly is not None:
-                try:
-                    size = os.fstat(readonly).st_size
-                    verdict = self.fildes(readonly)
-                finally:
-                    os.close(readonly)
-                if verdict is not None:
-                    stream.seek(size)
-                    return verdict
-                self.fildes_ok = False
+                return self.instream(stream)  # no /proc: clamd gets a copy through the socket
+            try:
+                size = os.fstat(readonly).st_size
+                verdict = self.fildes(readonly)
+            finally:
+                os.close(readonly)
+            if verdict is not None:
+                stream.seek(size)
+                return verdict
+            self.fildes_ok = False
         return self.instream(stream)
 
     def fildes(self, fd: int) -> Verdict | None:
@@ -223,14 +214,9 @@ class ClamdConnection:
         descriptor passing), so the caller can send the bytes instead."""
         sock = self._open()
         try:
-            try:
+            with self._sending_command():
                 sock.sendall(b"zFILDES\0")
                 sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
-            except socket.timeout:
-                raise ScannerFailure("timeout", f"clamd at {self.url} did not take a command within "
-                                                f"{self.timeout:g} s") from None
-            except OSError as exc:
-                raise ScannerFailure("closed", f"clamd at {self.url} closed the connection: {exc}") from None
             reply = self._read_reply(sock)
             return None if reply == "UNKNOWN COMMAND" else classify(reply)
         finally:

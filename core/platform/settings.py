@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from core.platform.numbers import parse_whole
 
@@ -42,6 +43,29 @@ def parse_int(name: str, raw: str, *, minimum: int | None = None, maximum: int |
     if maximum is not None and value > maximum:
         raise SettingsError(f"{name}={value} is above the maximum of {maximum}")
     return value
+
+
+def clamd_address(url: str) -> tuple[int, object]:
+    """clamd's address from CLAMD_URL: (socket.AF_INET, (host, port)) for tcp://host:port or
+    (socket.AF_UNIX, path) for unix:///absolute/path. Raises ValueError saying what is wrong.
+    One parser for the settings' check at start and the client's connection
+    (core/evidence/clamd_client.py)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "tcp":
+        try:
+            port = parsed.port
+        except ValueError:  # tcp://host:abc or a port past 65535
+            port = None
+        if not parsed.hostname or not port:
+            raise ValueError("a tcp:// URL needs a host and a port, e.g. tcp://clamd:3310")
+        return socket.AF_INET, (parsed.hostname, port)
+    if parsed.scheme == "unix":
+        path = unquote(parsed.path)
+        if parsed.netloc or not path.startswith("/"):
+            # unix://run/x.sock would read "run" as a host and connect to /x.sock.
+            raise ValueError("a unix:// URL needs an absolute socket path, e.g. unix:///run/clamav/clamd.ctl")
+        return socket.AF_UNIX, path
+    raise ValueError("must start with tcp:// or unix://")
 
 
 def parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
@@ -199,18 +223,10 @@ class Settings:
 
         av_scanner = parse_choice("AV_SCANNER", get("AV_SCANNER", "eicar"), ("eicar", "clamd"))
         clamd_url = get("CLAMD_URL", cls.clamd_url)
-        parsed = urlparse(clamd_url)
-        if parsed.scheme not in ("tcp", "unix"):
-            raise SettingsError(f"CLAMD_URL={clamd_url!r} must start with tcp:// or unix://")
         try:
-            port = parsed.port
-        except ValueError:  # tcp://host:abc or a port past 65535
-            port = None
-        if parsed.scheme == "tcp" and (not parsed.hostname or not port):
-            raise SettingsError(f"CLAMD_URL={clamd_url!r} needs a host and a port")
-        if parsed.scheme == "unix" and (parsed.netloc or not parsed.path.startswith("/")):
-            # unix://run/clamd.ctl would read "run" as a host and quietly use /clamd.ctl.
-            raise SettingsError(f"CLAMD_URL={clamd_url!r} needs an absolute socket path, e.g. unix:///run/clamav/clamd.ctl")
+            clamd_address(clamd_url)
+        except ValueError as exc:
+            raise SettingsError(f"CLAMD_URL={clamd_url!r}: {exc}") from None
 
         types = tuple(t.strip().lower() for t in get("ALLOWED_FILE_TYPES", ",".join(cls.allowed_file_types)).split(",") if t.strip())
         unknown = [t for t in types if t not in KNOWN_FILE_TYPES]
