@@ -144,8 +144,9 @@ def new_submission():
                 # The identity key outlives the commit; reading .id would reload the expired row.
                 (submission_id,) = inspect(submission).identity
                 pending.discard(kept)
-                flash(f"Submission {submission_id} sent. We are checking the files; it goes to review after that.",
-                      "success")
+                # What happens next depends on what the scan already said (in this request or
+                # later): the page's status and its next step say it (NEXT_STEP), not the flash.
+                flash(f"Submission {submission_id} sent.", "success")
                 return redirect(url_for("portal.my_submission", submission_id=submission_id))
             finally:
                 for f in again:

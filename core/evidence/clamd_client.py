@@ -6,7 +6,8 @@ first byte to its last, instead of receiving a copy through the socket and writi
 temporary file of its own. That halves clamd's CPU per file (25 MiB: about 117 ms by INSTREAM, 60
 by FILDES; docs/performance.md). clamd gets a read-only descriptor of its own. Anything else (a
 TCP socket, a stream that is not a plain file, a stream not at its first byte, a clamd that does
-not know FILDES) goes by INSTREAM.
+not know FILDES or that the descriptor cannot reach, such as one behind a byte proxy) goes by
+INSTREAM.
 
 clamd's answers (ClamAV 1.4; each checked in tests/test_clamd_answers.py against a real clamd, or
 against a small socket server of the test's own for answers a real clamd gives only when
@@ -119,19 +120,25 @@ class ClamdConnection:
         self.url = url
         self.timeout = timeout
         self.family, self.address = clamd_address(url)
-        self.fildes_ok = True  # until clamd answers UNKNOWN COMMAND to FILDES
+        self.fildes_ok = True  # until a FILDES scan shows the descriptor cannot reach clamd
 
     def _open(self) -> socket.socket:
-        sock = socket.socket(self.family, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        sock = None
         try:
-            sock.connect(self.address)
+            if self.family == socket.AF_UNIX:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                sock.connect(self.address)
+            else:  # by name or literal, IPv4 or IPv6, whichever resolves and answers
+                sock = socket.create_connection(self.address, timeout=self.timeout)
         except socket.timeout:
-            sock.close()
+            if sock is not None:
+                sock.close()
             raise ScannerFailure("timeout", f"clamd at {self.url} did not accept a connection within "
                                             f"{self.timeout:g} s") from None
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             raise ScannerFailure("unreachable", f"cannot connect to clamd at {self.url}: {exc}") from None
         return sock
 
@@ -186,8 +193,8 @@ class ClamdConnection:
         """Scan `stream` from its current position to its end and classify clamd's answer: by
         FILDES when this is a unix socket and the stream is a plain file on disk at offset 0
         (clamd reads the whole file, so the stream is then left at its end, as INSTREAM leaves
-        it after the last byte sent), else by INSTREAM. A clamd that answers UNKNOWN COMMAND to
-        FILDES is asked by INSTREAM from then on (this connection object's lifetime). Raises
+        it after the last byte sent), else by INSTREAM. A clamd that cannot take a descriptor
+        (fildes() returns None) gets this file's bytes, and INSTREAM from then on (this connection object's lifetime). Raises
         ScannerFailure as instream does."""
         fd = _disk_file(stream) if self.family == socket.AF_UNIX and self.fildes_ok else None
         if fd is not None and stream.tell() == 0:
@@ -211,14 +218,19 @@ class ClamdConnection:
         descriptor as SCM_RIGHTS ancillary data; clamd(8)) and classify its answer. clamd reads
         the file itself, all of it, whatever the descriptor's offset. Unix sockets only. Raises
         ScannerFailure as instream does; returns None when clamd answers UNKNOWN COMMAND (built without
-        descriptor passing), so the caller can send the bytes instead."""
+        descriptor passing) or an ERROR about the descriptor not arriving (a proxy in between), so
+        the caller can send the bytes instead."""
         sock = self._open()
         try:
             with self._sending_command():
                 sock.sendall(b"zFILDES\0")
                 sock.sendmsg([b"\0"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
             reply = self._read_reply(sock)
-            return None if reply == "UNKNOWN COMMAND" else classify(reply)
+            if reply == "UNKNOWN COMMAND" or (reply.endswith(" ERROR") and "descriptor" in reply.lower()):
+                # Built without descriptor passing, or a byte proxy (socat) in front of clamd that
+                # cannot carry one ("No file descriptor received. ERROR"): the bytes can still go.
+                return None
+            return classify(reply)
         finally:
             sock.close()
 

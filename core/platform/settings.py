@@ -46,23 +46,28 @@ def parse_int(name: str, raw: str, *, minimum: int | None = None, maximum: int |
 
 
 def clamd_address(url: str) -> tuple[int, object]:
-    """clamd's address from CLAMD_URL: (socket.AF_INET, (host, port)) for tcp://host:port or
-    (socket.AF_UNIX, path) for unix:///absolute/path. Raises ValueError saying what is wrong.
+    """clamd's address from CLAMD_URL: (socket.AF_INET, (host, port)) for tcp://host:port (the
+    host may be an IPv6 literal in brackets; the client connects by whichever family resolves)
+    or (socket.AF_UNIX, path) for unix:///absolute/path. Raises ValueError saying what is wrong.
     One parser for the settings' check at start and the client's connection
     (core/evidence/clamd_client.py)."""
     parsed = urlparse(url)
+    if parsed.query or parsed.fragment or "@" in parsed.netloc:
+        # Nothing would read them: a URL that says more than is used is a mistake to report.
+        raise ValueError("takes no user, password, query or fragment")
     if parsed.scheme == "tcp":
         try:
             port = parsed.port
         except ValueError:  # tcp://host:abc or a port past 65535
             port = None
-        if not parsed.hostname or not port:
-            raise ValueError("a tcp:// URL needs a host and a port, e.g. tcp://clamd:3310")
-        return socket.AF_INET, (parsed.hostname, port)
+        if not parsed.hostname or not port or parsed.path not in ("", "/"):
+            raise ValueError("a tcp:// URL needs a host and a port and nothing after, e.g. tcp://clamd:3310")
+        return socket.AF_INET, (parsed.hostname, port)  # IPv4 or IPv6: the client resolves it
     if parsed.scheme == "unix":
         path = unquote(parsed.path)
-        if parsed.netloc or not path.startswith("/"):
-            # unix://run/x.sock would read "run" as a host and connect to /x.sock.
+        if parsed.netloc or not path.startswith("/") or "\0" in path:
+            # unix://run/x.sock would read "run" as a host and connect to /x.sock; the kernel
+            # would cut a path at an encoded NUL and connect to another socket.
             raise ValueError("a unix:// URL needs an absolute socket path, e.g. unix:///run/clamav/clamd.ctl")
         return socket.AF_UNIX, path
     raise ValueError("must start with tcp:// or unix://")
@@ -222,11 +227,12 @@ class Settings:
         minio_public_url = parse_public_url("MINIO_PUBLIC_URL", get("MINIO_PUBLIC_URL"))
 
         av_scanner = parse_choice("AV_SCANNER", get("AV_SCANNER", "eicar"), ("eicar", "clamd"))
-        clamd_url = get("CLAMD_URL", cls.clamd_url)
+        clamd_url = get("CLAMD_URL", cls.clamd_url).strip()  # as every other URL setting
         try:
             clamd_address(clamd_url)
         except ValueError as exc:
-            raise SettingsError(f"CLAMD_URL={clamd_url!r}: {exc}") from None
+            shown = "(not shown: it holds a password)" if "@" in clamd_url else repr(clamd_url)
+            raise SettingsError(f"CLAMD_URL={shown}: {exc}") from None
 
         types = tuple(t.strip().lower() for t in get("ALLOWED_FILE_TYPES", ",".join(cls.allowed_file_types)).split(",") if t.strip())
         unknown = [t for t in types if t not in KNOWN_FILE_TYPES]
