@@ -153,6 +153,10 @@ def new_submission():
                     f.stream.close()
         else:
             status = 400
+            # The fields were refused before any file was read: name the bad files now too.
+            error = evidence.file_problems(incoming)
+            if error is not None:
+                attach_errors(form, error, {})
         new_kept = _keep_good(form.activity_code.data, incoming, error)
         kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
         rechoose = files_to_choose_again(form.files, error, new_kept)
@@ -249,7 +253,8 @@ def resubmit(submission_id: int):
     kept = pending.load(current_user.id, request.form.getlist("keep"))  # good files of the last try
     incoming = _incoming(form.files)
     error: DomainError | None = None
-    if form.validate_on_submit():
+    fields_ok = form.validate_on_submit()
+    if fields_ok:
         again = pending.as_incoming(kept, len(incoming))
         change = corrections.Correction(
             session_date=form.session_date.data, session_start=form.session_start.data, city=form.city.data,
@@ -269,6 +274,8 @@ def resubmit(submission_id: int):
         finally:
             for f in again:
                 f.stream.close()
+    else:
+        error = evidence.file_problems(incoming)  # as on the new-submission form
     submission = _own(submission_id)
     form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
     if error is not None:
@@ -277,7 +284,8 @@ def resubmit(submission_id: int):
     new_kept = _keep_good(submission.activity_code, incoming, error)
     kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
     flash("Some fields need attention; see the messages next to them.", "error")
-    status = error.status if error is not None and 400 <= error.status < 500 else 400
+    # A file's own status (413, 415) only when it is the one problem; with refused fields, 400.
+    status = error.status if fields_ok and error is not None and 400 <= error.status < 500 else 400
     return _detail(submission, form, status, files_to_choose_again(form.files, error, new_kept), kept)
 
 

@@ -115,7 +115,8 @@ def test_kept_files_of_an_abandoned_form_are_purged_after_a_day(app):
         assert db.session.query(PendingUpload).count() == 0 and stored_keys(app) == []
 
 
-def test_the_correction_form_keeps_its_good_new_files_too(app):
+def _changes_requested(app):
+    """(the owner's signed-in client, id of the owner's submission a reviewer sent back)."""
     from core.review import reviewing
     from tests.test_portal_support import run_worker, submit
 
@@ -129,6 +130,11 @@ def test_the_correction_form_keeps_its_good_new_files_too(app):
     with app.app_context():
         reviewing.decide(sid, reviewer_id, "changes", "Add the attendance list.")
         db.session.commit()
+    return client, sid
+
+
+def test_the_correction_form_keeps_its_good_new_files_too(app):
+    client, sid = _changes_requested(app)
     future = (yesterday() + timedelta(days=30)).isoformat()
     response = client.post(f"/submissions/{sid}/resubmit", content_type="multipart/form-data", data={
         "session_date": future, "files": [(io.BytesIO(CLEAN_PDF), "attendance.pdf"), (io.BytesIO(EXE), "x.exe")]})
@@ -145,3 +151,34 @@ def test_the_correction_form_keeps_its_good_new_files_too(app):
         assert (s.status, s.revision) == ("scanning", 2)
         assert sorted(f.original_name for f in s.files) == ["attendance.pdf", "first.png"]
         assert db.session.query(PendingUpload).count() == 0
+
+
+def test_a_bad_file_is_named_in_the_same_round_as_a_field_error(app):
+    """From an outside pass: with a date left out, an .exe among good files got no word at all
+    (the form was refused before any file was read, and the bad file was dropped while the good
+    ones were kept). Every problem now shows in the first round, each next to its control."""
+    client = _client(app)
+    for activity in ("EXPLORE", ""):  # also with no activity chosen, where nothing can be kept
+        response = client.post("/submissions/new", content_type="multipart/form-data", data={
+            "activity_code": activity, "session_date": "", "note": "Typed before the error",
+            "files": [(io.BytesIO(png()), "photo.png"), (io.BytesIO(EXE), "tool.exe")]})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 400
+        error = re.search(r'id="files-error">(.*?)</p>', html, re.S).group(1)
+        assert "tool.exe" in error and "photo.png" not in error
+        assert "tool.exe" not in _rechoose(html) and "tool.exe" not in _kept(html)
+        assert "Typed before the error" in html
+    assert re.search(r'id="session_date-error">Give the date of the session.</p>', html)
+    with app.app_context():
+        assert db.session.query(Submission).count() == 0
+        assert [p.original_name for p in db.session.query(PendingUpload)] == ["photo.png"]
+
+
+def test_the_correction_form_names_a_bad_file_beside_a_field_it_refused(app):
+    client, sid = _changes_requested(app)
+    response = client.post(f"/submissions/{sid}/resubmit", content_type="multipart/form-data", data={
+        "session_date": "not a date", "files": [(io.BytesIO(CLEAN_PDF), "attendance.pdf"), (io.BytesIO(EXE), "x.exe")]})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400  # fields refused too: not the file's own 415
+    assert "x.exe" in re.search(r'id="files-error">(.*?)</p>', html, re.S).group(1)
+    assert list(_kept(html)) == ["attendance.pdf"] and "x.exe" not in _rechoose(html)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 
 from flask import Request
-from werkzeug.formparser import FormDataParser, MultiPartParser
+from werkzeug.formparser import FormDataParser
 
 from core.evidence.filetypes import ext_of
+from core.evidence.multipart import Parser
 from core.platform.services import services
 from core.evidence.spooling import UploadSpool
 
@@ -50,8 +51,8 @@ class LargeReadFormDataParser(FormDataParser):
         boundary = options.get("boundary", "").encode("ascii")
         if not boundary:
             raise ValueError("Missing boundary")  # FormDataParser.parse turns this into an empty form
-        parser = MultiPartParser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
-                                 max_form_parts=self.max_form_parts, cls=self.cls, buffer_size=READ_SIZE)
+        parser = Parser(stream_factory=self.stream_factory, max_form_memory_size=self.max_form_memory_size,
+                        max_form_parts=self.max_form_parts, cls=self.cls, buffer_size=READ_SIZE)
         form, files = parser.parse(stream, boundary, content_length)
         for _field, storage in files.items(multi=True):
             storage.filename = client_file_name(storage.filename, storage.headers.get("Content-Disposition"))

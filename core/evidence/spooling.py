@@ -90,6 +90,10 @@ class UploadSpool(tempfile.SpooledTemporaryFile):
     def write(self, data) -> int:
         kept = self.meter.take(data)
         if kept:
+            if not self._rolled and self._file.tell() + len(kept) > self._max_size:
+                # Moved to disk before this write, not after it: a read of ~1 MiB would otherwise be
+                # copied into memory only to be copied out again at once.
+                self.rollover()
             super().write(kept)
         return len(data)
 

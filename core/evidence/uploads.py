@@ -169,6 +169,24 @@ def _spool_all(files: list[IncomingFile], settings: Settings, spooled: list[_Spo
     return errors
 
 
+def file_problems(files: list[IncomingFile]) -> DomainError | None:
+    """Every check create_submission makes of each file (size limit, type by its bytes, image and
+    PDF checks), storing nothing: the error it would raise for these files alone (one file's own
+    error, or `submission_invalid` naming each files[i]), or None when all pass. For a form refused
+    before its files were looked at (a bad date, say), so a bad file is named in the same round
+    instead of being dropped without a word. The streams are left seekable for the retry's keep."""
+    spooled: list[_Spooled] = []
+    try:
+        _raise_if_any([], _spool_all(files, services().settings, spooled))
+    except DomainError as exc:
+        return exc
+    finally:
+        for item in spooled:
+            if item.body:
+                item.body.close()
+    return None
+
+
 def _spool_one(incoming: IncomingFile, item: _Spooled, settings: Settings) -> None:
     where = f"files[{item.index}]"
     try:
