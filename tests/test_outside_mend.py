@@ -10,6 +10,8 @@ import pytest
 
 from core.evidence.scanning import build_scanner
 from core.platform.settings import Settings, SettingsError
+# The browser tests' own Chromium fixture and skip mark (Debian's chromium, never a download).
+from tests.browser.test_review_flow import browser, pytestmark as _needs_chromium  # noqa: F401  (fixture)
 from tests.conftest import base_env
 
 
@@ -150,19 +152,6 @@ def test_a_ready_scanner_behind_a_unix_socket_proxy_scans_files(tmp_path, clamd_
 # browser may break the line).
 PHONE_NAME = "Screenshot_20261130_102211_com.google.android.apps.docs_attendance.png"
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-_needs_chromium = pytest.mark.skipif(not __import__("os").path.exists("/usr/bin/chromium"),
-                                     reason="Debian's chromium is not installed")
-
-
-@pytest.fixture
-def phone_browser():
-    from tests.browser.test_review_flow import ARGS, CHROMIUM
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def _page_width(page) -> int:
@@ -190,35 +179,45 @@ def _upload_on_phone(browser, base: str, files: list) -> tuple[object, str]:
     return page, _flash(page)
 
 
-def _clamd_app(make_app, clamd_server):
-    """As in production (CSRF on), scanning by clamd over its unix socket (FILDES), in the request."""
-    return make_app(flask_overrides={"WTF_CSRF_ENABLED": True}, AV_SCANNER="clamd",
-                    CLAMD_URL=clamd_server.unix_url, INLINE_SCAN_MAX_MB="25")
+@pytest.fixture
+def base(make_app, clamd_server):
+    """The app served with its people, as in production (CSRF on), scanning by clamd over its unix
+    socket (FILDES), in the request; yields its base URL."""
+    from tests.conftest import serve
+    from tests.test_portal_support import people
+
+    app = make_app(flask_overrides={"WTF_CSRF_ENABLED": True}, AV_SCANNER="clamd",
+                   CLAMD_URL=clamd_server.unix_url, INLINE_SCAN_MAX_MB="25")
+    people(app)
+    with serve(app) as url:
+        yield url
+
+
+def _png(tmp_path, name: str):
+    """A clean PNG on disk under `name`, for a file chooser."""
+    from tests.test_portal_support import png
+
+    picture = tmp_path / name
+    picture.write_bytes(png())
+    return picture
 
 
 @_needs_chromium
-def test_the_uploaders_submission_page_fits_a_phone_with_a_phone_file_name(make_app, phone_browser, tmp_path, clamd_server):
+def test_the_uploaders_submission_page_fits_a_phone_with_a_phone_file_name(base, browser, tmp_path):
     """Input: on a 390 px phone, upload one clean PNG named
     Screenshot_20261130_102211_com.google.android.apps.docs_attendance.png.
     Seen: the page the upload lands on (/submissions/<id>) is 689 px wide: the file name in
     "Files" does not wrap, so the phone shows the page zoomed out / scrolling sideways (the
     reviewer's reason box on the same page does wrap such names).
     Expected: no wider than the phone's 390 px."""
-    from tests.conftest import serve
-    from tests.test_portal_support import people, png
-
-    app = _clamd_app(make_app, clamd_server)
-    people(app)
-    picture = tmp_path / PHONE_NAME
-    picture.write_bytes(png())
-    with serve(app) as base:
-        page, flash = _upload_on_phone(phone_browser, base, [picture])
-        assert "/submissions/" in page.url and "sent" in flash, flash
-        assert _page_width(page) <= 390, f"{page.url} is {_page_width(page)} px wide on a 390 px phone"
+    picture = _png(tmp_path, PHONE_NAME)
+    page, flash = _upload_on_phone(browser, base, [picture])
+    assert "/submissions/" in page.url and "sent" in flash, flash
+    assert _page_width(page) <= 390, f"{page.url} is {_page_width(page)} px wide on a 390 px phone"
 
 
 @_needs_chromium
-def test_the_review_page_fits_a_phone_with_a_reused_phone_file_name(make_app, phone_browser, tmp_path, clamd_server):
+def test_the_review_page_fits_a_phone_with_a_reused_phone_file_name(base, browser, tmp_path):
     """Input: the same clean PNG (named as a phone names it, see PHONE_NAME) uploaded twice from a
     390 px phone; a reviewer opens the second submission on a 390 px phone.
     Seen: /review/<id> is 861 px wide: the "Reused evidence" heading (the file name) and the
@@ -226,27 +225,21 @@ def test_the_review_page_fits_a_phone_with_a_reused_phone_file_name(make_app, ph
     Expected: no wider than the phone's 390 px."""
     from tests.browser.test_corrections_phone import PHONE
     from tests.browser.test_review_flow import _sign_in
-    from tests.conftest import serve
-    from tests.test_portal_support import people, png
 
-    app = _clamd_app(make_app, clamd_server)
-    people(app)
-    picture = tmp_path / PHONE_NAME
-    picture.write_bytes(png())
-    with serve(app) as base:
-        _upload_on_phone(phone_browser, base, [picture])
-        page, flash = _upload_on_phone(phone_browser, base, [picture])
-        second = page.url.rsplit("/", 1)[-1]
-        assert second.isdigit(), page.url
-        reviewer = phone_browser.new_context(**PHONE).new_page()
-        _sign_in(reviewer, base, "reviewer@example.com")
-        reviewer.goto(f"{base}/review/{second}")
-        assert "Reused evidence" in reviewer.content()
-        assert _page_width(reviewer) <= 390, f"{reviewer.url} is {_page_width(reviewer)} px wide on a 390 px phone"
+    picture = _png(tmp_path, PHONE_NAME)
+    _upload_on_phone(browser, base, [picture])
+    page, flash = _upload_on_phone(browser, base, [picture])
+    second = page.url.rsplit("/", 1)[-1]
+    assert second.isdigit(), page.url
+    reviewer = browser.new_context(**PHONE).new_page()
+    _sign_in(reviewer, base, "reviewer@example.com")
+    reviewer.goto(f"{base}/review/{second}")
+    assert "Reused evidence" in reviewer.content()
+    assert _page_width(reviewer) <= 390, f"{reviewer.url} is {_page_width(reviewer)} px wide on a 390 px phone"
 
 
 @_needs_chromium
-def test_a_file_refused_in_the_request_is_not_announced_as_being_checked(make_app, phone_browser, tmp_path, clamd_server):
+def test_a_file_refused_in_the_request_is_not_announced_as_being_checked(base, browser, tmp_path):
     """Input: on a 390 px phone, a submission of one clean PNG and one CSV that is the EICAR test
     file (clamd over the unix socket finds it while the request is still open: inline scan).
     Seen: the page answers "Submission 1 sent. We are checking the files; it goes to review after
@@ -254,45 +247,31 @@ def test_a_file_refused_in_the_request_is_not_announced_as_being_checked(make_ap
     the opposite of what already happened.
     Expected: the confirmation does not promise a check and a review for a submission already
     rejected (it says the file was refused, or at least does not say it goes to review)."""
-    from tests.conftest import serve
-    from tests.test_portal_support import people, png
-
-    app = _clamd_app(make_app, clamd_server)
-    people(app)
-    picture = tmp_path / "whiteboard.png"
-    picture.write_bytes(png())
+    picture = _png(tmp_path, "whiteboard.png")
     sheet = tmp_path / "attendance.csv"
     sheet.write_bytes(EICAR)
-    with serve(app) as base:
-        page, flash = _upload_on_phone(phone_browser, base, [picture, sheet])
-        body = page.locator("main").inner_text()
-        assert "Rejected" in body and "malware" in body, body[:600]
-        assert "goes to review" not in flash and "checking the files" not in flash, flash
+    page, flash = _upload_on_phone(browser, base, [picture, sheet])
+    body = page.locator("main").inner_text()
+    assert "Rejected" in body and "malware" in body, body[:600]
+    assert "goes to review" not in flash and "checking the files" not in flash, flash
 
 
 @_needs_chromium
-def test_a_file_error_on_the_upload_page_stays_next_to_the_field_on_a_phone(make_app, phone_browser, tmp_path, clamd_server):
+def test_a_file_error_on_the_upload_page_stays_next_to_the_field_on_a_phone(base, browser, tmp_path):
     """Input: on a 390 px phone, upload a clean PNG named PHONE_NAME and a text file named
     WhatsApp_Image_2026_11_30_at_10_22_11_PM_attendance.png (not a PNG).
     Seen: the error is next to "Evidence files" (good), but the page is wider than the phone:
     the error's file name and the "Already uploaded from your last try" box (the kept PNG's name)
     do not wrap, so the error runs off the right edge.
     Expected: the error next to the field, and the page no wider than 390 px."""
-    from tests.conftest import serve
-    from tests.test_portal_support import people, png
-
-    app = _clamd_app(make_app, clamd_server)
-    people(app)
-    picture = tmp_path / PHONE_NAME
-    picture.write_bytes(png())
+    picture = _png(tmp_path, PHONE_NAME)
     fake = tmp_path / "WhatsApp_Image_2026_11_30_at_10_22_11_PM_attendance.png"
     fake.write_bytes(b"not a picture at all\n" * 20)
-    with serve(app) as base:
-        page, flash = _upload_on_phone(phone_browser, base, [picture, fake])
-        assert "/submissions/new" in page.url and "need attention" in flash, (page.url, flash)
-        error = page.locator(".field.has-error", has=page.locator('input[name="files"]')).locator("p.error")
-        assert fake.name in error.inner_text()
-        assert _page_width(page) <= 390, f"the upload form with an error is {_page_width(page)} px wide on a 390 px phone"
+    page, flash = _upload_on_phone(browser, base, [picture, fake])
+    assert "/submissions/new" in page.url and "need attention" in flash, (page.url, flash)
+    error = page.locator(".field.has-error", has=page.locator('input[name="files"]')).locator("p.error")
+    assert fake.name in error.inner_text()
+    assert _page_width(page) <= 390, f"the upload form with an error is {_page_width(page)} px wide on a 390 px phone"
 
 
 @pytest.mark.parametrize("suffix", ["%00junk", "%00"])
