@@ -78,11 +78,20 @@ def _bad_files(exc: DomainError | None) -> set[int]:
     return bad
 
 
-def files_to_choose_again(field, exc: DomainError | None = None, kept: list | None = None) -> list[str]:
+def room_for(kept: list, existing: int = 0) -> int:
+    """How many newly chosen files a submission takes beside the `kept` files of a last try and
+    the `existing` files it keeps (corrections): past it, files are left out, neither kept nor
+    asked for again, so the retry the page invites fits the limit."""
+    return max(0, evidence.MAX_FILES - existing - len(kept))
+
+
+def files_to_choose_again(field, exc: DomainError | None = None, kept: list | None = None,
+                          room: int = evidence.MAX_FILES) -> list[str]:
     """The names of the files the refused form carried that were fine (not named by a files[i]
-    error) and were not kept for the retry: a browser cannot keep chosen files across a refused
-    form, so the page lists exactly which to choose again. Bad files have their own message."""
-    names = [fs.filename for fs in (field.data or []) if isinstance(fs, FileStorage) and fs.filename]
+    error), within `room` (room_for), and were not kept for the retry: a browser cannot keep
+    chosen files across a refused form, so the page lists exactly which to choose again. Bad files
+    have their own message; those past the room are named in the limit's."""
+    names = [fs.filename for fs in (field.data or []) if isinstance(fs, FileStorage) and fs.filename][:room]
     kept_names = [k.original_name for k in kept or []]
     out = []
     for i, name in enumerate(names):
@@ -96,10 +105,12 @@ def files_to_choose_again(field, exc: DomainError | None = None, kept: list | No
     return out
 
 
-def _keep_good(activity_code: str | None, incoming: list[evidence.IncomingFile], exc: DomainError | None) -> list:
-    """After a refusal: keep the new files that were fine (pending uploads) for the retry."""
+def _keep_good(activity_code: str | None, incoming: list[evidence.IncomingFile], exc: DomainError | None,
+               room: int) -> list:
+    """After a refusal: keep the new files that were fine (pending uploads), within `room`
+    (room_for), for the retry."""
     bad = _bad_files(exc)
-    good = [f for i, f in enumerate(incoming) if i not in bad]
+    good = [f for i, f in enumerate(incoming[:room]) if i not in bad]
     for f in good:
         try:
             f.stream.seek(0)
@@ -154,12 +165,13 @@ def new_submission():
         else:
             status = 400
             # The fields were refused before any file was read: name the bad files now too.
-            error = evidence.file_problems(incoming)
+            error = evidence.file_problems(incoming, room_for(kept))
             if error is not None:
                 attach_errors(form, error, {})
-        new_kept = _keep_good(form.activity_code.data, incoming, error)
+        room = room_for(kept)
+        new_kept = _keep_good(form.activity_code.data, incoming, error, room)
         kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
-        rechoose = files_to_choose_again(form.files, error, new_kept)
+        rechoose = files_to_choose_again(form.files, error, new_kept, room)
         flash("Some fields need attention; see the messages next to them.", "error")
     counter_fields = [(a, [getattr(form, f"counter_{c['name']}") for c in a.counters or []])
                       for a in activities if a.counters]
@@ -274,19 +286,21 @@ def resubmit(submission_id: int):
         finally:
             for f in again:
                 f.stream.close()
-    else:
-        error = evidence.file_problems(incoming)  # as on the new-submission form
     submission = _own(submission_id)
+    removing = {n for n in map(parse_id, map(str, form.remove.data or [])) if n is not None}
+    room = room_for(kept, sum(1 for f in submission.files if f.deleted_at is None and f.id not in removing))
+    if not fields_ok:
+        error = evidence.file_problems(incoming, room)  # as on the new-submission form
     form.remove.choices = choices((str(f.id), f.original_name) for f in submission.files if f.deleted_at is None)
     if error is not None:
         attach_errors(form, error, {f"counters.{c['name']}": f"counter_{c['name']}"
                                     for c in submission.activity.counters or []})
-    new_kept = _keep_good(submission.activity_code, incoming, error)
+    new_kept = _keep_good(submission.activity_code, incoming, error, room)
     kept = pending.load(current_user.id, [k.id for k in kept] + [k.id for k in new_kept])
     flash("Some fields need attention; see the messages next to them.", "error")
     # A file's own status (413, 415) only when it is the one problem; with refused fields, 400.
     status = error.status if fields_ok and error is not None and 400 <= error.status < 500 else 400
-    return _detail(submission, form, status, files_to_choose_again(form.files, error, new_kept), kept)
+    return _detail(submission, form, status, files_to_choose_again(form.files, error, new_kept, room), kept)
 
 
 @bp.get("/submissions/<int:submission_id>/status.json")

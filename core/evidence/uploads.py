@@ -169,15 +169,23 @@ def _spool_all(files: list[IncomingFile], settings: Settings, spooled: list[_Spo
     return errors
 
 
-def file_problems(files: list[IncomingFile]) -> DomainError | None:
+def file_problems(files: list[IncomingFile], room: int = MAX_FILES) -> DomainError | None:
     """Every check create_submission makes of each file (size limit, type by its bytes, image and
-    PDF checks), storing nothing: the error it would raise for these files alone (one file's own
-    error, or `submission_invalid` naming each files[i]), or None when all pass. For a form refused
-    before its files were looked at (a bad date, say), so a bad file is named in the same round
-    instead of being dropped without a word. The streams are left seekable for the retry's keep."""
+    PDF checks) and of their number, storing nothing: the error it would raise for these files
+    alone (one file's own error, or `submission_invalid` naming each files[i]), or None when all
+    pass. `room`: how many more files the submission takes (MAX_FILES less those it keeps); the
+    files past it are left out, named in the limit's message, and not read. For a form refused
+    before its files were looked at (a bad date, say), so every problem shows in the same round
+    instead of a bad file being dropped without a word. The streams stay seekable for the keep."""
+    problems: list[dict] = []
+    if len(files) > room:
+        names = [sanitise_filename(f.filename) for f in files[room:]]
+        left_out = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        problems.append({"field": "files", "issue": f"Attach at most {MAX_FILES} files to one submission; "
+                                                    f"left out: {left_out}."})
     spooled: list[_Spooled] = []
     try:
-        _raise_if_any([], _spool_all(files, services().settings, spooled))
+        _raise_if_any(problems, _spool_all(files[:room], services().settings, spooled))
     except DomainError as exc:
         return exc
     finally:
