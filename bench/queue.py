@@ -99,6 +99,8 @@ COMBINATIONS = [
     ("uploader by name", "uploader=Uploader%2004242"),
     ("uploader by e-mail", "uploader=uploader77%40example.com"),
     ("uploader, broad match (every user)", "uploader=example.com"),
+    ("uploader, a thousand people", "uploader=Uploader%2005"),
+    ("uploader, a third of people", "uploader=5"),
     ("session-date range (2 weeks)", "date_from=2024-03-01&date_to=2024-03-14"),
     ("date range, sorted by session date", "date_from=2024-03-01&date_to=2024-03-14&sort=session_date"),
     ("approved + date range", "status=approved&date_from=2024-03-01&date_to=2024-03-14"),

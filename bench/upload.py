@@ -42,6 +42,7 @@ import signal
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -135,6 +136,24 @@ def children(pid: int) -> list[int]:
         text = (task / "children").read_text().split()
         out.extend(int(t) for t in text)
     return out
+
+
+def connections_per_worker(pids: list[int], port: int) -> list[int]:
+    """Established client connections each web worker (`pids`) holds on `port`, most first. A
+    keep-alive connection stays with the worker that accepted it for the whole run, so an uneven
+    split (5 and 11 of 16) leaves one worker's uploaders waiting on one core while the other's has
+    room: it sets the 16-uploader tail more than anything else that varies between runs
+    (docs/performance.md, "Seventh session")."""
+    import psutil
+
+    counts = []
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        counts.append(sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port))
+    return sorted(counts, reverse=True)
 
 
 def wait_worker_ready(redis_url: str, timeout: float = 120) -> None:
@@ -278,17 +297,24 @@ def main() -> None:
         if args.uploaders:
             print(f"\n{args.uploaders} uploaders at once for {args.seconds:.0f} s, 1 MiB files, each waiting for "
                   f"`clean` before its next")
+            split: list[int] = []
+            sampler = threading.Timer(args.seconds / 2, lambda: split.extend(connections_per_worker(web_pids, port)))
+            sampler.start()  # mid-run, once every uploader has connected
             started = time.perf_counter()
             latencies, errors = client.concurrent(csv_bytes(MB), args.uploaders, args.seconds)
+            sampler.join()
+            shares = " / ".join(map(str, split)) or "unknown"
             span = time.perf_counter() - started
             latencies.sort()
             p50, p95 = statistics.median(latencies) if latencies else float("nan"), percentile(latencies, 0.95)
             print(f"files clean {len(latencies)} ({len(latencies) / span:.1f}/s), errors {len(errors)}"
                   f"{' ' + str(sorted(set(errors))[:5]) if errors else ''}; POST first byte -> clean p50 "
-                  f"{p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000 if latencies else 0:.0f} ms")
+                  f"{p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000 if latencies else 0:.0f} ms; "
+                  f"connections per web worker mid-run {shares}")
             figure("2 uploads at once", f"1 MiB, {args.uploaders} uploaders for {args.seconds:.0f} s: "
                    "POST first byte -> clean",
-                   f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, {len(latencies)} files, {len(errors)} errors",
+                   f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, {len(latencies)} files "
+                   f"({len(latencies) / span:.1f}/s), {len(errors)} errors; connections per worker {shares}",
                    f"one at a time p95 {percentile(one_at_a_time[1], 0.95) * 1000:.0f} ms; bound p95 "
                    f"{CONCURRENT_P95_S * 1000:.0f} ms, no error",
                    bool(latencies) and not errors and p95 <= CONCURRENT_P95_S)

@@ -108,6 +108,9 @@ class Submission(db.Model):
         # "Reviewed by me" sorted by session date: the reviewer's rows in keyset order, so the page
         # stops after 51 rows instead of filtering a status's whole date range (migration 0010_queue).
         Index("ix_submissions_decided_by_status_session_date_id", "decided_by_id", "status", "session_date", "id"),
+        # The queue's capped counts under an uploader filter: only the counted status's rows of each
+        # person, not all of them (migration 0011_user_status).
+        Index("ix_submissions_user_status", "user_id", "status"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import NamedTuple
 
-from sqlalchemy import and_, func, literal, not_, or_, select, true, union_all
+from sqlalchemy import String, and_, case, func, literal, not_, or_, select, true, union_all
+from sqlalchemy.dialects.postgresql import array as pg_array
 
 from core.accounts import users as accounts
-from core.platform.db import db, ids_in, utcnow
+from core.platform.db import db, ids_in, is_postgres, utcnow
 from core.platform.errors import ValidationError
 from core.platform.models import SUBMISSION_STATES, Submission, User
 from core.platform.numbers import BIGINT_MAX
@@ -130,19 +131,45 @@ def conditions(f: QueueFilters, reviewer_id: int) -> tuple[list, bool]:
 
 
 def _uploader_condition(text: str, limit: int = UPLOADER_IDS_MAX):
-    """Resolved to user ids first, so the page's several queries do not each scan users and the
-    planner sees a real list. Few people match -> `user_id IN (...)` (db.ids_in), served by the
-    (user_id, activity_code, status, session_date) index. Nearly everyone matches -> `NOT IN` the few who
-    do not, a cheap filter on the status index scan. Both sets large -> a subquery. Returns the
-    condition and whether it is the short id list."""
+    """Resolved to user ids first, so the page's several statements do not each scan users and
+    the planner sees a real list (db.ids_in: one constant array). Few people match -> `= ANY` them,
+    served by the user-led indexes. Nearly everyone matches -> `<> ALL` the few who do not, a cheap
+    filter on the status index scans. Both sets large -> `= ANY` every match (at most the users
+    table), which PostgreSQL hashes as a filter on the status index for the page and probes through
+    (user_id, status) for the counts. As a subquery, each statement scanned users again and joined
+    every match before its LIMIT: p95 699 ms for a thousand people at 1M submissions
+    (docs/performance.md, "Seventh session"). Returns the condition and whether an index led by
+    user_id should serve the counts (see status_counts)."""
     matches = accounts.matching(text)
+    if is_postgres():
+        return _uploader_condition_pg(matches, limit)
     ids = db.session.scalars(select(User.id).where(matches).limit(limit + 1)).all()
     if len(ids) <= limit:
         return ids_in(Submission.user_id, ids), True
     others = db.session.scalars(select(User.id).where(not_(matches)).limit(limit + 1)).all()
     if len(others) <= limit:
         return (ids_in(Submission.user_id, others, negate=True) if others else true()), False
-    return Submission.user_id.in_(select(User.id).where(matches)), False
+    return Submission.user_id.in_(select(User.id).where(matches)), False  # SQLite: one parameter per id
+
+
+def _uploader_condition_pg(matches, limit: int):
+    """_uploader_condition in one scan of users: both sides counted, and only the id array the
+    answer needs sent back (the matches, unless their complement is the short list)."""
+    # Each row's test once (OFFSET 0 keeps PostgreSQL from copying it into every aggregate's
+    # FILTER: four times the LIKEs). A NULL name is no match, and so in the complement.
+    users = select(User.id, func.coalesce(matches, False).label("hit")).offset(0).subquery()
+    hit = users.c.hit
+    hits, misses = func.count().filter(hit), func.count().filter(not_(hit))
+    row = db.session.execute(select(
+        hits, misses,
+        case((or_(hits <= limit, misses > limit), func.array_agg(users.c.id).filter(hit))),
+        case((misses <= limit, func.array_agg(users.c.id).filter(not_(hit)))))).one()
+    n_hits, n_misses, matched, unmatched = row
+    if n_hits <= limit:
+        return ids_in(Submission.user_id, matched or []), True
+    if n_misses <= limit:
+        return (ids_in(Submission.user_id, unmatched, negate=True) if unmatched else true()), False
+    return ids_in(Submission.user_id, matched), True
 
 
 def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> QueuePage:
@@ -215,7 +242,18 @@ def _capped(state: str, conds: list, anchored: bool, dated: bool = False):
 
 def status_counts(conds: list, anchored: bool = False, *, dated: bool = False) -> dict[str, int]:
     """Per status, under the same filters, capped at COUNT_CAP: one bounded scan each. `dated`:
-    the filters include a session-date bound (see _capped)."""
+    the filters include a session-date bound (see _capped).
+    On PostgreSQL the statuses are rows of one array (unnest) and the capped count one subquery
+    correlated to them, so PostgreSQL plans it once for every status. As six subqueries (as on SQLite), each was
+    planned apart, and with a long uploader-id array that planning was most of the page: 21 ms of
+    about 30 for 3,441 ids (docs/performance.md, "Seventh session")."""
+    if is_postgres():
+        # unnest of an array rather than VALUES: SQLAlchemy caches this statement's compiled form,
+        # and compiled a VALUES one anew on every page (about 4 ms of the page's CPU).
+        states = func.unnest(pg_array(SUBMISSION_STATES, type_=String)).table_valued("status").render_derived(name="states")
+        capped = _capped(states.c.status, conds, anchored, dated).correlate(states).subquery()
+        counted = select(func.count()).select_from(capped).scalar_subquery()
+        return {status: int(n) for status, n in db.session.execute(select(states.c.status, counted)).all()}
     parts = [select(literal(state).label("status"),
                     select(func.count()).select_from(_capped(state, conds, anchored, dated).subquery())
                     .scalar_subquery().label("n"))
