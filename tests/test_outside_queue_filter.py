@@ -4,6 +4,8 @@ address as the person types it. The queue filter lower()s what the reviewer type
 uploader's own address, as they spell it, finds nothing."""
 from __future__ import annotations
 
+import pytest
+
 from core.accounts.users import create_user
 from core.platform.db import db
 from tests.test_portal_support import PASSWORD, insert, people, sign_in
@@ -34,3 +36,29 @@ def test_the_admins_user_search_finds_the_address_as_its_owner_spells_it(app):
     assert "strasse@example.com" in client.get("/admin/users?q=Straße@example").get_data(as_text=True)
     assert "strasse@example.com" in client.get("/admin/users?q=JO BLOG").get_data(as_text=True)
     assert "strasse@example.com" not in client.get("/admin/users?q=str_sse").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("name", ["İlker Yılmaz", "ΝΙΚΟΣ ΠΑΠΑΣ"])
+def test_a_name_typed_exactly_as_shown_finds_its_uploader(app, name):
+    """The queue shows the uploader's name; typing that very name into the uploader filter must
+    find them. Python's str.lower() (used on the typed text) and PostgreSQL's lower() (used on the
+    stored name) disagree on "İ" (Python: "i" + combining dot U+0307; PostgreSQL: "i") and on a
+    word-final capital sigma (Python: final "ς"; PostgreSQL: "σ"), so the LIKE never matches."""
+    import re
+
+    from core.review import queue_query as review
+
+    ids = people(app)
+    with app.app_context():
+        user, _ = create_user("turkish-or-greek@example.org", "uploader", PASSWORD, name=name)
+        db.session.commit()
+        uid = user.id
+    sids = insert(app, uid, 2)
+    with app.app_context():
+        page = review.queue(review.QueueFilters(uploader=name), ids["reviewer"])
+        assert [r.id for r in page.items] == sids
+        assert page.counts["in_review"] == 2
+    client = app.test_client()
+    sign_in(client, "reviewer")
+    html = client.get("/review", query_string={"uploader": name}).get_data(as_text=True)
+    assert [int(i) for i in re.findall(r'name="submission_ids" value="(\d+)"', html)] == sids

@@ -67,8 +67,9 @@ def ids_in(column, ids: list[int], *, negate: bool = False):
     were about 700 parameters and 3 ms of planning a page. The array goes as one text parameter,
     '{1,2,3}', cast to the column's array type: the planner still sees a constant array, and
     psycopg's list dumper, which works element by element in Python, is skipped (3.8 ms of CPU
-    per statement for 3,441 ids; docs/performance.md, "Seventh session"). Other databases: a
-    plain IN. Raises ValueError for an id that is not a whole number."""
+    per statement for 3,441 ids; docs/performance.md, "Seventh session"). `ids` are ids as read
+    from the database: each goes through int(), so only digits reach the literal (a str that is
+    not a number raises ValueError). Other databases: a plain IN."""
     if is_postgres():
         literal = "{" + ",".join(map(str, map(int, ids))) + "}"
         # Untyped, so psycopg sends it as `unknown` and PostgreSQL reads the array while parsing;
