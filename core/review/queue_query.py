@@ -244,13 +244,14 @@ def status_counts(conds: list, anchored: bool = False, *, dated: bool = False) -
     """Per status, under the same filters, capped at COUNT_CAP: one bounded scan each. `dated`:
     the filters include a session-date bound (see _capped).
     On PostgreSQL the statuses are rows of one array (unnest) and the capped count one subquery
-    correlated to them, so PostgreSQL plans it once for every status. As six subqueries (as on SQLite), each was
-    planned apart, and with a long uploader-id array that planning was most of the page: 21 ms of
-    about 30 for 3,441 ids (docs/performance.md, "Seventh session")."""
+    correlated to them, so PostgreSQL plans it once for every status. As six subqueries (as on
+    SQLite), each was planned apart, and with a long uploader-id array that planning was most of
+    the page: 21 ms of about 30 for 3,441 ids (docs/performance.md, "Seventh session")."""
     if is_postgres():
         # unnest of an array rather than VALUES: SQLAlchemy caches this statement's compiled form,
         # and compiled a VALUES one anew on every page (about 4 ms of the page's CPU).
-        states = func.unnest(pg_array(SUBMISSION_STATES, type_=String)).table_valued("status").render_derived(name="states")
+        states = (func.unnest(pg_array(SUBMISSION_STATES, type_=String)).table_valued("status")
+                  .render_derived(name="states"))
         capped = _capped(states.c.status, conds, anchored, dated).correlate(states).subquery()
         counted = select(func.count()).select_from(capped).scalar_subquery()
         return {status: int(n) for status, n in db.session.execute(select(states.c.status, counted)).all()}
