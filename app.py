@@ -13,7 +13,7 @@ from redis import Redis
 from sqlalchemy.engine import make_url
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from core.platform.db import db, drop_dead_on_checkout
+from core.platform.db import db, drop_dead_on_checkout, unicode_lower_on_sqlite
 from core.platform.errors import StorageError
 from core.evidence.form_parsing import PointsRequest
 from core.evidence.scanning import build_scanner
@@ -66,8 +66,10 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
 
     db.init_app(app)
-    if not settings.is_sqlite:
-        with app.app_context():
+    with app.app_context():
+        if settings.is_sqlite:
+            unicode_lower_on_sqlite(db.engine)
+        else:
             drop_dead_on_checkout(db.engine)
     migrate.init_app(app, db, directory=os.path.join(HERE, "migrations"), render_as_batch=True)
     app.extensions[EXTENSION_KEY] = build_services(settings)

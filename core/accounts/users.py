@@ -8,7 +8,7 @@ import unicodedata
 
 from blinker import Namespace
 from redis.exceptions import RedisError
-from sqlalchemy import String, func, literal, or_
+from sqlalchemy import or_
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.platform.db import db
@@ -49,25 +49,15 @@ def normalise_email(email: str | None) -> str:
 
 
 def matching(typed: str):
-    """SQL condition: users whose name contains `typed`, both lower-cased by the database's
-    lower(), or whose e-mail contains it in normalise_email's spelling, since that is how e-mails
-    are stored (casefolded: a typed "Straße" finds "strasse"). LIKE's wildcards in `typed` are
-    literal. The typed name is lower-cased in SQL, not in Python: str.lower() and PostgreSQL's
-    lower() disagree on "İ" (Python adds a combining dot) and a word-final "Σ" (Python: "ς"), so
-    a name typed exactly as the page shows it found no one. Used by the review queue's uploader
-    filter and the admin's user search."""
-    pattern = func.lower(_LIKE_ANY + _like_literal(typed.strip()) + _LIKE_ANY)
-    return or_(func.lower(User.name).like(pattern, escape="/"),
+    """SQL condition: users whose name contains `typed`, both lower-cased by the database
+    (`icontains`: ILIKE on PostgreSQL, lower() LIKE lower() elsewhere), or whose e-mail contains it
+    in normalise_email's spelling, since that is how e-mails are stored (casefolded: a typed
+    "Straße" finds "strasse"). LIKE's wildcards in `typed` are literal. The typed name is not
+    lower-cased in Python: str.lower() and PostgreSQL's lower() disagree on "İ" (Python adds a
+    combining dot) and a word-final "Σ" (Python: "ς"), so a name typed exactly as the page shows it
+    found no one. Used by the review queue's uploader filter and the admin's user search."""
+    return or_(User.name.icontains(typed.strip(), autoescape=True),
                User.email.contains(normalise_email(typed), autoescape=True))
-
-
-_LIKE_ANY = literal("%", String)
-
-
-def _like_literal(text: str):
-    """`text` as a LIKE pattern that matches itself, with "/" as the escape (as SQLAlchemy's
-    autoescape=True writes it)."""
-    return literal(text.replace("/", "//").replace("%", "/%").replace("_", "/_"), String)
 
 
 def normalise_password(password: str | None) -> str:

@@ -79,6 +79,21 @@ def ids_in(column, ids: list[int], *, negate: bool = False):
     return column.not_in(ids) if negate else column.in_(ids)
 
 
+def unicode_lower_on_sqlite(engine: Engine) -> None:
+    """Give every SQLite connection of `engine` a lower() that folds every letter (Python's
+    str.lower), not ASCII alone (SQLite's own, sqlite.org/lang_corefunc.html#lower): with it, a
+    case-insensitive match such as the queue's uploader filter (`icontains`, lower() LIKE lower())
+    found "Élodie" typed "élodie" on PostgreSQL and not on SQLite. Deterministic, so SQLite may
+    still use it in indexes and constant folding."""
+    @event.listens_for(engine, "connect")
+    def _lower(dbapi_connection, _record) -> None:
+        dbapi_connection.create_function("lower", 1, _fold, deterministic=True)
+
+
+def _fold(value):
+    return value.lower() if isinstance(value, str) else value
+
+
 def server_has_spoken(dbapi_connection) -> bool:
     """True when an idle pooled connection's socket is readable (or closed). A server sends nothing
     to an idle session unasked except when it ends it: a restart or a terminated backend sends a

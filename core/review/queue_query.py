@@ -10,7 +10,6 @@ from datetime import date, datetime, timezone
 from typing import NamedTuple
 
 from sqlalchemy import String, and_, case, func, literal, not_, or_, select, true, union_all
-from sqlalchemy.dialects.postgresql import array as pg_array
 
 from core.accounts import users as accounts
 from core.platform.db import db, ids_in, is_postgres, utcnow
@@ -141,35 +140,38 @@ def _uploader_condition(text: str, limit: int = UPLOADER_IDS_MAX):
     (docs/performance.md, "Seventh session"). Returns the condition and whether an index led by
     user_id should serve the counts (see status_counts)."""
     matches = accounts.matching(text)
-    if is_postgres():
-        return _uploader_condition_pg(matches, limit)
-    ids = db.session.scalars(select(User.id).where(matches).limit(limit + 1)).all()
-    if len(ids) <= limit:
-        return ids_in(Submission.user_id, ids), True
-    others = db.session.scalars(select(User.id).where(not_(matches)).limit(limit + 1)).all()
-    if len(others) <= limit:
-        return (ids_in(Submission.user_id, others, negate=True) if others else true()), False
-    return Submission.user_id.in_(select(User.id).where(matches)), False  # SQLite: one parameter per id
+    hits, misses, matched, unmatched = (_sides_pg if is_postgres() else _sides)(matches, limit)
+    if hits <= limit:
+        return ids_in(Submission.user_id, matched), True
+    if misses <= limit:
+        return (ids_in(Submission.user_id, unmatched, negate=True) if unmatched else true()), False
+    if matched is None:  # SQLite: one parameter per id, and a limit on them
+        return Submission.user_id.in_(select(User.id).where(matches)), False
+    return ids_in(Submission.user_id, matched), True
 
 
-def _uploader_condition_pg(matches, limit: int):
-    """_uploader_condition in one scan of users: both sides counted, and only the id array the
-    answer needs sent back (the matches, unless their complement is the short list)."""
+def _sides_pg(matches, limit: int):
+    """(matching users, others, the matches' ids, the others' ids) in one scan of users, each id
+    list sent back only when _uploader_condition uses it (else None)."""
     # Each row's test once (OFFSET 0 keeps PostgreSQL from copying it into every aggregate's
     # FILTER: four times the LIKEs). A NULL name is no match, and so in the complement.
     users = select(User.id, func.coalesce(matches, False).label("hit")).offset(0).subquery()
     hit = users.c.hit
     hits, misses = func.count().filter(hit), func.count().filter(not_(hit))
-    row = db.session.execute(select(
+    n_hits, n_misses, matched, unmatched = db.session.execute(select(
         hits, misses,
         case((or_(hits <= limit, misses > limit), func.array_agg(users.c.id).filter(hit))),
         case((misses <= limit, func.array_agg(users.c.id).filter(not_(hit)))))).one()
-    n_hits, n_misses, matched, unmatched = row
-    if n_hits <= limit:
-        return ids_in(Submission.user_id, matched or []), True
-    if n_misses <= limit:
-        return (ids_in(Submission.user_id, unmatched, negate=True) if unmatched else true()), False
-    return ids_in(Submission.user_id, matched), True
+    return n_hits, n_misses, matched or [], unmatched or []
+
+
+def _sides(matches, limit: int):
+    """_sides_pg elsewhere, with counts that stop past `limit` and no list of every match."""
+    ids = db.session.scalars(select(User.id).where(matches).limit(limit + 1)).all()
+    if len(ids) <= limit:
+        return len(ids), 0, ids, []
+    others = db.session.scalars(select(User.id).where(not_(matches)).limit(limit + 1)).all()
+    return len(ids), len(others), None, others
 
 
 def queue(f: QueueFilters, reviewer_id: int, *, page_size: int = PAGE_SIZE) -> QueuePage:
@@ -243,20 +245,14 @@ def _capped(state: str, conds: list, anchored: bool, dated: bool = False):
 def status_counts(conds: list, anchored: bool = False, *, dated: bool = False) -> dict[str, int]:
     """Per status, under the same filters, capped at COUNT_CAP: one bounded scan each. `dated`:
     the filters include a session-date bound (see _capped).
-    On PostgreSQL the statuses are rows of one array (unnest) and the capped count one subquery
-    correlated to them, so PostgreSQL plans it once for every status. As six subqueries (as on
-    SQLite), each was planned apart, and with a long uploader-id array that planning was most of
-    the page: 21 ms of about 30 for 3,441 ids (docs/performance.md, "Seventh session")."""
-    if is_postgres():
-        # unnest of an array rather than VALUES: SQLAlchemy caches this statement's compiled form,
-        # and compiled a VALUES one anew on every page (about 4 ms of the page's CPU).
-        states = (func.unnest(pg_array(SUBMISSION_STATES, type_=String)).table_valued("status")
-                  .render_derived(name="states"))
-        capped = _capped(states.c.status, conds, anchored, dated).correlate(states).subquery()
-        counted = select(func.count()).select_from(capped).scalar_subquery()
-        return {status: int(n) for status, n in db.session.execute(select(states.c.status, counted)).all()}
-    parts = [select(literal(state).label("status"),
-                    select(func.count()).select_from(_capped(state, conds, anchored, dated).subquery())
-                    .scalar_subquery().label("n"))
-             for state in SUBMISSION_STATES]
-    return {status: int(n) for status, n in db.session.execute(union_all(*parts)).all()}
+    The statuses are the rows of a small derived table and the capped count one subquery
+    correlated to them, so the database plans it once for every status. As six subqueries of a
+    UNION ALL, each was planned apart, and with a long uploader-id array that planning was most of
+    the page: 21 ms of about 30 for 3,441 ids (docs/performance.md, "Seventh session"). The
+    derived table is a UNION ALL of literals rather than VALUES, whose statement SQLAlchemy
+    cannot cache (it was compiled anew on every page: about 4 ms of CPU)."""
+    states = union_all(*[select(literal(state, String).label("status")) for state in SUBMISSION_STATES]
+                       ).subquery("states")
+    capped = _capped(states.c.status, conds, anchored, dated).correlate(states).subquery()
+    counted = select(func.count()).select_from(capped).scalar_subquery()
+    return {status: int(n) for status, n in db.session.execute(select(states.c.status, counted)).all()}
