@@ -8,10 +8,10 @@ import unicodedata
 
 from blinker import Namespace
 from redis.exceptions import RedisError
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core.platform.db import db
+from core.platform.db import contains_text, db
 from core.platform.errors import Conflict, ValidationError
 from core.platform.models import ROLES, User
 from core.platform.services import services
@@ -49,15 +49,18 @@ def normalise_email(email: str | None) -> str:
 
 
 def matching(typed: str):
-    """SQL condition: users whose name contains `typed`, both lower-cased by the database
-    (`icontains`: ILIKE on PostgreSQL, lower() LIKE lower() elsewhere), or whose e-mail contains it
-    in normalise_email's spelling, since that is how e-mails are stored (casefolded: a typed
-    "Straße" finds "strasse"). LIKE's wildcards in `typed` are literal. The typed name is not
-    lower-cased in Python: str.lower() and PostgreSQL's lower() disagree on "İ" (Python adds a
-    combining dot) and a word-final "Σ" (Python: "ς"), so a name typed exactly as the page shows it
-    found no one. Used by the review queue's uploader filter and the admin's user search."""
-    return or_(User.name.icontains(typed.strip(), autoescape=True),
-               User.email.contains(normalise_email(typed), autoescape=True))
+    """SQL condition: users whose name contains `typed`, both lower-cased by the database, or whose
+    e-mail contains it in normalise_email's spelling, since that is how e-mails are stored
+    (casefolded: a typed "Straße" finds "strasse"). A plain substring test (contains_text): "%" and
+    "_" are letters like any other. The name side reads `users.name_lower`, the name the database
+    lower-cased when it was stored (migration 0012): lower-casing every name on every filtered page
+    was most of the users scan (`name ILIKE`, 8-10 ms for 10,000 users). The typed name is
+    lower-cased by the database too, not by Python: str.lower() and PostgreSQL's lower() disagree
+    on "İ" (Python adds a combining dot) and a word-final "Σ" (Python: "ς"), so a name typed
+    exactly as the page shows it found no one. Used by the review queue's uploader filter and the
+    admin's user search."""
+    return or_(contains_text(User.name_lower, func.lower(typed.strip())),
+               contains_text(User.email, normalise_email(typed)))
 
 
 def normalise_password(password: str | None) -> str:

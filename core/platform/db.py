@@ -9,7 +9,9 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import ARRAY, MetaData, all_, any_, bindparam, cast, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.types import DateTime, NullType, TypeDecorator
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import DateTime, Integer, NullType, TypeDecorator
 
 # Named constraints so Alembic can drop and alter them on SQLite too (batch mode needs names).
 NAMING = {
@@ -77,6 +79,32 @@ def ids_in(column, ids: list[int], *, negate: bool = False):
         array = cast(bindparam(None, literal, type_=NullType()), ARRAY(column.type))
         return column != all_(array) if negate else column == any_(array)
     return column.not_in(ids) if negate else column.in_(ids)
+
+
+class _position(FunctionElement):
+    """position_of(haystack, needle): 1-based place of `needle` in `haystack`, 0 when absent, NULL
+    when either is NULL. PostgreSQL's strpos(), SQLite's instr() (the same function under two
+    names; SQLAlchemy's compiler extension picks one per dialect)."""
+    type = Integer()
+    name = "position_of"
+    inherit_cache = True
+
+
+@compiles(_position)
+def _position_default(element, compiler, **kw):
+    return f"instr({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_position, "postgresql")
+def _position_pg(element, compiler, **kw):
+    return f"strpos({compiler.process(element.clauses, **kw)})"
+
+
+def contains_text(haystack, needle):
+    """SQL condition: `needle` (a string or SQL expression) occurs in `haystack`, as a plain
+    substring: no wildcard, no escape character to get right, case as given (lower both sides
+    for a case-insensitive test). NULL (no match) when `haystack` is NULL."""
+    return _position(haystack, needle) > 0
 
 
 def unicode_lower_on_sqlite(engine: Engine) -> None:

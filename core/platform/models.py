@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 from flask_login import UserMixin
-from sqlalchemy import (JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, SmallInteger, String, Text,
+from sqlalchemy import (JSON, BigInteger, Boolean, Computed, Date, ForeignKey, Index, Integer, SmallInteger, String, Text,
                         UniqueConstraint, text, true)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -23,6 +23,10 @@ class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)  # stored as normalise_email gives it (NFC, casefolded)
     name: Mapped[str] = mapped_column(String(200), default="")
+    # The name as the database's lower() gives it, kept by the database (migration 0012): the
+    # uploader filter and user search test it without lower-casing every name on every page.
+    name_lower: Mapped[str | None] = mapped_column(String(200), Computed("lower(name)", persisted=True),
+                                                      deferred=True)
     role: Mapped[str] = mapped_column(String(16), default="uploader")
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     kajabi_contact_id: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -1,0 +1,85 @@
+"""gunicorn's gthread worker, with connections shared out by load between the web processes.
+
+gunicorn's own worker accepts every connection it can as soon as its listener is readable, and a
+kept-alive connection then stays with that process. Browsers hold their connections open, so one
+process could serve 12 of 16 busy clients while the other served 4: its requests queued for its
+threads and its one core while the other core had room (docs/performance.md, "Eighth session").
+Two changes, each what common HTTP servers do:
+
+- a process whose threads are all busy holds back from accepting for up to ACCEPT_HOLD_S, so a
+  new connection goes to a process that can start on it now; when every process is busy, each
+  still takes one connection per hold, so none waits in the backlog for long;
+- a connection serves at most `WEB_KEEPALIVE_REQUESTS` requests (default 100, Apache httpd's
+  MaxKeepAliveRequests; nginx's `keepalive_requests`), after which the response says
+  `Connection: close` (RFC 9112 section 9.6) and the client's next request opens a new connection,
+  which the process with a free thread takes. A share set by where clients happened to connect
+  does not last.
+
+Used by deploy/gunicorn.conf.py (`worker_class`). Relies on gunicorn 27's ThreadWorker
+(`enqueue_req`, `finish_request` and `set_accept_enabled` run on the worker's main thread only),
+pinned in requirements.txt; tests/test_gunicorn_worker.py runs it in a real gunicorn.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from gunicorn.workers.gthread import ThreadWorker
+
+from core.platform.settings import parse_int
+
+KEEPALIVE_REQUESTS_DEFAULT = 100
+# The longest a busy process leaves waiting connections to the others: past it, it takes one.
+# Longer holds share better when every process is busy, and delay a new connection more then
+# (nginx's accept_mutex_delay plays the same part, at 500 ms).
+ACCEPT_HOLD_S = 0.25
+
+
+def keepalive_requests(environ: dict | None = None) -> int:
+    """Requests one connection may carry (`WEB_KEEPALIVE_REQUESTS`, 1-100000; default 100). Raises
+    SettingsError (a ValueError) naming the variable for anything else; deploy/gunicorn.conf.py
+    calls this as it loads, so gunicorn refuses to start with a bad value."""
+    raw = (environ if environ is not None else os.environ).get("WEB_KEEPALIVE_REQUESTS", "")
+    if not raw.strip():
+        return KEEPALIVE_REQUESTS_DEFAULT
+    return parse_int("WEB_KEEPALIVE_REQUESTS", raw, minimum=1, maximum=100_000)
+
+
+class BalancedThreadWorker(ThreadWorker):
+    """ThreadWorker that holds back from accepting while its threads are all busy, for at most
+    ACCEPT_HOLD_S at a time, and closes a connection after `keepalive_requests()` requests
+    (module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.in_flight = 0  # requests handed to the thread pool and not yet finished
+        self.held_since: float | None = None  # when accepting last stopped for busy threads
+        self.max_requests_per_connection = keepalive_requests()
+
+    def busy(self) -> bool:
+        return self.in_flight >= self.cfg.threads
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # gunicorn's loop asks again on every turn while accepting is off (each finished request
+        # wakes it). A busy process takes a connection once its hold has run out, so a connection
+        # waits at most about ACCEPT_HOLD_S longer when every process is busy, never indefinitely.
+        if enabled and self.busy() and self.held_since is not None \
+                and time.monotonic() - self.held_since < ACCEPT_HOLD_S:
+            enabled = False
+        super().set_accept_enabled(enabled)
+
+    def enqueue_req(self, conn) -> None:
+        self.in_flight += 1
+        super().enqueue_req(conn)
+        if self.busy() and self._accepting:
+            super().set_accept_enabled(False)
+            self.held_since = time.monotonic()
+
+    def finish_request(self, conn, fs) -> None:
+        self.in_flight -= 1
+        super().finish_request(conn, fs)
+
+    def handle_request(self, req, conn):
+        if req.req_number >= self.max_requests_per_connection:
+            req.must_close = True  # the response says Connection: close
+        return super().handle_request(req, conn)
