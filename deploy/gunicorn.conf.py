@@ -9,7 +9,7 @@ from core.platform.gunicorn_worker import keepalive_requests
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
 threads = int(os.environ.get("WEB_THREADS", 4))
 # gthread, with connections shared out by load between the processes (see that module).
-worker_class = os.environ.get("XP_WORKER_CLASS", "core.platform.gunicorn_worker.BalancedThreadWorker")
+worker_class = "core.platform.gunicorn_worker.BalancedThreadWorker"
 keepalive_requests()  # a bad WEB_KEEPALIVE_REQUESTS stops gunicorn here, with its name
 timeout = 120
 graceful_timeout = 30
