@@ -4,8 +4,6 @@ connection is closed after WEB_KEEPALIVE_REQUESTS requests, and a bad value stop
 from __future__ import annotations
 
 import http.client
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -13,21 +11,7 @@ import time
 import pytest
 
 from core.platform.gunicorn_worker import ACCEPT_HOLD_S, KEEPALIVE_REQUESTS_DEFAULT, keepalive_requests
-from tests.conftest import base_env
-from tests.services.ports import free_port
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GUNICORN = os.path.join(ROOT, ".venv", "bin", "gunicorn")
-
-
-def _start(tmp_path, **extra: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = {**os.environ, **base_env(str(tmp_path / "storage")), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-           **extra}
-    proc = subprocess.Popen([GUNICORN, "--config", "deploy/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-                             "app:main_app()"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return proc, port
+from tests.services import gunicorn
 
 
 def _wait_until_up(proc: subprocess.Popen, port: int, workers: int) -> None:
@@ -48,15 +32,6 @@ def _wait_until_up(proc: subprocess.Popen, port: int, workers: int) -> None:
     time.sleep(0.5 * workers)  # the other workers finish booting
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-
-
 def _stalled_upload(port: int) -> socket.socket:
     """A POST whose body stops halfway: the thread reading it stays busy until the rest comes."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -69,7 +44,7 @@ def test_a_busy_process_leaves_new_connections_to_a_free_one(tmp_path):
     """Two processes of one thread each. While one is stuck reading a slow upload, new connections
     are answered by the other at once. gunicorn's own gthread worker accepted whatever reached it
     first, so about half of them waited behind the stalled upload."""
-    proc, port = _start(tmp_path, WEB_CONCURRENCY="2", WEB_THREADS="1")
+    proc, port = gunicorn.start(tmp_path, WEB_CONCURRENCY="2", WEB_THREADS="1")
     try:
         _wait_until_up(proc, port, 2)
         for _ in range(3):
@@ -88,7 +63,7 @@ def test_a_busy_process_leaves_new_connections_to_a_free_one(tmp_path):
             assert stalled.recv(64).startswith(b"HTTP/1.1 ")
             stalled.close()
     finally:
-        _stop(proc)
+        gunicorn.stop(proc)
 
 
 def _waiting_to_be_accepted(port: int) -> int:
@@ -106,7 +81,7 @@ def _waiting_to_be_accepted(port: int) -> int:
 def test_when_every_process_is_busy_a_new_connection_still_gets_in(tmp_path):
     """The hold is bounded: with the only thread of each process stuck, a new connection is still
     accepted (and answered once a thread is free); it is not left in the backlog until one is."""
-    proc, port = _start(tmp_path, WEB_CONCURRENCY="2", WEB_THREADS="1")
+    proc, port = gunicorn.start(tmp_path, WEB_CONCURRENCY="2", WEB_THREADS="1")
     try:
         _wait_until_up(proc, port, 2)
         first = _stalled_upload(port)
@@ -129,11 +104,11 @@ def test_when_every_process_is_busy_a_new_connection_still_gets_in(tmp_path):
         assert late.recv(64).startswith(b"HTTP/1.1 200")
         late.close()
     finally:
-        _stop(proc)
+        gunicorn.stop(proc)
 
 
 def test_a_kept_alive_connection_closes_after_its_requests(tmp_path):
-    proc, port = _start(tmp_path, WEB_CONCURRENCY="1", WEB_THREADS="2", WEB_KEEPALIVE_REQUESTS="3")
+    proc, port = gunicorn.start(tmp_path, WEB_CONCURRENCY="1", WEB_THREADS="2", WEB_KEEPALIVE_REQUESTS="3")
     try:
         _wait_until_up(proc, port, 1)
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -153,17 +128,17 @@ def test_a_kept_alive_connection_closes_after_its_requests(tmp_path):
         again.request("GET", "/healthz")
         assert again.getresponse().status == 200
     finally:
-        _stop(proc)
+        gunicorn.stop(proc)
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "abc", "1.5", "100001", "١٢"])
 def test_a_bad_keepalive_requests_value_stops_gunicorn_with_its_name(tmp_path, raw):
-    proc, _ = _start(tmp_path, WEB_CONCURRENCY="1", WEB_KEEPALIVE_REQUESTS=raw)
+    proc, _ = gunicorn.start(tmp_path, WEB_CONCURRENCY="1", WEB_KEEPALIVE_REQUESTS=raw)
     try:
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
-            _stop(proc)
+            gunicorn.stop(proc)
     assert proc.returncode != 0
     assert "WEB_KEEPALIVE_REQUESTS" in out
 

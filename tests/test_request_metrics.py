@@ -3,7 +3,6 @@ gunicorn workers through prometheus_client's multiprocess mode (deploy/gunicorn.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,10 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import base_env
-from tests.services.ports import free_port
+from tests.services import gunicorn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "metrics-token-0123456789"
 
 
@@ -61,15 +58,9 @@ def _wait_until_up(base: str, proc: subprocess.Popen) -> None:
 
 
 def test_counts_add_up_across_two_gunicorn_workers(app, tmp_path):
-    port = free_port()
     metrics_dir = tmp_path / "prometheus"
-    env = {**os.environ, **base_env(str(tmp_path / "storage")), "ENABLE_INTERNAL_ENDPOINTS": "1",
-           "INTERNAL_METRICS_TOKEN": TOKEN, "WEB_CONCURRENCY": "2", "WEB_THREADS": "1",
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    proc = subprocess.Popen([os.path.join(ROOT, ".venv", "bin", "gunicorn"), "--config", "deploy/gunicorn.conf.py",
-                             "--bind", f"127.0.0.1:{port}", "app:main_app()"],
-                            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc, port = gunicorn.start(tmp_path, ENABLE_INTERNAL_ENDPOINTS="1", INTERNAL_METRICS_TOKEN=TOKEN,
+                                WEB_CONCURRENCY="2", WEB_THREADS="1", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(base, proc)
@@ -107,9 +98,4 @@ def test_counts_add_up_across_two_gunicorn_workers(app, tmp_path):
             hist = _samples(text, "points_http_request_duration_seconds_count")
             assert hist.get(("/healthz", "GET", None)) == sent[("/healthz", "GET", "200")]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        gunicorn.stop(proc)
