@@ -66,6 +66,32 @@ def test_a_busy_process_leaves_new_connections_to_a_free_one(tmp_path):
         gunicorn.stop(proc)
 
 
+def test_a_process_busy_past_its_hold_still_leaves_new_connections_to_a_free_one(tmp_path):
+    """From the outside pass: the first version's hold ran out 0.25 s after a process went busy, and
+    from then on a process stuck on a slow upload competed for every new connection with an idle
+    one (9 of 20 waited behind the stall). Past its hold a busy process now takes only connections
+    still waiting, which a free process would already have taken."""
+    proc, port = gunicorn.start(tmp_path, WEB_CONCURRENCY="2", WEB_THREADS="1")
+    try:
+        _wait_until_up(proc, port, 2)
+        stalled = _stalled_upload(port)
+        time.sleep(1.5)  # busy longer than ACCEPT_HOLD_S (and gunicorn's 1 s idle loop turn)
+        waited = 0
+        for _ in range(12):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                conn.request("GET", "/healthz", headers={"Connection": "close"})
+                conn.getresponse().read()
+            except OSError:
+                waited += 1  # queued behind the stalled upload while the other process was idle
+            conn.close()
+            time.sleep(0.3)
+        stalled.close()
+        assert waited == 0, f"{waited} of 12 new connections waited behind a stuck thread with a free process"
+    finally:
+        gunicorn.stop(proc)
+
+
 def _waiting_to_be_accepted(port: int) -> int:
     """Connections in the accept queue of the listening socket on 127.0.0.1:`port`: for a socket in
     LISTEN, /proc/net/tcp's rx_queue is that queue's length. Read per network namespace, so it also

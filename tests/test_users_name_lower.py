@@ -4,6 +4,7 @@ every page. Kept by the database, so no writer can leave it stale: ORM inserts, 
 a plain SQL UPDATE alike, on PostgreSQL (stored) and SQLite (computed when read)."""
 from __future__ import annotations
 
+import psycopg
 import pytest
 from sqlalchemy import insert as sa_insert, select, text
 
@@ -55,3 +56,37 @@ def test_an_empty_name_matches_no_typed_name(on_migrations):
     db.session.commit()
     assert _found("zzz") == set()
     assert _found("noname") == {"noname@example.org"}  # the e-mail still matches
+
+
+def test_a_name_that_grows_when_lower_cased_fits(tmp_path):
+    """From the outside pass: under an ICU locale PostgreSQL's lower("İ") is two characters
+    ("i̇"), so a 200-character name of such letters lowered past a varchar(200) column, and creating
+    the user failed (and the migration would have, on a database holding one). The column has no
+    length of its own."""
+    from flask_migrate import upgrade
+    from sqlalchemy.engine import make_url
+
+    from app import create_app
+    from tests.conftest import base_env
+
+    env = base_env(str(tmp_path / "storage"))
+    url = make_url(env["DATABASE_URL"] + "_icu")
+    admin = url.set(database="postgres", drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        conn.execute(f"CREATE DATABASE \"{url.database}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'und' "
+                     "LOCALE 'C.UTF-8'")
+    env["DATABASE_URL"] = url.render_as_string(hide_password=False)
+    app = create_app(env)
+    try:
+        with app.app_context():
+            upgrade()
+            db.session.add(User(email="long@example.org", name="İ" * 200, role="uploader"))
+            db.session.commit()
+            assert len(db.session.scalar(select(User.name_lower))) == 400
+            assert _found("İİİ") == {"long@example.org"}
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')

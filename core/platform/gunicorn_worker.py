@@ -6,9 +6,9 @@ process could serve 12 of 16 busy clients while the other served 4: its requests
 threads and its one core while the other core had room (docs/performance.md, "Eighth session").
 Two changes, each what common HTTP servers do:
 
-- a process whose threads are all busy holds back from accepting for up to ACCEPT_HOLD_S, so a
-  new connection goes to a process that can start on it now; when every process is busy, each
-  still takes one connection per hold, so none waits in the backlog for long;
+- a process whose threads are all busy stays off the listener, so a new connection goes to a
+  process that can start on it now; when every process is busy, each takes one connection still
+  waiting per ACCEPT_HOLD_S, so none waits in the backlog for long;
 - a connection serves at most `WEB_KEEPALIVE_REQUESTS` requests (default 100, Apache httpd's
   MaxKeepAliveRequests; nginx's `keepalive_requests`), after which the response says
   `Connection: close` (RFC 9112 section 9.6) and the client's next request opens a new connection,
@@ -29,8 +29,8 @@ from gunicorn.workers.gthread import ThreadWorker
 from core.platform.settings import parse_int
 
 KEEPALIVE_REQUESTS_DEFAULT = 100
-# The longest a busy process leaves waiting connections to the others: past it, it takes one.
-# Longer holds share better when every process is busy, and delay a new connection more then
+# How long a busy process leaves a waiting connection to the others before it takes it itself:
+# longer holds share better when every process is busy, and delay a new connection more then
 # (nginx's accept_mutex_delay plays the same part, at 500 ms).
 ACCEPT_HOLD_S = 0.25
 
@@ -46,9 +46,9 @@ def keepalive_requests(environ: dict | None = None) -> int:
 
 
 class BalancedThreadWorker(ThreadWorker):
-    """ThreadWorker that holds back from accepting while its threads are all busy, for at most
-    ACCEPT_HOLD_S at a time, and closes a connection after `keepalive_requests()` requests
-    (module docstring)."""
+    """ThreadWorker that stays off the listener while its threads are all busy (taking only
+    connections left waiting, one per ACCEPT_HOLD_S) and closes a connection after
+    `keepalive_requests()` requests (module docstring)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -60,13 +60,28 @@ class BalancedThreadWorker(ThreadWorker):
         return self.in_flight >= self.cfg.threads
 
     def set_accept_enabled(self, enabled: bool) -> None:
-        # gunicorn's loop asks again on every turn while accepting is off (each finished request
-        # wakes it). A busy process takes a connection once its hold has run out, so a connection
-        # waits at most about ACCEPT_HOLD_S longer when every process is busy, never indefinitely.
-        if enabled and self.busy() and self.held_since is not None \
-                and time.monotonic() - self.held_since < ACCEPT_HOLD_S:
+        # gunicorn's loop asks again on every turn while accepting is off (each event wakes it,
+        # and it wakes at least once a second). A busy process stays off the listener; once its
+        # hold has run out it takes one connection that is still waiting, which no free process
+        # took, and holds again. So it never competes with a free process for a new connection,
+        # and when every process is busy a connection waits about ACCEPT_HOLD_S (up to the
+        # loop's one-second turn) before one takes it, never indefinitely.
+        if enabled and self.busy():
+            if self.held_since is None:
+                self.held_since = time.monotonic()
+            if time.monotonic() - self.held_since >= ACCEPT_HOLD_S:
+                self._take_one_waiting()
             enabled = False
         super().set_accept_enabled(enabled)
+
+    def _take_one_waiting(self) -> None:
+        before = self.nr_conns
+        for listener in self.sockets:
+            listener.setblocking(False)
+            self.accept(listener)  # gunicorn's accept: nothing waiting (EAGAIN) is no error
+            if self.nr_conns > before:
+                self.held_since = time.monotonic()
+                return
 
     def enqueue_req(self, conn) -> None:
         self.in_flight += 1

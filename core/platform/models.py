@@ -25,7 +25,7 @@ class User(UserMixin, db.Model):
     name: Mapped[str] = mapped_column(String(200), default="")
     # The name as the database's lower() gives it, kept by the database (migration 0012): the
     # uploader filter and user search test it without lower-casing every name on every page.
-    name_lower: Mapped[str | None] = mapped_column(String(200), Computed("lower(name)", persisted=True),
+    name_lower: Mapped[str | None] = mapped_column(Text, Computed("lower(name)", persisted=True),
                                                       deferred=True)
     role: Mapped[str] = mapped_column(String(16), default="uploader")
     password_hash: Mapped[str] = mapped_column(String(255), default="")

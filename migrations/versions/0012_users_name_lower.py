@@ -24,7 +24,7 @@ depends_on = None
 
 def upgrade():
     stored = op.get_bind().dialect.name == 'postgresql'
-    op.add_column('users', sa.Column('name_lower', sa.String(length=200), sa.Computed('lower(name)', persisted=stored),
+    op.add_column('users', sa.Column('name_lower', sa.Text(), sa.Computed('lower(name)', persisted=stored),
                                      nullable=True))
 
 
