@@ -5,31 +5,12 @@ from __future__ import annotations
 
 import http.client
 import socket
-import subprocess
 import time
 
 import pytest
 
 from core.platform.gunicorn_worker import ACCEPT_HOLD_S, KEEPALIVE_REQUESTS_DEFAULT, keepalive_requests
 from tests.services import gunicorn
-
-
-def _wait_until_up(proc: subprocess.Popen, port: int, workers: int) -> None:
-    """Until `workers` processes answer: each one's first request imports and connects."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {proc.stdout.read()}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", "/healthz", headers={"Connection": "close"})
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        raise AssertionError("gunicorn did not answer within 60 s")
-    time.sleep(0.5 * workers)  # the other workers finish booting
 
 
 def _stalled_upload(port: int) -> socket.socket:
@@ -46,7 +27,7 @@ def test_a_busy_process_leaves_new_connections_to_a_free_one(tmp_path):
     first, so about half of them waited behind the stalled upload."""
     proc, port = gunicorn.start(tmp_path, WEB_CONCURRENCY="2", WEB_THREADS="1")
     try:
-        _wait_until_up(proc, port, 2)
+        gunicorn.wait_until_up(proc, port, workers=2)
         for _ in range(3):
             stalled = _stalled_upload(port)
             time.sleep(0.05)  # accepted, and its thread waiting for the rest of the body
@@ -73,7 +54,7 @@ def test_a_process_busy_past_its_hold_still_leaves_new_connections_to_a_free_one
     still waiting, which a free process would already have taken."""
     proc, port = gunicorn.start(tmp_path, WEB_CONCURRENCY="2", WEB_THREADS="1")
     try:
-        _wait_until_up(proc, port, 2)
+        gunicorn.wait_until_up(proc, port, workers=2)
         stalled = _stalled_upload(port)
         time.sleep(1.5)  # busy longer than ACCEPT_HOLD_S (and gunicorn's 1 s idle loop turn)
         waited = 0
@@ -109,7 +90,7 @@ def test_when_every_process_is_busy_a_new_connection_still_gets_in(tmp_path):
     accepted (and answered once a thread is free); it is not left in the backlog until one is."""
     proc, port = gunicorn.start(tmp_path, WEB_CONCURRENCY="2", WEB_THREADS="1")
     try:
-        _wait_until_up(proc, port, 2)
+        gunicorn.wait_until_up(proc, port, workers=2)
         first = _stalled_upload(port)
         time.sleep(0.05)
         second = _stalled_upload(port)  # the other process's thread: now both are busy
@@ -136,7 +117,7 @@ def test_when_every_process_is_busy_a_new_connection_still_gets_in(tmp_path):
 def test_a_kept_alive_connection_closes_after_its_requests(tmp_path):
     proc, port = gunicorn.start(tmp_path, WEB_CONCURRENCY="1", WEB_THREADS="2", WEB_KEEPALIVE_REQUESTS="3")
     try:
-        _wait_until_up(proc, port, 1)
+        gunicorn.wait_until_up(proc, port, workers=1)
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         said = []
         for _ in range(3):  # one connection, one request after another

@@ -3,8 +3,6 @@ gunicorn workers through prometheus_client's multiprocess mode (deploy/gunicorn.
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -43,27 +41,14 @@ def test_requests_are_counted_by_route_template_not_path(make_app):
     assert 'points_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/files/<int:file_id>"}' in text
 
 
-def _wait_until_up(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {proc.stdout.read()}")
-        try:
-            # /readyz, which the counts below leave out: a try that times out may still be counted.
-            if requests.get(f"{base}/readyz", timeout=10).status_code in (200, 503):
-                return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise AssertionError("gunicorn did not answer within 60 s")
-
-
 def test_counts_add_up_across_two_gunicorn_workers(app, tmp_path):
     metrics_dir = tmp_path / "prometheus"
     proc, port = gunicorn.start(tmp_path, ENABLE_INTERNAL_ENDPOINTS="1", INTERNAL_METRICS_TOKEN=TOKEN,
                                 WEB_CONCURRENCY="2", WEB_THREADS="1", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(base, proc)
+        # /readyz, which the counts below leave out: a try that times out may still be counted.
+        gunicorn.wait_until_up(proc, port, "/readyz")
         # New connections, several at once, so both workers accept some (they share the listening
         # socket and the kernel picks); batches go on until files from two workers exist.
         sent = {("/healthz", "GET", "200"): 0, ("/api/files/<int:file_id>", "GET", "401"): 0,

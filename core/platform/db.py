@@ -109,8 +109,8 @@ def contains_text(haystack, needle):
 
 def unicode_lower_on_sqlite(engine: Engine) -> None:
     """Give every SQLite connection of `engine` a lower() that folds every letter (Python's
-    str.lower), not ASCII alone (SQLite's own, sqlite.org/lang_corefunc.html#lower): with it, a
-    case-insensitive match such as the queue's uploader filter (`icontains`, lower() LIKE lower())
+    str.lower), not ASCII alone (SQLite's own, sqlite.org/lang_corefunc.html#lower): without it,
+    the uploader filter (lower() of the typed text against `users.name_lower`, itself lower(name))
     found "Élodie" typed "élodie" on PostgreSQL and not on SQLite. Deterministic, so SQLite may
     still use it in indexes and constant folding."""
     @event.listens_for(engine, "connect")

@@ -76,8 +76,7 @@ class BalancedThreadWorker(ThreadWorker):
 
     def _take_one_waiting(self) -> None:
         before = self.nr_conns
-        for listener in self.sockets:
-            listener.setblocking(False)
+        for listener in self.sockets:  # non-blocking since run() first turned accepting on
             self.accept(listener)  # gunicorn's accept: nothing waiting (EAGAIN) is no error
             if self.nr_conns > before:
                 self.held_since = time.monotonic()

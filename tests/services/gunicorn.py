@@ -2,9 +2,11 @@
 port of 127.0.0.1, in its own process group so a test can stop all of it."""
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
+import time
 
 from tests.conftest import base_env
 from tests.services.ports import free_port
@@ -33,3 +35,23 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
+
+
+def wait_until_up(proc: subprocess.Popen, port: int, path: str = "/healthz", workers: int = 1) -> None:
+    """Until GET `path` answers 200 (or 503: /readyz while a service is down), then
+    about half a second per other worker while they finish booting. AssertionError with gunicorn's
+    output if it exits, or after 60 s."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {proc.stdout.read()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path, headers={"Connection": "close"})
+            if conn.getresponse().status in (200, 503):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        raise AssertionError("gunicorn did not answer within 60 s")
+    time.sleep(0.5 * (workers - 1))
