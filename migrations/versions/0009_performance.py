@@ -15,6 +15,8 @@ Revises: 0004_evidence (main's head when this was written; the issue named '0002
 """
 from alembic import op
 
+from migrations import online_index
+
 revision = '0009_perf'
 down_revision = '0006_ops'
 branch_labels = None
@@ -27,9 +29,8 @@ NEW = ('ix_submissions_status_session_date_id', ['status', 'session_date', 'id']
 def _replace(create: tuple[str, list[str]], drop: str) -> None:
     if op.get_bind().dialect.name == 'postgresql':
         with op.get_context().autocommit_block():
-            op.create_index(create[0], 'submissions', create[1], unique=False, postgresql_concurrently=True,
-                            if_not_exists=True)
-            op.drop_index(drop, table_name='submissions', postgresql_concurrently=True, if_exists=True)
+            online_index.create_index(create[0], 'submissions', create[1])
+            online_index.drop_index(drop, 'submissions')
         return
     with op.batch_alter_table('submissions', schema=None) as batch_op:
         batch_op.create_index(create[0], create[1], unique=False)

@@ -14,6 +14,8 @@ Revises: 0009_perf
 """
 from alembic import op
 
+from migrations import online_index
+
 revision = '0010_queue'
 down_revision = '0009_perf'
 branch_labels = None
@@ -26,7 +28,7 @@ COLUMNS = ['decided_by_id', 'status', 'session_date', 'id']
 def upgrade():
     if op.get_bind().dialect.name == 'postgresql':
         with op.get_context().autocommit_block():
-            op.create_index(NAME, 'submissions', COLUMNS, unique=False, postgresql_concurrently=True, if_not_exists=True)
+            online_index.create_index(NAME, 'submissions', COLUMNS)
         return
     with op.batch_alter_table('submissions', schema=None) as batch_op:
         batch_op.create_index(NAME, COLUMNS, unique=False)
@@ -35,7 +37,7 @@ def upgrade():
 def downgrade():
     if op.get_bind().dialect.name == 'postgresql':
         with op.get_context().autocommit_block():
-            op.drop_index(NAME, table_name='submissions', postgresql_concurrently=True, if_exists=True)
+            online_index.drop_index(NAME, 'submissions')
         return
     with op.batch_alter_table('submissions', schema=None) as batch_op:
         batch_op.drop_index(NAME)

@@ -22,6 +22,8 @@ Revises: 0010_queue
 import sqlalchemy as sa
 from alembic import op
 
+from migrations import online_index
+
 revision = '0010b_phash'
 down_revision = '0010_queue'
 branch_labels = None
@@ -41,11 +43,9 @@ def upgrade():
         with op.get_context().autocommit_block():
             for band in BANDS:
                 name, columns, extra = _covering(band)
-                op.create_index(name, 'evidence_files', columns, unique=False, postgresql_concurrently=True,
-                                if_not_exists=True, **extra)
+                online_index.create_index(name, 'evidence_files', columns, **extra)
             for band in BANDS:
-                op.drop_index(f'ix_evidence_files_{band}', table_name='evidence_files',
-                              postgresql_concurrently=True, if_exists=True)
+                online_index.drop_index(f'ix_evidence_files_{band}', 'evidence_files')
         return
     with op.batch_alter_table('evidence_files', schema=None) as batch_op:
         for band in BANDS:
@@ -58,11 +58,9 @@ def downgrade():
     if op.get_bind().dialect.name == 'postgresql':
         with op.get_context().autocommit_block():
             for band in BANDS:
-                op.create_index(f'ix_evidence_files_{band}', 'evidence_files', [band], unique=False,
-                                postgresql_concurrently=True, if_not_exists=True)
+                online_index.create_index(f'ix_evidence_files_{band}', 'evidence_files', [band])
             for band in BANDS:
-                op.drop_index(f'ix_evidence_files_{band}_hash', table_name='evidence_files',
-                              postgresql_concurrently=True, if_exists=True)
+                online_index.drop_index(f'ix_evidence_files_{band}_hash', 'evidence_files')
         return
     with op.batch_alter_table('evidence_files', schema=None) as batch_op:
         for band in BANDS:

@@ -15,6 +15,8 @@ Revises: 0010_slo_hist
 """
 from alembic import op
 
+from migrations import online_index
+
 revision = '0011_user_status'
 down_revision = '0010_slo_hist'
 branch_labels = None
@@ -27,7 +29,7 @@ COLUMNS = ['user_id', 'status']
 def upgrade():
     if op.get_bind().dialect.name == 'postgresql':
         with op.get_context().autocommit_block():
-            op.create_index(NAME, 'submissions', COLUMNS, unique=False, postgresql_concurrently=True, if_not_exists=True)
+            online_index.create_index(NAME, 'submissions', COLUMNS)
         return
     with op.batch_alter_table('submissions', schema=None) as batch_op:
         batch_op.create_index(NAME, COLUMNS, unique=False)
@@ -36,7 +38,7 @@ def upgrade():
 def downgrade():
     if op.get_bind().dialect.name == 'postgresql':
         with op.get_context().autocommit_block():
-            op.drop_index(NAME, table_name='submissions', postgresql_concurrently=True, if_exists=True)
+            online_index.drop_index(NAME, 'submissions')
         return
     with op.batch_alter_table('submissions', schema=None) as batch_op:
         batch_op.drop_index(NAME)
