@@ -7,10 +7,11 @@ import logging
 from flask import Flask, g, jsonify, render_template
 from psycopg.errors import DeadlockDetected, QueryCanceled, SerializationFailure
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from core.platform.db import db
 from core.platform.errors import DomainError
+from core.platform.gunicorn_errors import BODY_READ_ERRORS
 from core.platform.web import wants_json
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,18 @@ def register_error_handlers(app: Flask) -> None:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
             return response
         return _html(status, message)
+
+    def unreadable_body(exc: Exception):
+        # gunicorn's body reader, inside the app: a malformed chunked body, or the client gone
+        # part-way. The client's bytes are at fault, so 400 like any other unreadable request.
+        log.warning("request body could not be read", extra={"request_id": getattr(g, "request_id", None),
+                                                             "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        _reset_session()
+        return http_error(BadRequest("The request body could not be read (a malformed chunked body, or it ended "
+                                     "early); nothing was done."))
+
+    for cls in BODY_READ_ERRORS:
+        app.register_error_handler(cls, unreadable_body)
 
     @app.errorhandler(OperationalError)
     def database_error(exc: OperationalError):

@@ -22,10 +22,13 @@ pinned in requirements.txt; tests/test_gunicorn_worker.py runs it in a real guni
 from __future__ import annotations
 
 import os
+import threading
 import time
 
+from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
+from core.platform import gunicorn_errors
 from core.platform.settings import parse_int
 
 KEEPALIVE_REQUESTS_DEFAULT = 100
@@ -47,14 +50,16 @@ def keepalive_requests(environ: dict | None = None) -> int:
 
 class BalancedThreadWorker(ThreadWorker):
     """ThreadWorker that stays off the listener while its threads are all busy (taking only
-    connections left waiting, one per ACCEPT_HOLD_S) and closes a connection after
-    `keepalive_requests()` requests (module docstring)."""
+    connections left waiting, one per ACCEPT_HOLD_S), closes a connection after
+    `keepalive_requests()` requests (module docstring), and answers a request it cannot parse
+    with the error envelope (core/platform/gunicorn_errors.py) instead of gunicorn's HTML page."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.in_flight = 0  # requests handed to the thread pool and not yet finished
         self.held_since: float | None = None  # when accepting last stopped for busy threads
         self.max_requests_per_connection = keepalive_requests()
+        self._answered = threading.local()  # .sock: the socket this thread has answered (see handle_error)
 
     def busy(self) -> bool:
         return self.in_flight >= self.cfg.threads
@@ -93,7 +98,31 @@ class BalancedThreadWorker(ThreadWorker):
         self.in_flight -= 1
         super().finish_request(conn, fs)
 
+    def handle(self, conn):
+        self._answered.sock = None  # one request per call (gthread)
+        return super().handle(conn)
+
     def handle_request(self, req, conn):
         if req.req_number >= self.max_requests_per_connection:
             req.must_close = True  # the response says Connection: close
-        return super().handle_request(req, conn)
+        keepalive = super().handle_request(req, conn)
+        self._answered.sock = conn.sock
+        return keepalive
+
+    def handle_error(self, req, client, addr, exc):
+        # Called from gunicorn's except block, so log.exception has the traceback. The access log
+        # line gunicorn would add is left out: deploy/gunicorn.conf.py turns that log off.
+        if getattr(self._answered, "sock", None) is client:
+            # The request was answered, and reading the rest of its body (to keep the connection)
+            # failed: a malformed chunk after what the app read. A second response on the socket
+            # would read as the answer to the client's next request; gunicorn closes it instead.
+            self.log.warning("Invalid request body after the response, ip=%s: %s", (addr or ("",))[0], exc)
+            return
+        if gunicorn_errors.refusal_for(exc).status >= 500:
+            self.log.exception("Error handling request %s", getattr(req, "uri", "(no URI read)"))
+        else:
+            self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        try:
+            util.write_nonblock(client, gunicorn_errors.response_bytes(exc))
+        except Exception:  # noqa: BLE001 - the client may be gone; nothing else to tell it
+            self.log.debug("Failed to send error message.")
