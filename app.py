@@ -20,6 +20,7 @@ from core.evidence.scanning import build_scanner
 from core.storage import build_storage
 from core.platform.logs import configure_logging
 from core.platform.queues import Queues
+from core.platform.request_body import GuardedInput
 from core.platform.services import EXTENSION_KEY, Services
 from core.platform.settings import Settings, SettingsError
 from core.platform.web import BigintConverter, PointsSessionInterface
@@ -63,6 +64,8 @@ def create_app(settings: Settings | Mapping | None = None) -> Flask:
         # form's Referer against it. Never on by default: anyone could forge them.
         n = settings.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    # Every reader of the body sees it whole or gets a 4xx (core/platform/request_body.py).
+    app.wsgi_app = GuardedInput(app.wsgi_app)
     os.makedirs(app.instance_path, exist_ok=True)
 
     db.init_app(app)

@@ -7,11 +7,10 @@ import logging
 from flask import Flask, g, jsonify, render_template
 from psycopg.errors import DeadlockDetected, QueryCanceled, SerializationFailure
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import HTTPException
 
 from core.platform.db import db
 from core.platform.errors import DomainError
-from core.platform.gunicorn_errors import BODY_READ_ERRORS
 from core.platform.web import wants_json
 
 log = logging.getLogger(__name__)
@@ -23,6 +22,7 @@ HTTP_CODES = {
     403: ("auth_error", "forbidden"),
     404: ("not_found", "not_found"),
     405: ("validation_error", "method_not_allowed"),
+    408: ("validation_error", "request_timeout"),
     409: ("conflict", "conflict"),
     413: ("validation_error", "payload_too_large"),
     415: ("validation_error", "unsupported_media_type"),
@@ -77,18 +77,6 @@ def register_error_handlers(app: Flask) -> None:
                 response.headers["Allow"] = ", ".join(exc.valid_methods)
             return response
         return _html(status, message)
-
-    def unreadable_body(exc: Exception):
-        # gunicorn's body reader, inside the app: a malformed chunked body, or the client gone
-        # part-way. The client's bytes are at fault, so 400 like any other unreadable request.
-        log.warning("request body could not be read", extra={"request_id": getattr(g, "request_id", None),
-                                                             "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
-        _reset_session()
-        return http_error(BadRequest("The request body could not be read (a malformed chunked body, or it ended "
-                                     "early); nothing was done."))
-
-    for cls in BODY_READ_ERRORS:
-        app.register_error_handler(cls, unreadable_body)
 
     @app.errorhandler(OperationalError)
     def database_error(exc: OperationalError):

@@ -1,16 +1,18 @@
 """gunicorn settings for the web process. Uploads stream to spooled temp files, so sync workers
-with a few threads are enough; timeouts bound a slow client."""
+with a few threads are enough; WEB_CLIENT_TIMEOUT bounds a client that stops sending or reading
+(core/platform/gunicorn_worker.py)."""
 import multiprocessing
 import os
 import tempfile
 
-from core.platform.gunicorn_worker import keepalive_requests
+from core.platform.gunicorn_worker import client_timeout, keepalive_requests
 
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
 threads = int(os.environ.get("WEB_THREADS", 4))
 # gthread, with connections shared out by load between the processes (see that module).
 worker_class = "core.platform.gunicorn_worker.BalancedThreadWorker"
 keepalive_requests()  # a bad WEB_KEEPALIVE_REQUESTS stops gunicorn here, with its name
+client_timeout()  # likewise WEB_CLIENT_TIMEOUT (a client silent this long is dropped)
 timeout = 120
 graceful_timeout = 30
 keepalive = 5

@@ -18,7 +18,7 @@ APP_SERVICES = ("migrate", "web", "worker", "scheduler")
 ONE_SHOTS = ("migrate", "createbucket")
 # Read by deploy/gunicorn.conf.py or set for the process, not by the app's settings.
 DEPLOY_ONLY = {"POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "WEB_CONCURRENCY", "WEB_THREADS",
-               "WEB_KEEPALIVE_REQUESTS", "FORWARDED_ALLOW_IPS"}
+               "WEB_KEEPALIVE_REQUESTS", "WEB_CLIENT_TIMEOUT", "FORWARDED_ALLOW_IPS"}
 PROCESS_ONLY = {"FLASK_APP", "PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY", "WEB_THREADS"}
 
 

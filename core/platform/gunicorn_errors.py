@@ -37,10 +37,6 @@ MALFORMED = Refusal(400, "Bad Request", "validation_error", "bad_request",
 INTERNAL = Refusal(500, "Internal Server Error", "internal", "internal_error",
                    "Something went wrong on our side; nothing was done. Try again.", "request")
 
-# Raised by gunicorn's body reader inside the app, when a chunked body is malformed or the client
-# stops part-way: the client's fault, which api/errors.py answers 400 `bad_request`, not 500.
-BODY_READ_ERRORS: tuple[type[Exception], ...] = (http.ParseException, http.NoMoreData)
-
 # Most specific first: gunicorn's classes share a base (ParseException).
 _BY_EXCEPTION: tuple[tuple[type[Exception], Refusal], ...] = (
     # A header the app tried to send: the app's fault (gunicorn's handle_error says the same).

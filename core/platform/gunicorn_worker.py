@@ -21,7 +21,10 @@ pinned in requirements.txt; tests/test_gunicorn_worker.py runs it in a real guni
 """
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import struct
 import threading
 import time
 
@@ -36,6 +39,37 @@ KEEPALIVE_REQUESTS_DEFAULT = 100
 # longer holds share better when every process is busy, and delay a new connection more then
 # (nginx's accept_mutex_delay plays the same part, at 500 ms).
 ACCEPT_HOLD_S = 0.25
+
+
+CLIENT_TIMEOUT_DEFAULT_S = 60
+
+
+def client_timeout(environ: dict | None = None) -> int:
+    """Seconds a client may go without sending a byte of its request, or taking one of the
+    response (`WEB_CLIENT_TIMEOUT`, 1-3600; default 60, nginx's client_header_timeout,
+    client_body_timeout and send_timeout). Raises SettingsError (a ValueError) naming the variable
+    for anything else; deploy/gunicorn.conf.py calls this as it loads."""
+    raw = (environ if environ is not None else os.environ).get("WEB_CLIENT_TIMEOUT", "")
+    if not raw.strip():
+        return CLIENT_TIMEOUT_DEFAULT_S
+    return parse_int("WEB_CLIENT_TIMEOUT", raw, minimum=1, maximum=3600)
+
+
+class _QuietSlowClients(logging.Filter):
+    """gunicorn logs a socket error while reading a request as an ERROR with a traceback; one
+    that is only our read timeout running out (a client that stopped sending) is a WARNING line."""
+
+    def __init__(self, seconds: int):
+        super().__init__()
+        self.seconds = seconds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (BlockingIOError, TimeoutError)):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = "client sent nothing for %ss; connection closed", (self.seconds,)
+            record.exc_info = record.exc_text = None
+        return True
 
 
 def keepalive_requests(environ: dict | None = None) -> int:
@@ -60,6 +94,14 @@ class BalancedThreadWorker(ThreadWorker):
         self.held_since: float | None = None  # when accepting last stopped for busy threads
         self.max_requests_per_connection = keepalive_requests()
         self._answered = threading.local()  # .sock: the socket this thread has answered (see handle_error)
+        self.client_timeout = client_timeout()
+        # SO_RCVTIMEO / SO_SNDTIMEO: kernel options, which gunicorn's setblocking(True) leaves
+        # alone (a Python-level settimeout would be reset by it on every request).
+        self._timeval = struct.pack("ll", self.client_timeout, 0)
+
+    def init_process(self):
+        self.log.error_log.addFilter(_QuietSlowClients(self.client_timeout))
+        super().init_process()
 
     def busy(self) -> bool:
         return self.in_flight >= self.cfg.threads
@@ -100,6 +142,17 @@ class BalancedThreadWorker(ThreadWorker):
 
     def handle(self, conn):
         self._answered.sock = None  # one request per call (gthread)
+        if not getattr(conn, "client_timeout_set", False):
+            # A client that stops sending part-way (headers or body), or stops reading the
+            # response, would hold this thread for ever: gthread bounds only the wait for a
+            # request's first byte. A blocking read or write that waits longer fails instead
+            # (core/platform/request_body.py turns a body read's failure into 408).
+            try:
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._timeval)
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._timeval)
+            except OSError:
+                pass  # a socket closed under us fails on its first read as it would have
+            conn.client_timeout_set = True
         return super().handle(conn)
 
     def handle_request(self, req, conn):
