@@ -3,6 +3,7 @@ with a few threads are enough; WEB_CLIENT_TIMEOUT bounds a client that stops sen
 (core/platform/gunicorn_worker.py)."""
 import multiprocessing
 import os
+import sys
 import tempfile
 
 from core.platform.gunicorn_worker import client_timeout, keepalive_requests
@@ -11,8 +12,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count
 threads = int(os.environ.get("WEB_THREADS", 4))
 # gthread, with connections shared out by load between the processes (see that module).
 worker_class = "core.platform.gunicorn_worker.BalancedThreadWorker"
-keepalive_requests()  # a bad WEB_KEEPALIVE_REQUESTS stops gunicorn here, with its name
-client_timeout()  # likewise WEB_CLIENT_TIMEOUT (a client silent this long is dropped)
+try:  # a bad value stops gunicorn here with one line naming the variable, before any worker forks
+    keepalive_requests()
+    client_timeout()  # a client silent this long is dropped
+except ValueError as exc:  # SettingsError; SystemExit passes gunicorn's config loader, no traceback
+    sys.exit(f"error: bad setting: {exc}")
 timeout = 120
 graceful_timeout = 30
 keepalive = 5

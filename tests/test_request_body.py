@@ -65,6 +65,14 @@ def test_read_all_and_readline_refuse_a_short_body_too():
         body.readline()
 
 
+def test_reading_nothing_is_not_the_end_of_the_body():
+    """read(0) and readline(0) give b"" and consume nothing, as file objects do (readline(0) was
+    taken for a body that ended early; found by the second outside pass)."""
+    body = ClientBody(io.BytesIO(b"abc\n"), 4)
+    assert body.readline(0) == b"" and body.read(0) == b""
+    assert body.readline() == b"abc\n"
+
+
 def test_a_chunked_body_has_no_declared_length_and_reads_as_sent():
     body = ClientBody(io.BytesIO(b"whatever the server un-chunked"), None)
     assert body.read() == b"whatever the server un-chunked"

@@ -56,8 +56,9 @@ def client_timeout(environ: dict | None = None) -> int:
 
 
 class _QuietSlowClients(logging.Filter):
-    """gunicorn logs a socket error while reading a request as an ERROR with a traceback; one
-    that is only our read timeout running out (a client that stopped sending) is a WARNING line."""
+    """gunicorn logs a socket error while serving a request as an ERROR with a traceback; one that
+    is only our timeout running out (a client that stopped sending, or stopped taking the
+    response) is a WARNING line."""
 
     def __init__(self, seconds: int):
         super().__init__()
@@ -67,7 +68,7 @@ class _QuietSlowClients(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, (BlockingIOError, TimeoutError)):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.msg, record.args = "client sent nothing for %ss; connection closed", (self.seconds,)
+            record.msg, record.args = "client sent or took nothing for %ss; connection closed", (self.seconds,)
             record.exc_info = record.exc_text = None
         return True
 

@@ -78,6 +78,8 @@ class ClientBody:
     def readline(self, size: int | None = -1) -> bytes:
         """One line (at most `size` bytes), with the rules of read()."""
         limit = -1 if size is None else size
+        if limit == 0:
+            return b""  # as file objects answer; asking the stream for 0 bytes would read as its end
         if self._left is not None:
             if self._left == 0:
                 return b""
