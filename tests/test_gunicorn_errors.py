@@ -13,12 +13,8 @@ from tests.services import gunicorn
 
 @pytest.fixture(scope="module")
 def port(tmp_path_factory):
-    proc, port = gunicorn.start(tmp_path_factory.mktemp("gunicorn-errors"), WEB_CONCURRENCY="1", WEB_THREADS="2")
-    try:
-        gunicorn.wait_until_up(proc, port)
+    with gunicorn.running(tmp_path_factory.mktemp("gunicorn-errors"), WEB_CONCURRENCY="1", WEB_THREADS="2") as (_, port):
         yield port
-    finally:
-        gunicorn.stop(proc)
 
 
 def _exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -14,35 +14,21 @@ import pytest
 
 from core.platform.request_body import ClientBody
 from tests.services import gunicorn
-from tests.test_outside_s9 import HOOK, SECRET, _body, _event, _exchange, _recv, _statuses
+from tests.test_outside_s9 import HOOK, SECRET, _body, _event, _exchange, _read_all, _recv, _statuses
 
 TIMEOUT_S = 2
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, migrated_database):
-    proc, port = gunicorn.start(tmp_path_factory.mktemp("outside2-s9"), WEB_CONCURRENCY="1", WEB_THREADS="4",
-                                KAJABI_WEBHOOK_SECRET=SECRET, WEB_CLIENT_TIMEOUT=str(TIMEOUT_S))
-    try:
-        gunicorn.wait_until_up(proc, port)
-        yield proc, port
-    finally:
-        gunicorn.stop(proc)
+    with gunicorn.running(tmp_path_factory.mktemp("outside2-s9"), WEB_CONCURRENCY="1", WEB_THREADS="4",
+                          KAJABI_WEBHOOK_SECRET=SECRET, WEB_CLIENT_TIMEOUT=str(TIMEOUT_S)) as proc_port:
+        yield proc_port
 
 
 @pytest.fixture(scope="module")
 def port(server):
     return server[1]
-
-
-def _read_all(sock) -> bytes:
-    data = b""
-    try:
-        while chunk := _recv(sock):
-            data += chunk
-    except socket.timeout:
-        pass
-    return data
 
 
 def test_a_slow_but_steady_upload_is_not_cut(port):

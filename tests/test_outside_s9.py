@@ -21,13 +21,9 @@ SECRET = "s" * 32
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, migrated_database):
-    proc, port = gunicorn.start(tmp_path_factory.mktemp("outside-s9"), WEB_CONCURRENCY="1", WEB_THREADS="2",
-                                KAJABI_WEBHOOK_SECRET=SECRET)
-    try:
-        gunicorn.wait_until_up(proc, port)
-        yield proc, port
-    finally:
-        gunicorn.stop(proc)
+    with gunicorn.running(tmp_path_factory.mktemp("outside-s9"), WEB_CONCURRENCY="1", WEB_THREADS="2",
+                          KAJABI_WEBHOOK_SECRET=SECRET) as proc_port:
+        yield proc_port
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +48,18 @@ def _exchange(port: int, raw: bytes, half_close: bool = False, timeout: float = 
                 sock.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        data = b""
-        try:
-            while chunk := _recv(sock):
-                data += chunk
-        except socket.timeout:
-            pass
-        return data
+        return _read_all(sock)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    """Read until the server closes (what came so far on a read timeout)."""
+    data = b""
+    try:
+        while chunk := _recv(sock):
+            data += chunk
+    except socket.timeout:
+        pass
+    return data
 
 
 def _statuses(data: bytes) -> list[int]:

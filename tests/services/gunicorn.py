@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+from contextlib import contextmanager
 import signal
 import subprocess
 import time
@@ -55,3 +56,14 @@ def wait_until_up(proc: subprocess.Popen, port: int, path: str = "/healthz", wor
     else:
         raise AssertionError("gunicorn did not answer within 60 s")
     time.sleep(0.5 * (workers - 1))
+
+
+@contextmanager
+def running(tmp_path, **extra: str):
+    """start() with `extra`, wait_until_up(), yield (proc, port); stop() whatever happens."""
+    proc, port = start(tmp_path, **extra)
+    try:
+        wait_until_up(proc, port)
+        yield proc, port
+    finally:
+        stop(proc)
