@@ -42,6 +42,10 @@ target_db = current_app.extensions['migrate'].db
 # ... etc.
 
 
+# pg_advisory_lock key of `flask db upgrade` (any fixed number no other code of ours locks).
+MIGRATION_LOCK = 7324711001
+
+
 def get_metadata():
     if hasattr(target_db, 'metadatas'):
         return target_db.metadatas[None]
@@ -107,6 +111,11 @@ def run_migrations_online():
             # DB_STATEMENT_TIMEOUT_MS bounds the app's own statements; a schema change on a big
             # table may rightly take longer. Session-level, so it outlives the commit below.
             connection.exec_driver_sql("SET statement_timeout = 0")
+            # One upgrade at a time (two deploys starting together): the second waits here, then
+            # finds the schema at head. Without it both ran the same revisions, and the second
+            # could drop an index the first was still building CONCURRENTLY. Session-level, so it
+            # is held across the revisions' own commits; released in the finally below.
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
             connection.commit()
         context.configure(
             connection=connection,
@@ -122,6 +131,7 @@ def run_migrations_online():
             if connection.dialect.name == "postgresql":
                 connection.rollback()  # after a failed revision; a no-op after success
                 connection.exec_driver_sql("RESET statement_timeout")  # the pool's default again
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")  # the pool keeps the connection
                 connection.commit()
 
 
