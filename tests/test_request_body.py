@@ -55,14 +55,16 @@ def test_a_body_shorter_than_declared_is_refused_before_the_reader_sees_its_end(
             pass
 
 
-def test_read_all_and_readline_refuse_a_short_body_too():
-    with pytest.raises(BadRequest):
+def test_read_all_and_readline_refuse_a_short_body_too(caplog):
+    """Both readers give the same refusal and the operator's log line (readline once logged nothing)."""
+    with pytest.raises(BadRequest, match="after 3 of the 10 bytes"):
         ClientBody(io.BytesIO(b"abc"), 10).read()
     body = ClientBody(io.BytesIO(b"line one\nline"), 20)
     assert body.readline() == b"line one\n"
     assert body.readline() == b"line"
-    with pytest.raises(BadRequest):
+    with pytest.raises(BadRequest, match="after 13 of the 20 bytes"):
         body.readline()
+    assert [r.getMessage() for r in caplog.records].count("request body shorter than its Content-Length") == 2
 
 
 def test_reading_nothing_is_not_the_end_of_the_body():

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from gunicorn.http import errors as http
 
+from core.platform.request_body import CODING_UNSUPPORTED
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -46,8 +48,7 @@ _BY_EXCEPTION: tuple[tuple[type[Exception], Refusal], ...] = (
     (http.LimitRequestHeaders, Refusal(431, "Request Header Fields Too Large", "validation_error", "headers_too_large",
                                        "The request has too many headers, or one too long.", "headers")),
     (http.UnsupportedTransferCoding, Refusal(501, "Not Implemented", "validation_error", "transfer_coding_unsupported",
-                                             "Send the body as is or chunked; other transfer codings are not "
-                                             "supported.", "headers.transfer-encoding")),
+                                             CODING_UNSUPPORTED, "headers.transfer-encoding")),
     (http.ExpectationFailed, Refusal(417, "Expectation Failed", "validation_error", "expectation_unsupported",
                                      "Only `Expect: 100-continue` is supported.", "headers.expect")),
     (http.ForbiddenProxyRequest, Refusal(403, "Forbidden", "auth_error", "proxy_forbidden",

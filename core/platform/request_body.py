@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 UNREADABLE = "The request body could not be read (a malformed chunked body, or the connection was lost); nothing was done."
 TOO_SLOW = "The client stopped sending the request for too long; nothing was done. Send it again."
+# Shared with core.platform.gunicorn_errors, which refuses the codings gunicorn itself rejects.
+CODING_UNSUPPORTED = "Send the body as is or chunked; other transfer codings are not supported."
 
 
 class ClientBody:
@@ -40,6 +42,13 @@ class ClientBody:
 
     def __init__(self, stream, length: int | None, refusal: Exception | None = None):
         self._stream, self._length, self._left, self._refusal = stream, length, length, refusal
+
+    def _ended_early(self, received: int) -> BadRequest:
+        """The refusal (logged) for a body that ended after `received` of its declared bytes."""
+        log.warning("request body shorter than its Content-Length",
+                    extra={"declared": self._length, "received": received})
+        return BadRequest(f"The body ended after {received} of the {self._length} bytes its "
+                          "Content-Length declared; nothing was done.")
 
     def _read_once(self, method, size: int) -> bytes:
         if self._refusal is not None:
@@ -66,10 +75,7 @@ class ClientBody:
         while got < want:
             data = self._read_once(self._stream.read, want - got)
             if not data:
-                log.warning("request body shorter than its Content-Length",
-                            extra={"declared": self._length, "received": self._length - self._left + got})
-                raise BadRequest(f"The body ended after {self._length - self._left + got} of the "
-                                 f"{self._length} bytes its Content-Length declared; nothing was done.")
+                raise self._ended_early(self._length - self._left + got)
             parts.append(data)
             got += len(data)
         self._left -= got
@@ -87,8 +93,7 @@ class ClientBody:
         line = self._read_once(self._stream.readline, limit)
         if self._left is not None:
             if not line:
-                raise BadRequest(f"The body ended after {self._length - self._left} of the {self._length} "
-                                 "bytes its Content-Length declared; nothing was done.")
+                raise self._ended_early(self._length - self._left)
             self._left -= len(line)
         return line
 
@@ -111,9 +116,8 @@ def _unsupported_coding(environ: dict) -> Exception | None:
     others = [c for c in codings if c != "chunked"]
     if not others:
         return None
-    return ValidationError("transfer_coding_unsupported", "Send the body as is or chunked; other transfer codings "
-                           "are not supported.", [{"field": "headers.transfer-encoding", "issue": ", ".join(others)[:200]}],
-                           status=501)
+    return ValidationError("transfer_coding_unsupported", CODING_UNSUPPORTED,
+                           [{"field": "headers.transfer-encoding", "issue": ", ".join(others)[:200]}], status=501)
 
 
 class GuardedInput:
