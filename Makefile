@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 export FLASK_APP := app:main_app
-APT_PACKAGES := libmagic1 clamav clamav-daemon clamav-testfiles chromium prometheus
+APT_PACKAGES := libmagic1 clamav clamav-daemon clamav-testfiles chromium prometheus util-linux
 PORT ?= 5000
 
 .PHONY: install install-dev system-deps services run test bench bench-large soak clean

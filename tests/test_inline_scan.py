@@ -133,7 +133,7 @@ def test_a_spool_on_the_storage_disk_is_stored_whole_scanned_and_leaves_nothing_
         with inline_app.extensions["points"].storage.open(file.storage_key) as fh:
             stored = fh.read()
         actions = [e.action for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
-        from core.evidence.previews import read_table, table_key
+        from core.evidence.previews import read_table
 
         table = read_table(file)
     assert stored == data and file.sha256 == hashlib.sha256(data).hexdigest() and file.size_bytes == len(data)
@@ -141,7 +141,8 @@ def test_a_spool_on_the_storage_disk_is_stored_whole_scanned_and_leaves_nothing_
                        "file.preview_made"]
     # The table, made from the linked spool, shows the file's first rows.
     assert [c["text"] for c in table["rows"][1]] == ["2025-01-15", "Lisbon", "12"] and table["truncated"]
-    assert every_file_under(local_root(inline_app)) == sorted([file.storage_key, table_key(file)])
+    # The table is in the row: the one object stored is the evidence (no previews/ directory).
+    assert every_file_under(local_root(inline_app)) == [file.storage_key]
 
 
 def test_an_infected_file_spooled_on_the_storage_disk_is_rejected_and_gone(inline_app):
@@ -178,13 +179,14 @@ def test_a_csv_past_the_inline_limit_gets_its_table_from_the_queued_job(inline_a
     assert previews_of(inline_app, submission_id) == ["made", "made"]
 
 
-def test_a_table_that_cannot_be_stored_in_the_request_is_queued_and_the_upload_stands(inline_app):
-    """Storage refusing the preview (here: a plain file where the previews/ folder must go) costs
-    the upload nothing: the file is clean and in review, and the usual preview job is queued,
-    which makes the table once storage works again."""
+def test_a_table_needs_no_storage_beyond_the_evidence_itself(inline_app):
+    """The table is kept in the row (core/evidence/csv_preview.py), so storage refusing anything
+    under previews/ (here: a plain file where that folder would go) costs a CSV nothing: its table
+    is made in the request and no preview job is queued. (As an object, the table fell back to
+    a queued job then.)"""
     import os
 
-    from tests.evidence_support import local_root, run_worker
+    from tests.evidence_support import local_root
 
     people = setup_people(inline_app)
     blocker = os.path.join(local_root(inline_app), "previews")
@@ -193,11 +195,30 @@ def test_a_table_that_cannot_be_stored_in_the_request_is_queued_and_the_upload_s
     submission_id, (file_id,) = submit(inline_app, people["owner"], [("attendance.csv", CSV)])
 
     assert files_of(inline_app, submission_id) == ("in_review", [("clean", 1)])
-    assert previews_of(inline_app, submission_id) == [None]
-    assert media_queued(inline_app) == [f"preview-{file_id}"]
-    with inline_app.app_context():
-        # the blocker itself is listed as an object named "previews"
-        assert stored_keys(inline_app) == [db.session.get(EvidenceFile, file_id).storage_key, "previews"]
-    os.remove(blocker)
-    run_worker(inline_app)
     assert previews_of(inline_app, submission_id) == ["made"]
+    assert media_queued(inline_app) == []
+    with inline_app.app_context():
+        # the blocker itself is listed as an object named "previews"; nothing was added beside it
+        assert stored_keys(inline_app) == [db.session.get(EvidenceFile, file_id).storage_key, "previews"]
+
+
+def test_a_stored_upload_does_not_stay_in_the_page_cache(inline_app):
+    """Evidence is written once and read rarely: once the request is done with it, its stored
+    object's pages leave the page cache (core/evidence/spooling.py, posix_fadvise DONTNEED), so a
+    day of uploads does not push the database's pages out. fincore (util-linux) reads the kernel's
+    count of the file's cached pages; the bytes themselves are unchanged."""
+    import subprocess
+
+    from tests.evidence_support import local_root
+
+    setup_people(inline_app)
+    data = b"date,city,peers\n" + b"2025-01-15,Lisbon,12\n" * (40 * KIB)  # about 840 KiB: spooled to disk
+    submission_id = post_upload(inline_app, "big.csv", data)
+    with inline_app.app_context():
+        key = db.session.query(EvidenceFile).filter_by(submission_id=submission_id).one().storage_key
+    path = "/".join([local_root(inline_app), key])
+    resident = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert resident == "0", f"{resident} bytes of the stored upload still cached"
+    with open(path, "rb") as fh:
+        assert fh.read() == data

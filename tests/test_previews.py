@@ -14,7 +14,8 @@ from PIL import Image
 from rq.job import JobStatus
 from sqlalchemy import select
 
-from core.evidence.previews import csv_table, is_formula, preview_prefix
+from core.evidence.csv_preview import csv_table, is_formula
+from core.evidence.previews import preview_prefix
 from core.platform.db import db
 from core.platform.models import EvidenceFile
 from core.platform.services import services

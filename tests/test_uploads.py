@@ -244,8 +244,8 @@ def test_database_failure_at_commit_removes_the_objects(app, fail_at_commit):
 
 
 def test_a_csv_table_made_in_the_request_goes_with_a_failed_commit(make_app, clamd_server):
-    """The table of a clean CSV is stored before the upload's commit (core/evidence/inline_preview.py);
-    a commit that fails removes it with the evidence objects: no object without its row."""
+    """The table of a clean CSV is made before the upload's commit and kept in its row
+    (core/evidence/inline_preview.py): a commit that fails leaves no row, no table, no object."""
     clamd_server.start()
     app = make_app(AV_SCANNER="clamd", CLAMD_URL=clamd_server.url, CLAMD_TIMEOUT_SECONDS=10, INLINE_SCAN_MAX_MB=1)
     people = setup_people(app)
@@ -254,7 +254,7 @@ def test_a_csv_table_made_in_the_request_goes_with_a_failed_commit(make_app, cla
         kept = db.session.get(EvidenceFile, kept_id)
         assert (kept.scan_state, kept.preview_state) == ("clean", "made")  # the table made in the request
     before = stored_keys(app)
-    assert len(before) == 2  # the CSV and its table
+    assert len(before) == 1  # the CSV alone: its table is in the row
     with failing_at_commit(app), pytest.raises(DBAPIError, match="refused at commit"):
         submit(app, people["owner"], [("sessions.csv", CSV), ("boom-at-commit.pdf", CLEAN_PDF)])
     assert counts(app) == (1, 1)

@@ -101,7 +101,7 @@ def resend(submission_id: int, user_id: int, change: Correction) -> Submission:
         s.counters = dict(counters)
         now = utcnow()
         for f in removed:
-            f.deleted_at = now
+            f.mark_deleted(now)
             audit.record("file.removed", "evidence_file", f.id, actor_id=user_id, submission_id=s.id,
                          name=f.original_name)
         s.revision = (s.revision or 1) + 1

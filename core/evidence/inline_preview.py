@@ -8,7 +8,9 @@ dequeue, registries and result in the worker, the row locked again and a second 
 upload's CPU goes"). Here the table comes from the upload's own bytes (the spool, which for a
 file linked into local storage is the stored object itself) once the scanner, having read all of
 them, said clean, and is recorded exactly as the job records it (previews.record_outcome: the
-same columns and `file.preview_made` / `file.preview_failed` event).
+same columns, the table in the row (core/evidence/csv_preview.py), and the `file.preview_made` /
+`file.preview_failed` event). It is written by the upload's INSERT and goes with its commit:
+nothing is stored apart from the row, so a failed commit leaves nothing behind.
 
 Only a new submission's files scanned before its commit (core/evidence/inline_scan.py) get their
 table here. Every other file (past INLINE_SCAN_MAX_MB, added to an existing submission, not
@@ -18,29 +20,16 @@ walled off in a forked work horse.
 """
 from __future__ import annotations
 
-import logging
 from typing import BinaryIO
 
-from core.evidence.previews import CSV_HEAD_BYTES, csv_outcome, enqueue_preview, put_objects, read_head, record_outcome
+from core.evidence.csv_preview import CSV_HEAD_BYTES
+from core.evidence.previews import csv_outcome, read_head, record_outcome
 from core.platform.models import EvidenceFile
 
-log = logging.getLogger(__name__)
 
-
-def make_table(file: EvidenceFile, source: BinaryIO) -> list[str]:
-    """In the upload's transaction, right after `file` (a CSV row, flushed) was recorded clean:
-    store its table, made from `source` (the upload's bytes, read from offset 0), and record the
-    outcome on the row. Returns the storage keys written, which the caller deletes if its
-    transaction does not commit. If storage fails, nothing is recorded and the usual preview job
-    is queued after the commit instead; never raises for that."""
+def make_table(file: EvidenceFile, source: BinaryIO) -> None:
+    """In the upload's transaction, right after `file` (a CSV row) was recorded clean: record its
+    preview (the table, or `failed` when the file has no rows) on the row, from `source` (the
+    upload's bytes, read from offset 0: at most CSV_HEAD_BYTES of them)."""
     source.seek(0)
-    outcome = csv_outcome(file, read_head(source, CSV_HEAD_BYTES), file.size_bytes)
-    try:
-        keys = put_objects(outcome)
-    except Exception as exc:  # noqa: BLE001 - a preview is not worth failing the upload for
-        log.warning("could not store a CSV preview in the request; queued", extra={"file_id": file.id,
-                                                                                 "error": type(exc).__name__})
-        enqueue_preview(file.id, file.ext)
-        return []
-    record_outcome(file, outcome)
-    return keys
+    record_outcome(file, csv_outcome(read_head(source, CSV_HEAD_BYTES), file.size_bytes))

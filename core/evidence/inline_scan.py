@@ -145,13 +145,12 @@ def scan_stored(objects: list[tuple[str, int, str, BinaryIO | None]]) -> list[Ou
     return out
 
 
-def settle(submission, pairs: list, written: list[str]) -> list[tuple[int, str]]:
+def settle(submission, pairs: list) -> list[tuple[int, str]]:
     """In the upload's transaction, once its rows are flushed and their `file.uploaded` events
     recorded: each (EvidenceFile, Outcome, source) gets its verdict (scan_pipeline.record_verdict,
     the job's own), or stays pending with its attempt counted and its job queued after the commit.
-    A clean CSV's preview table is made here from `source`, the upload's bytes
-    (core/evidence/inline_preview.py), and the keys it stores are added to `written`, which the
-    caller deletes if the transaction fails. Returns (file id, storage key) of the infected files,
+    A clean CSV's preview table is made here from `source`, the upload's bytes, and kept in its
+    row (core/evidence/inline_preview.py). Returns (file id, storage key) of the infected files,
     whose objects delete_infected removes after the commit."""
     from core.evidence.inline_preview import make_table
     from core.evidence.scan_pipeline import record_verdict
@@ -168,7 +167,7 @@ def settle(submission, pairs: list, written: list[str]) -> list[tuple[int, str]]
         if state == "infected":
             infected.append((row.id, row.storage_key))
         elif state == "clean" and table_here:
-            written.extend(make_table(row, source))
+            make_table(row, source)
     return infected
 
 

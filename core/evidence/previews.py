@@ -9,20 +9,18 @@ escaped text. Never the evidence itself inline.
 - Images: a larger EXIF-free JPEG (core.evidence.images.make_thumbnail at LARGE_PX), plus the
   perceptual hash used to find near-duplicates (core.evidence.duplicates).
 - CSV: the first rows as data (rendered by the portal with autoescaping); cells a spreadsheet would
-  run as a formula are marked.
+  run as a formula are marked (core.evidence.csv_preview). Kept in the file's row, not as an object.
 
 Objects live under previews/<user_id>/<activity_code>/<file_uuid>/ (CONTRACT "Storage layout");
-retention deletes them with their file. Every run ends in a stored outcome: preview_state `made`,
+retention deletes them, and a CSV's table, with their file. Every run ends in a stored outcome: preview_state `made`,
 or `failed` with preview_reason; only a storage or database failure raises (RQ retries).
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -37,6 +35,7 @@ from core.platform.errors import ValidationError
 from core.platform.models import EvidenceFile
 from core.platform.services import services
 from core.evidence import duplicates, pdf_render, render_server
+from core.evidence.csv_preview import CSV_HEAD_BYTES, csv_table
 from core.evidence.images import make_thumbnail
 from core.evidence.scan_jobs import IMAGE_EXTS
 
@@ -46,12 +45,6 @@ MAX_PDF_PAGES = 5
 PAGE_PX = 1400  # longer side of a rendered PDF page
 LARGE_PX = 1600  # longer side of an image's enlarged view
 PAGE_MAX_BYTES = 8 * 1024 * 1024  # per rendered page; the child's RLIMIT_FSIZE enforces it
-CSV_HEAD_BYTES = 64 * 1024
-CSV_ROWS = 20
-CSV_COLUMNS = 20
-CSV_CELL_CHARS = 200
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?%?")
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -67,6 +60,7 @@ def page_key(file: EvidenceFile, page: int) -> str:
 
 
 def table_key(file: EvidenceFile) -> str:
+    """Where a CSV's table was stored before migration 0013 put it in the row (read_table)."""
     return preview_prefix(file) + "table.json"
 
 
@@ -78,53 +72,29 @@ class Outcome:
     page_count: int = 0  # a PDF's pages in all (the renderer reads it)
     phash: int | None = None
     objects: dict[str, tuple[bytes, str]] | None = None  # key -> (bytes, content type)
+    table: dict | None = None  # a CSV's table, kept in the row (core.evidence.csv_preview)
 
 
-# ---- CSV ------------------------------------------------------------------------------------
+# ---- CSV (the rules: core.evidence.csv_preview) ----------------------------------------------
 
-def is_formula(cell: str) -> bool:
-    """Would a spreadsheet run this cell? Starts with = + - @ tab or CR (OWASP "CSV injection"),
-    except a plain number such as -5 or +3.2, which a spreadsheet reads as a number."""
-    return cell.startswith(FORMULA_START) and not _NUMBER.fullmatch(cell.strip())
-
-
-def csv_table(head: bytes, *, complete: bool) -> dict:
-    """The first CSV_ROWS rows of `head` (the file's first bytes) as
-    {"rows": [[{"text": str, "formula": bool}, ...], ...], "truncated": bool, "formulas": int}.
-    Text is left raw: the template escapes it. A last line cut by the byte limit is dropped."""
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
-    if not complete and "\n" in text:
-        text = text[:text.rindex("\n") + 1]
-    rows, truncated = [], not complete
-    try:
-        for i, row in enumerate(csv.reader(io.StringIO(text, newline=""))):
-            if i >= CSV_ROWS:
-                truncated = True
-                break
-            if len(row) > CSV_COLUMNS:
-                row, truncated = row[:CSV_COLUMNS], True
-            rows.append([{"text": c[:CSV_CELL_CHARS], "formula": is_formula(c)} for c in row])
-    except csv.Error:
-        truncated = True  # e.g. a NUL byte: show the rows read so far
-    return {"rows": rows, "truncated": truncated, "formulas": sum(c["formula"] for r in rows for c in r)}
-
-
-def csv_outcome(file: EvidenceFile, data: bytes, size: int) -> Outcome:
-    """The preview of a CSV of `size` bytes from its first bytes `data`: made with the table's
-    JSON object to store, or failed when it has no rows."""
+def csv_outcome(data: bytes, size: int) -> Outcome:
+    """The preview of a CSV of `size` bytes from its first bytes `data`: made with its table
+    (csv_preview.csv_table's shape, recorded in the row), or failed when it has no rows."""
     table = csv_table(data, complete=size <= len(data))
     if not table["rows"]:
         return Outcome("failed", "The file has no rows to show.")
-    body = json.dumps(table).encode()
-    return Outcome("made", pages=1, objects={table_key(file): (body, "application/json")})
+    return Outcome("made", pages=1, table=table)
 
 
 def read_table(file: EvidenceFile) -> dict | None:
-    """The stored CSV preview of a made preview, or None."""
+    """A made CSV preview's table (csv_preview.csv_table's shape), or None. Tables made before
+    migration 0013 are objects (table_key) and are read from storage."""
     from core.storage.base import ObjectNotFound
 
     if file.ext != "csv" or file.preview_state != "made":
         return None
+    if file.preview_table is not None:
+        return file.preview_table
     try:
         data = b"".join(services().storage.iter_chunks(table_key(file)))
     except ObjectNotFound:  # removed by hand or by retention meanwhile: the page shows no table
@@ -248,7 +218,7 @@ def make_file_preview(file_id: int) -> str | None:
 
     if ext == "csv":
         # The table shows the first CSV_HEAD_BYTES only: read those, not the whole file into a spool.
-        return _store(file_id, csv_outcome(file, _head(storage, source_key, CSV_HEAD_BYTES), size))
+        return _store(file_id, csv_outcome(_head(storage, source_key, CSV_HEAD_BYTES), size))
     with tempfile.NamedTemporaryFile(prefix="evidence-", suffix=f".{ext}") as spool:
         for chunk in storage.iter_chunks(source_key):
             spool.write(chunk)
@@ -375,8 +345,11 @@ def _store(file_id: int, outcome: Outcome) -> str | None:
 
 def record_outcome(file: EvidenceFile, outcome: Outcome) -> None:
     """A final preview outcome (its objects already stored) set on `file` in the caller's
-    transaction: state, reason, pages, an image's near-duplicate hash, and the audit event."""
+    transaction: state, reason, pages, a CSV's table, an image's near-duplicate hash, and the
+    audit event."""
     file.preview_state, file.preview_reason, file.preview_pages = outcome.state, outcome.reason, outcome.pages
+    if outcome.table is not None:
+        file.preview_table = outcome.table
     file.preview_page_count = outcome.page_count or None
     if outcome.phash is not None:
         duplicates.set_hash(file, outcome.phash)

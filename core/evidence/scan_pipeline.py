@@ -127,7 +127,7 @@ def _mark_missing(file_id: int) -> str | None:
     if file is None or file.scan_state != "pending":
         db.session.rollback()
         return None
-    file.deleted_at = utcnow()
+    file.mark_deleted(utcnow())
     audit.record("file.object_missing", "evidence_file", file.id, submission_id=submission.id)
     log.error("pending evidence file has no stored object; marked deleted", extra={"file_id": file_id})
     _advance(submission)

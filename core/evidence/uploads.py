@@ -327,7 +327,7 @@ def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: 
             else:
                 enqueue_after_commit("scans", "jobs.scans.scan_file", row.id, retry=scan_retry(),
                                      job_id=scan_job_id(row.id), timeout=SCAN_TIMEOUT_S)
-        infected = inline_scan.settle(submission, settled, written)
+        infected = inline_scan.settle(submission, settled)
         db.session.commit()
         return scan_here, infected
     except BaseException:

@@ -182,6 +182,9 @@ class EvidenceFile(db.Model):
     preview_pages: Mapped[int | None] = mapped_column(Integer, default=0)  # stored page images (PDF) or 1 (image)
     # A PDF's pages in all; below MAX_PDF_PAGES and above preview_pages, pages are still owed (0010c_pages).
     preview_page_count: Mapped[int | None] = mapped_column(Integer)
+    # A CSV's preview table (core.evidence.csv_preview; migration 0013). Deferred: lists of files
+    # never load it; evidence content, so cleared whenever the file is deleted (mark_deleted).
+    preview_table: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), deferred=True)
     # 64-bit perceptual hash of an image (signed, as PostgreSQL's BIGINT holds it), and its four
     # 16-bit bands, each indexed: two hashes within Hamming distance 3 share at least one band.
     phash: Mapped[int | None] = mapped_column(BigInteger)
@@ -197,6 +200,13 @@ class EvidenceFile(db.Model):
     quarantined_at = mapped_column(UTCDateTime)
 
     submission = relationship("Submission", back_populates="files")
+
+    def mark_deleted(self, when) -> None:
+        """Mark the file deleted at `when` (an aware datetime) in the caller's transaction, taking
+        its CSV preview table with it: the row stays for the audit trail, the evidence's content
+        does not (retention, DESIGN.md)."""
+        self.deleted_at = when
+        self.preview_table = None
 
     @property
     def is_quarantined(self) -> bool:

@@ -80,13 +80,19 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
     marked = 0
     for row in rows:
         if row.id in doomed_ids and row.storage_key not in failed:
-            row.deleted_at = now
+            row.mark_deleted(now)
             marked += 1
         elif row.thumbnail_key in thumbs and row.thumbnail_key not in failed:
             # The thumbnail is gone (it was old, or its original was due but could not be
             # deleted): the row keeps its original, without a key to a missing thumbnail.
             row.thumbnail_key = None
-        if row.deleted_at is None and row.uuid in lost_previews:
+        # A CSV's table lives in its row (core/evidence/csv_preview.py): past the cutoff it goes as
+        # a preview object would, also when the original could not be deleted this time.
+        aged_table = (row.deleted_at is None and row.ext == "csv" and row.preview_state == "made"
+                      and row.created_at < cutoff and row.preview_table is not None)
+        if aged_table:
+            row.preview_table = None
+        if row.deleted_at is None and (row.uuid in lost_previews or aged_table):
             row.preview_state, row.preview_pages = "failed", 0
             row.preview_reason = "The preview was removed under the retention policy."
     counts.rows_marked = marked
