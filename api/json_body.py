@@ -126,7 +126,10 @@ def read_json(raw: bytes, *, max_depth: int = MAX_DEPTH):
     except (ValueError, RecursionError) as exc:  # RecursionError only if MAX_DEPTH were huge
         raise ValidationError("invalid_json", "The body is not valid JSON.",
                               [{"field": "body", "issue": str(exc)[:200]}]) from None
-    where = _bad_string(value)
+    # A string's characters are in the text as they are, or came from an escape: a text with no
+    # escape and no such character holds no such string, and the walk (most of a hook's check) is
+    # skipped. A match anywhere, inside a string or not, still walks to name the field.
+    where = _bad_string(value) if "\\" in text or _BAD_CHARS.search(text) else None
     if where is not None:
         raise ValidationError("invalid_json", "The body holds a character that cannot be stored "
                                               "(a control character, a lone surrogate, a bidi control or a noncharacter).",

@@ -98,3 +98,31 @@ def test_any_json_value_is_never_a_5xx_and_stored_only_when_documented(hook, bod
 @given(raw=st.binary(max_size=300) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
 def test_any_bytes_are_never_a_5xx_and_stored_only_when_documented(hook, raw):
     _check(hook, raw)
+
+
+# Strings drawn from every code point, the refused ones included (controls, surrogates, bidi
+# controls, noncharacters), as the walk in api/json_body.py sees them.
+any_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=12)
+any_values = st.recursive(st.none() | st.integers(-(2**63), 2**63) | any_text,
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+                          max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(value=any_values, ascii_only=st.booleans())
+def test_read_json_refuses_a_bad_string_exactly_when_the_walk_finds_one(value, ascii_only):
+    """read_json skips the walk over every string when the text has no escape and no refused
+    character; whether escaped (\\u2066) or written as is, the verdict is the walk's own."""
+    from api.json_body import _bad_string
+
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    expected = _bad_string(value)
+    try:
+        read_json(raw)
+        refused = None
+    except ValidationError as exc:
+        refused = exc
+    if expected is None:
+        assert refused is None, (raw, refused.details)
+    else:  # a lone surrogate written as is is not UTF-8 at all: refused before any walk
+        assert refused is not None and refused.code in ("invalid_json", "invalid_encoding"), (raw, expected)

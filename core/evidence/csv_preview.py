@@ -12,6 +12,7 @@ upload already makes, and it goes with the row's transaction: no object without 
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -30,12 +31,28 @@ def is_formula(cell: str) -> bool:
     return cell.startswith(FORMULA_START) and not _NUMBER.fullmatch(cell.strip())
 
 
+# Byte-order marks the type check lets through (a spreadsheet's "Unicode text" is UTF-16): read
+# as UTF-8, such a file showed as NULs and no cell was marked as a formula. UTF-32 first: its
+# little-endian mark begins with UTF-16's.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+         (codecs.BOM_UTF16_BE, "utf-16-be"), (codecs.BOM_UTF8, "utf-8"))
+
+
+def _decode(head: bytes) -> str:
+    """The text of a CSV's first bytes: by its byte-order mark (dropped), else UTF-8; bytes that
+    do not decode (or a character cut by the byte limit) become U+FFFD."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return head[len(bom):].decode(encoding, errors="replace")
+    return head.decode("utf-8", errors="replace")
+
+
 def csv_table(head: bytes, *, complete: bool) -> dict:
     """The first CSV_ROWS rows of `head` (the file's first bytes) as
     {"rows": [[{"text": str, "formula": bool}, ...], ...], "truncated": bool, "formulas": int}.
     Text is left raw: the template escapes it. A last line cut by the byte limit is dropped;
     `complete`: `head` is the whole file."""
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    text = _decode(head).lstrip("\ufeff")
     if not complete and "\n" in text:
         text = text[:text.rindex("\n") + 1]
     rows, truncated = [], not complete

@@ -86,6 +86,7 @@ class UploadSpool(tempfile.SpooledTemporaryFile):
         self.meter = _Meter(limit, pdf)
         self._directory = directory
         self._linkable = False
+        self._release = False  # release_on_close
 
     def write(self, data) -> int:
         kept = self.meter.take(data)
@@ -112,13 +113,17 @@ class UploadSpool(tempfile.SpooledTemporaryFile):
         self._file.seek(position)
         self._rolled = self._linkable = True
 
+    def release_on_close(self) -> None:
+        """Once this spool is the stored object (Storage.adopt linked and fsynced it) and nothing
+        will read it again soon: let its pages leave the page cache when it closes. Evidence is
+        written once and read rarely; kept cached, a day of uploads crowds out the database's
+        pages (MinIO's own large writes bypass the cache). Only for a linked file: on one never
+        linked, DONTNEED would first write its dirty pages to disk, which the close just drops."""
+        self._release = self._linkable
+
     def close(self) -> None:
-        if self._linkable and not self._file.closed:
+        if self._release and not self._file.closed:
             try:
-                # The stored object's pages (fsynced by Storage.adopt, so clean) leave the page
-                # cache: evidence is written once and read rarely, and kept cached it would crowd
-                # out the database's pages (as MinIO's O_DIRECT writes avoid the cache). Pages of
-                # a file never linked are freed by the close anyway.
                 os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             except OSError:
                 pass

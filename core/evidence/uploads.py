@@ -284,13 +284,17 @@ def _store_and_commit(submission: Submission, spooled: list[_Spooled], user_id: 
     written: list[str] = []
     try:
         adopted: dict[int, object] = {}
-        for item in spooled:
+        for item, here in zip(spooled, inline):
             item.key = f"evidence/{user_id}/{submission.activity_code}/{item.uuid}.{item.ext}"
             disk = item.body.stream.disk_file() if isinstance(item.body.stream, UploadSpool) else None
             if disk is not None:
                 # The spool on the storage's disk becomes the object: no copy (Storage.adopt).
                 if storage.adopt(item.key, disk, item.body.size, item.content_type):
                     adopted[item.index] = disk
+                    if is_new and here and item.ext == "csv":
+                        # Scanned and tabled in this request: no job reads it soon (an image's
+                        # thumbnail and preview jobs, a queued scan would, within seconds).
+                        item.body.stream.release_on_close()
             else:
                 item.body.stream.seek(0)
                 storage.put(item.key, item.body.stream, item.body.size, item.content_type)

@@ -64,8 +64,12 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
     doomed_ids = {r.id for r in doomed}
     thumbs = set(old_thumbs) | {r.thumbnail_key for r in doomed if r.thumbnail_key}
     previews = _doomed_previews(storage, user_id, cutoff, {r.uuid for r in doomed})
+    # CSV tables live in their rows (core/evidence/csv_preview.py): those of doomed rows go with
+    # them, those of rows past the cutoff go as a preview object would. Counted as previews.
+    tabled = _with_table([r.id for r in rows])
+    tables = {r.id for r in rows if r.id in tabled and (r.id in doomed_ids or r.created_at < cutoff)}
     counts = RetentionCounts(objects_deleted=len(old_originals), thumbnails_deleted=len(thumbs),
-                             rows_marked=len(doomed), previews_deleted=len(previews))
+                             rows_marked=len(doomed), previews_deleted=len(previews) + len(tables))
     if dry_run:
         db.session.rollback()
         return counts
@@ -74,7 +78,7 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
     counts.failed = len(failed)
     counts.objects_deleted -= len(failed & old_originals)
     counts.thumbnails_deleted -= len(failed & thumbs)
-    counts.previews_deleted -= len(failed & previews)
+    counts.previews_deleted -= len(failed & previews) + len(tables)
     lost_previews = {_preview_uuid(k) for k in previews - failed}
     now = utcnow()
     marked = 0
@@ -86,12 +90,12 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
             # The thumbnail is gone (it was old, or its original was due but could not be
             # deleted): the row keeps its original, without a key to a missing thumbnail.
             row.thumbnail_key = None
-        # A CSV's table lives in its row (core/evidence/csv_preview.py): past the cutoff it goes as
-        # a preview object would, also when the original could not be deleted this time.
-        aged_table = (row.deleted_at is None and row.ext == "csv" and row.preview_state == "made"
-                      and row.created_at < cutoff and row.preview_table is not None)
+        # A kept row's table past the cutoff goes too (also when its original could not be
+        # deleted this time); a doomed row's went with mark_deleted.
+        aged_table = row.deleted_at is None and row.id in tables and row.created_at < cutoff
         if aged_table:
             row.preview_table = None
+        counts.previews_deleted += int(row.id in tables and (aged_table or row.deleted_at is not None))
         if row.deleted_at is None and (row.uuid in lost_previews or aged_table):
             row.preview_state, row.preview_pages = "failed", 0
             row.preview_reason = "The preview was removed under the retention policy."
@@ -102,6 +106,14 @@ def enforce_user_retention(user_id: int, cutoff: datetime, *, dry_run: bool = Fa
     if failed:
         log.error("retention could not delete some objects", extra={"user_id": user_id, "keys": sorted(failed)[:20]})
     return counts
+
+
+def _with_table(ids: list[int]) -> set[int]:
+    """Which of these evidence_files rows hold a CSV table (without loading the tables)."""
+    if not ids:
+        return set()
+    return set(db.session.scalars(select(EvidenceFile.id).where(EvidenceFile.id.in_(ids),
+                                                                EvidenceFile.preview_table.is_not(None))))
 
 
 def _preview_uuid(key: str) -> str:
