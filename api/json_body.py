@@ -25,10 +25,12 @@ MAX_DEPTH = 16
 # DEL, and UTF-16 surrogates (legal only in pairs, and a pair never survives json.loads as two).
 # Refused in any string or key: C0 controls but tab/LF/CR (PostgreSQL refuses NUL), DEL and C1
 # controls, lone surrogates (psycopg refuses them), line/paragraph separators, the bidi embedding,
-# override and isolate controls (they make a stored tag or e-mail display as something else),
-# and Unicode noncharacters.
+# override and isolate controls and the other Bidi_Control marks (U+061C, U+200E, U+200F: they
+# make a stored tag or e-mail display as something else), and all 66 Unicode noncharacters
+# (U+FDD0-U+FDEF and the last two code points of every plane).
+_NONCHARACTER_PAIRS = "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17))
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029"
-                        "\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef\ufffe\uffff]")
+                        "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufdd0-\ufdef" + _NONCHARACTER_PAIRS + "]")
 MAX_EXPONENT = 400  # a double's range is about 1e-324..1e308; PostgreSQL's numeric refuses far larger exponents
 MAX_NUMBER_DIGITS = 40  # far above any id (bigint has 19 digits); Python's own limit message leaked
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
