@@ -44,6 +44,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import psycopg
@@ -156,6 +157,17 @@ def connections_per_worker(pids: list[int], port: int) -> list[int]:
     return sorted(counts, reverse=True)
 
 
+def split_summary(splits: list[tuple[int, ...]]) -> str:
+    """The most seen split of connections between the web workers and how often it was seen,
+    e.g. "8 / 8 in 14 of 15 looks (9 / 7 in 1)"."""
+    if not splits:
+        return "unknown"
+    seen = Counter(splits).most_common()
+    text = f"{' / '.join(map(str, seen[0][0]))} in {seen[0][1]} of {len(splits)} looks"
+    others = ", ".join(f"{' / '.join(map(str, split))} in {n}" for split, n in seen[1:3])
+    return f"{text} ({others})" if others else text
+
+
 def wait_worker_ready(redis_url: str, timeout: float = 120) -> None:
     from redis import Redis
     from rq import Worker
@@ -203,7 +215,8 @@ def main() -> None:
     parser.add_argument("--uploaders", type=int, default=16, help="uploaders at once (1 MiB files); 0 skips that phase")
     parser.add_argument("--seconds", type=float, default=30, help="how long the uploaders keep sending")
     # deploy/gunicorn.conf.py's default on 2 cores; the peak RSS is the largest worker's.
-    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (4 threads each)")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--web-threads", type=int, default=4, help="threads per worker process (deploy's default: 4)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
@@ -218,7 +231,7 @@ def main() -> None:
                "DATABASE_URL": recreate_database(), "REDIS_URL": redis_url,
                "QUEUE_PREFIX": f"bench{os.getpid()}:", "STORAGE_BACKEND": "local",
                "LOCAL_STORAGE_ROOT": str(work / "storage"), "AV_SCANNER": "clamd", "CLAMD_URL": clamd.unix_url,
-               "LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": str(args.web_workers), "WEB_THREADS": "4", "FLASK_APP": "app:main_app"}
+               "LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": str(args.web_workers), "WEB_THREADS": str(args.web_threads), "FLASK_APP": "app:main_app"}
         prepare_app(env)
         venv = ROOT / ".venv" / "bin"
         log = open(work / "procs.log", "wb")
@@ -297,20 +310,29 @@ def main() -> None:
         if args.uploaders:
             print(f"\n{args.uploaders} uploaders at once for {args.seconds:.0f} s, 1 MiB files, each waiting for "
                   f"`clean` before its next")
-            split: list[int] = []
-            sampler = threading.Timer(args.seconds / 2, lambda: split.extend(connections_per_worker(web_pids, port)))
-            sampler.start()  # mid-run, once every uploader has connected
+            splits: list[tuple[int, ...]] = []
+            done = threading.Event()
+
+            def sample_splits() -> None:
+                # Every 2 s once the uploaders have connected: a connection reopened after
+                # WEB_KEEPALIVE_REQUESTS may land anywhere, so one look mid-run is not the run's.
+                while not done.wait(2.0):
+                    splits.append(tuple(connections_per_worker(web_pids, port)))
+
+            sampler = threading.Thread(target=sample_splits, daemon=True)
+            sampler.start()
             started = time.perf_counter()
             latencies, errors = client.concurrent(csv_bytes(MB), args.uploaders, args.seconds)
+            done.set()
             sampler.join()
-            shares = " / ".join(map(str, split)) or "unknown"
+            shares = split_summary(splits)
             span = time.perf_counter() - started
             latencies.sort()
             p50, p95 = statistics.median(latencies) if latencies else float("nan"), percentile(latencies, 0.95)
             print(f"files clean {len(latencies)} ({len(latencies) / span:.1f}/s), errors {len(errors)}"
                   f"{' ' + str(sorted(set(errors))[:5]) if errors else ''}; POST first byte -> clean p50 "
                   f"{p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000 if latencies else 0:.0f} ms; "
-                  f"connections per web worker mid-run {shares}")
+                  f"connections per web worker {shares}")
             figure("2 uploads at once", f"1 MiB, {args.uploaders} uploaders for {args.seconds:.0f} s: "
                    "POST first byte -> clean",
                    f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, {len(latencies)} files "

@@ -58,6 +58,33 @@ def test_lists_of_files_do_not_load_the_table(app):
         assert file.preview_table["rows"]  # loaded when asked for
 
 
+def test_the_review_page_reads_every_csv_table_in_its_one_query_of_the_files(app):
+    """Three CSVs, three tables on the page, and evidence_files read once (the deferred column
+    undeferred for the detail page), not once more per table."""
+    from sqlalchemy import event
+
+    owner = setup_people(app)["owner"]
+    tables = [f"name,sessions\nPerson{n},{n}\n".encode() for n in range(3)]
+    _, file_ids = submit(app, owner, [(f"s{n}.csv", data) for n, data in enumerate(tables)])
+    run_worker(app)
+    statements: list[str] = []
+    with app.app_context():
+        engine = db.engine
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        html = review_page(app, file_ids[0])
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert all(f"Person{n}" in html for n in range(3))
+    file_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM evidence_files" in s
+                  and "preview_table" in s]
+    assert len(file_reads) == 1, file_reads
+
+
 def test_a_table_made_before_0013_is_read_from_its_object(app):
     owner = setup_people(app)["owner"]
     _, (file_id,) = submit(app, owner, [("old.csv", CSV)])

@@ -35,6 +35,7 @@ from tests.test_inline_scan import inline_app  # noqa: F401
 from tests.test_kajabi import SECRET, URL, documented, events, kapp  # noqa: F401
 from tests.test_outside_s10 import _post, _raw_table, _review_html
 from tests.services import gunicorn
+from tests.services.processes import children_of
 
 # ---- the hook's fast path: every refused character, raw and escaped, anywhere ------------------
 
@@ -62,38 +63,29 @@ def _bodies(ch_raw: str) -> dict[str, str]:
     }
 
 
+def _accepted(texts) -> list[tuple[str, str]]:
+    """(text, place) for every body built from `texts` (_bodies) that read_json took."""
+    misses = []
+    for text in texts:
+        for place, body in _bodies(text).items():
+            try:
+                read_json(body.encode())
+                misses.append((text, place))
+            except ValidationError:
+                pass
+    return misses
+
+
 def test_every_refused_character_raw_in_utf8_is_refused_in_any_place():
     """The fast path runs the walk whenever the text holds such a character; json.loads refuses
     raw C0 controls itself. Raw in UTF-8, never escaped."""
-    misses = []
-    for ch in REFUSED:
-        for place, body in _bodies(ch).items():
-            try:
-                read_json(body.encode("utf-8"))
-                misses.append((hex(ord(ch)), place))
-            except ValidationError:
-                pass
-    assert misses == []
+    assert [(hex(ord(ch)), place) for ch, place in _accepted(REFUSED)] == []
 
 
 def test_every_refused_character_escaped_is_refused_in_any_place():
-    misses = []
-    for ch in REFUSED:
-        for escape in (_esc(ch), _esc(ch).upper().replace("\\U", "\\u")):
-            for place, body in _bodies(escape).items():
-                try:
-                    read_json(body.encode())
-                    misses.append((escape, place))
-                except ValidationError:
-                    pass
-    for escape in SURROGATES + ["\\b", "\\f", "\\u0000", "x\\\\\\u0000", "\\\\\\b"]:
-        for place, body in _bodies(escape).items():
-            try:
-                read_json(body.encode())
-                misses.append((escape, place))
-            except ValidationError:
-                pass
-    assert misses == []
+    escapes = [e for ch in REFUSED for e in (_esc(ch), _esc(ch).upper().replace("\\U", "\\u"))]
+    assert _accepted(escapes) == []
+    assert _accepted(SURROGATES + ["\\b", "\\f", "\\u0000", "x\\\\\\u0000", "\\\\\\b"]) == []
 
 
 @pytest.mark.parametrize("escape", ["\\\\", "\\\\\\\\", "\\\\u0000", "\\\\ud800", "\\/", "\\\"", "\\n\\t\\r",
@@ -271,17 +263,6 @@ def test_a_utf16_csv_upload_gives_a_made_table_and_no_500(inline_app, name, data
 _TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
-def _workers(master: int) -> list[int]:
-    """The gunicorn master's workers, from /proc (tests.test_previews._children), not pgrep: CI
-    runs in a PID namespace whose numbers /proc does not show, where pgrep -P found none."""
-    from tests.test_previews import _children
-
-    for pid, _state, _args, proc_dir in _children():
-        if pid == master:
-            return [child for child, *_ in _children(proc_dir)]
-    return []
-
-
 def _session(port: int, email: str):
     import requests
 
@@ -345,7 +326,7 @@ def test_a_worker_killed_mid_upload_leaves_no_row_without_its_object_and_the_nex
         killed = 0
         for delay in (2.0, 2.5, 2.5):
             time.sleep(delay)
-            pids = _workers(proc.pid)
+            pids = children_of(proc.pid)
             if pids:
                 os.kill(pids[killed % len(pids)], signal.SIGKILL)
                 killed += 1

@@ -22,6 +22,7 @@ from core.platform.services import services
 from tests import pdf_samples
 from tests.evidence_support import CSV, run_worker, setup_people, sign_in, submit
 from tests.test_portal_support import insert
+from tests.services.processes import children
 from tests.test_thumbnails import camera_jpeg
 
 
@@ -250,7 +251,7 @@ def test_media_horses_use_the_workers_warm_renderer_and_leave_no_zombie(make_app
         enqueue_previews(app, files)
         run_worker(app)
         time.sleep(0.5)  # a renderer a horse started would have exited with the horse's pipe by now
-        serving = [(pid, state) for pid, state, args, _ in _children() if b"--serve" in args or state == "Z"]
+        serving = [(pid, state) for pid, state, args, _ in children() if b"--serve" in args or state == "Z"]
         with app.app_context():
             assert [(db.session.get(EvidenceFile, i).preview_state, db.session.get(EvidenceFile, i).preview_pages)
                     for i in files] == [("made", 2)] * 3
@@ -263,30 +264,6 @@ def test_media_horses_use_the_workers_warm_renderer_and_leave_no_zombie(make_app
                     os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
                     pass
-
-
-def _children(proc_dir: str = "/proc/self") -> list[tuple[int, str, bytes, str]]:
-    """The children of the process at `proc_dir` as (pid, state letter, argv joined by NULs, its
-    /proc dir), from /proc, never from `ps --ppid`: CI may run in a PID namespace whose /proc
-    numbers processes otherwise, where that listing found nothing. Each pid is the one this
-    process knows (the last NSpid field)."""
-    import glob
-
-    found = []
-    listings = glob.glob(f"{proc_dir}/task/*/children")
-    assert listings, "this kernel does not list a process's children in /proc"
-    for listing in listings:
-        with open(listing) as f:
-            for pid in f.read().split():
-                try:
-                    with open(f"/proc/{pid}/status") as f_status:
-                        status = dict(line.split(":\t", 1) for line in f_status.read().splitlines() if ":\t" in line)
-                    with open(f"/proc/{pid}/cmdline", "rb") as f_cmd:
-                        args = f_cmd.read()
-                except FileNotFoundError:  # reaped meanwhile
-                    continue
-                found.append((int(status["NSpid"].split()[-1]), status["State"][0], args, f"/proc/{pid}"))
-    return sorted(found)
 
 
 def test_a_renderer_child_killed_while_it_waited_does_not_fail_the_next_pdf(make_app):
@@ -303,9 +280,9 @@ def test_a_renderer_child_killed_while_it_waited_does_not_fail_the_next_pdf(make
     file_id = stored(app, owner, "report.pdf", pdf_samples.pages(2))
     render_server.SERVER.stop()
     render_server.SERVER.start()
-    server = next(c for c in _children() if c[0] == render_server.SERVER._proc.pid)
+    server = next(c for c in children() if c[0] == render_server.SERVER._proc.pid)
     deadline = time.monotonic() + 10
-    while not (spares := _children(server[3])) and time.monotonic() < deadline:
+    while not (spares := children(server[3])) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(spares) == 1, "the renderer keeps one child waiting"
     os.kill(spares[0][0], signal.SIGKILL)
