@@ -6,7 +6,6 @@ import os
 import sys
 import tempfile
 
-from core.platform.connection_board import ConnectionBoard
 from core.platform.gunicorn_worker import client_timeout, keepalive_requests
 
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
@@ -42,16 +41,6 @@ def on_starting(server):
             os.remove(os.path.join(_metrics_dir, name))
 
 
-# Each worker's active connections, shared so that when all are busy the least loaded takes the next
-# (core/platform/connection_board.py). Made here, in the master, before any worker forks; room for
-# replacements started while old workers finish.
-_board = ConnectionBoard(slots=max(8, 4 * workers))
-
-
-def pre_fork(server, worker):
-    worker.board, worker.board_slot = _board, _board.claim()
-
-
 def post_fork(server, worker):
     # Large request buffers stay on the heap instead of being mapped and unmapped per read
     # (core/platform/heap.py; about 10-15% of the web's CPU per upload).
@@ -61,8 +50,6 @@ def post_fork(server, worker):
 
 
 def child_exit(server, worker):
-    if getattr(worker, "board", None) is not None:  # its own board: a reload (HUP) makes a new one
-        worker.board.release(worker.board_slot)
     # A dead worker's counters stay (they are totals); its live gauges would not, so mark it.
     from prometheus_client import multiprocess
 

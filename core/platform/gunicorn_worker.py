@@ -7,10 +7,8 @@ threads and its one core while the other core had room (docs/performance.md, "Ei
 Two changes, each what common HTTP servers do:
 
 - a process whose threads are all busy stays off the listener, so a new connection goes to a
-  process that can start on it now; when every process is busy, the one with the fewest active
-  connections listens (core/platform/connection_board.py, nginx's `least_conn`), and any other
-  takes a connection it has seen waiting for ACCEPT_HOLD_S, so none waits in the backlog for long
-  even if the least loaded is stuck;
+  process that can start on it now; when every process is busy, each takes one connection still
+  waiting per ACCEPT_HOLD_S, so none waits in the backlog for long;
 - a connection serves at most `WEB_KEEPALIVE_REQUESTS` requests (default 100, Apache httpd's
   MaxKeepAliveRequests; nginx's `keepalive_requests`), after which the response says
   `Connection: close` (RFC 9112 section 9.6) and the client's next request opens a new connection,
@@ -25,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import struct
 import threading
@@ -35,7 +32,6 @@ from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
 from core.platform import gunicorn_errors
-from core.platform.connection_board import ConnectionBoard
 from core.platform.settings import parse_int
 
 KEEPALIVE_REQUESTS_DEFAULT = 100
@@ -43,11 +39,6 @@ KEEPALIVE_REQUESTS_DEFAULT = 100
 # longer holds share better when every process is busy, and delay a new connection more then
 # (nginx's accept_mutex_delay plays the same part, at 500 ms).
 ACCEPT_HOLD_S = 0.25
-# A kept-alive connection idle this long no longer counts as a client of its process when
-# processes are compared (ConnectionBoard): a busy client sends its next request within this.
-IDLE_AFTER_S = 1.0
-# A process this many active connections above the least loaded closes one after its response.
-SHED_EXCESS = 2
 
 
 CLIENT_TIMEOUT_DEFAULT_S = 60
@@ -93,28 +84,21 @@ def keepalive_requests(environ: dict | None = None) -> int:
 
 
 class BalancedThreadWorker(ThreadWorker):
-    """ThreadWorker that stays off the listener while its threads are all busy, unless it has the
-    fewest active connections of all the processes (otherwise taking only a connection left waiting
-    for ACCEPT_HOLD_S), closes a connection after `keepalive_requests()` requests (module
-    docstring), and answers a request it cannot parse with the error envelope (core/platform/gunicorn_errors.py) instead of gunicorn's HTML page."""
+    """ThreadWorker that stays off the listener while its threads are all busy (taking only
+    connections left waiting, one per ACCEPT_HOLD_S), closes a connection after
+    `keepalive_requests()` requests (module docstring), and answers a request it cannot parse
+    with the error envelope (core/platform/gunicorn_errors.py) instead of gunicorn's HTML page."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.in_flight = 0  # requests handed to the thread pool and not yet finished
-        self.waiting_since: float | None = None  # when this process, holding back, first saw a connection waiting
+        self.held_since: float | None = None  # when accepting last stopped for busy threads
         self.max_requests_per_connection = keepalive_requests()
         self._answered = threading.local()  # .sock: the socket this thread has answered (see handle_error)
         self.client_timeout = client_timeout()
         # SO_RCVTIMEO / SO_SNDTIMEO: kernel options, which gunicorn's setblocking(True) leaves
         # alone (a Python-level settimeout would be reset by it on every request).
         self._timeval = struct.pack("ll", self.client_timeout, 0)
-        # Set by deploy/gunicorn.conf.py's pre_fork, in the master: the shared counts of active
-        # connections and this worker's slot on them (none: shared out by busy threads alone).
-        self.board: ConnectionBoard | None = None
-        self.board_slot: int | None = None
-        self.shedding = None  # the connection closing to even the split (_shed), if one is
-        self._shed_lock = threading.Lock()
-        self._listener_poll = None  # made on first use, in the worker (_connection_waiting)
 
     def init_process(self):
         self.log.error_log.addFilter(_QuietSlowClients(self.client_timeout))
@@ -123,85 +107,39 @@ class BalancedThreadWorker(ThreadWorker):
     def busy(self) -> bool:
         return self.in_flight >= self.cfg.threads
 
-    def should_listen(self) -> bool:
-        """A free thread here, or every process busy and this one with the fewest active connections."""
-        if not self.busy():
-            return True
-        return self.board is not None and self.board_slot is not None and self.board.fewest(self.board_slot)
-
-    def active_connections(self) -> int:
-        """Open connections, less those idle in keep-alive for over IDLE_AFTER_S (a browser's
-        spare, a client that has finished): the clients likely to send this process more work.
-        gthread keeps idle connections in order of their timeout (idle since + keepalive)."""
-        cutoff = time.monotonic() + self.cfg.keepalive - IDLE_AFTER_S
-        idle = 0
-        for conn in self.keepalived_conns:
-            if conn.timeout > cutoff:
-                break
-            idle += 1
-        return self.nr_conns - idle
-
-    def _publish(self) -> None:
-        if self.board is not None and self.board_slot is not None:
-            self.board.publish(self.board_slot, self.active_connections(), self.busy())
-
     def set_accept_enabled(self, enabled: bool) -> None:
         # gunicorn's loop asks again on every turn while accepting is off (each event wakes it,
-        # and it wakes at least once a second). A busy process stays off the listener unless it
-        # has the fewest active connections (should_listen): a new connection goes to a free process,
-        # or, when every process is busy, to the least loaded. A connection this process has
-        # seen waiting for ACCEPT_HOLD_S (the listening one is stuck, or there is none) it takes
-        # itself, so none waits in the backlog for long (up to the loop's one-second turn).
-        self._publish()  # idle connections age without an event
-        if enabled and self.should_listen():
-            self.waiting_since = None
-        elif enabled:
-            if not self._connection_waiting():
-                self.waiting_since = None
-            elif self.waiting_since is None:
-                self.waiting_since = time.monotonic()
-            elif time.monotonic() - self.waiting_since >= ACCEPT_HOLD_S:
-                self.waiting_since = None
-                for listener in self.sockets:  # non-blocking since run() first turned accepting on
-                    super().accept(listener)  # gunicorn's accept: nothing waiting (EAGAIN) is no error
+        # and it wakes at least once a second). A busy process stays off the listener; once its
+        # hold has run out it takes one connection that is still waiting, which no free process
+        # took, and holds again. So it never competes with a free process for a new connection,
+        # and when every process is busy a connection waits about ACCEPT_HOLD_S (up to the
+        # loop's one-second turn) before one takes it, never indefinitely.
+        if enabled and self.busy():
+            if self.held_since is None:
+                self.held_since = time.monotonic()
+            if time.monotonic() - self.held_since >= ACCEPT_HOLD_S:
+                self._take_one_waiting()
             enabled = False
         super().set_accept_enabled(enabled)
 
-    def _connection_waiting(self) -> bool:
-        # poll(), not select(): select() refuses descriptors above 1023, which a process holding
-        # many connections reaches.
-        if self._listener_poll is None:
-            self._listener_poll = select.poll()
-            for listener in self.sockets:
-                self._listener_poll.register(listener, select.POLLIN)
-        try:
-            return any(events & select.POLLIN for _fd, events in self._listener_poll.poll(0))
-        except (OSError, ValueError):  # a listener closed while stopping
-            return False
-
-    def accept(self, listener) -> None:
-        # The poller's callback. Whether this process should listen was decided at its last turn;
-        # another may have freed a thread or lost a client since, so ask again: a
-        # connection left here stays in the backlog for the process that should take it.
-        if not self.should_listen():
-            super().set_accept_enabled(False)
-            return
-        self.waiting_since = None  # what waits now is this process's to take
-        super().accept(listener)
+    def _take_one_waiting(self) -> None:
+        before = self.nr_conns
+        for listener in self.sockets:  # non-blocking since run() first turned accepting on
+            self.accept(listener)  # gunicorn's accept: nothing waiting (EAGAIN) is no error
+            if self.nr_conns > before:
+                self.held_since = time.monotonic()
+                return
 
     def enqueue_req(self, conn) -> None:
         self.in_flight += 1
         super().enqueue_req(conn)
-        self._publish()  # a connection just accepted counts before the check below
-        if self._accepting and not self.should_listen():
+        if self.busy() and self._accepting:
             super().set_accept_enabled(False)
+            self.held_since = time.monotonic()
 
     def finish_request(self, conn, fs) -> None:
         self.in_flight -= 1
-        if conn is self.shedding:
-            self.shedding = None
         super().finish_request(conn, fs)
-        self._publish()
 
     def handle(self, conn):
         self._answered.sock = None  # one request per call (gthread)
@@ -219,26 +157,11 @@ class BalancedThreadWorker(ThreadWorker):
         return super().handle(conn)
 
     def handle_request(self, req, conn):
-        if req.req_number >= self.max_requests_per_connection or self._shed(conn):
+        if req.req_number >= self.max_requests_per_connection:
             req.must_close = True  # the response says Connection: close
         keepalive = super().handle_request(req, conn)
         self._answered.sock = conn.sock
         return keepalive
-
-    def _shed(self, conn) -> bool:
-        """True for one connection at a time while this process holds SHED_EXCESS or more active
-        connections than the least loaded: its client reconnects, and the least loaded takes it
-        (should_listen). A split set by a burst of connections (16 uploaders starting at once)
-        is even again within a request or two instead of lasting until WEB_KEEPALIVE_REQUESTS."""
-        if self.board is None or self.board_slot is None or self.shedding is not None:
-            return False
-        if self.board.excess(self.board_slot) < SHED_EXCESS:
-            return False
-        with self._shed_lock:  # handle_request runs on the pool's threads
-            if self.shedding is not None:
-                return False
-            self.shedding = conn
-        return True
 
     def handle_error(self, req, client, addr, exc):
         # Called from gunicorn's except block, so log.exception has the traceback. The access log
